@@ -1,0 +1,45 @@
+# PGXS build of the extension (attendance.so, install scripts) and its pg_regress and
+# isolation suites. The pure C++ core and its unit tests, the proxy and the CLI are
+# built by CMakeLists.txt.
+EXTENSION  = attendance
+MODULE_big = attendance
+DATA       = $(sort $(wildcard sql/attendance--*.sql))
+PGFILEDESC = "attendance - LiveKit webhooks into meeting attendance"
+
+CORE_SRCS  = $(sort $(wildcard src/core/*.cpp))
+PG_SRCS    = $(sort $(wildcard src/pg/*.cpp))
+OBJS       = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
+
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/attendance--%,$(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=. --load-extension=attendance
+ISOLATION_SPECS = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+
+# JIT bitcode is not built for C++20 sources.
+override with_llvm = no
+
+include $(PGXS)
+
+# C++20, warnings as errors; PostgreSQL's headers are system headers so that only our
+# own code is held to -Werror.
+override CXXFLAGS += -std=c++20 -fPIC -Wall -Wextra -Werror -Wno-missing-field-initializers
+# GCC 12 reports false positives on std::optional in -O2 builds.
+override CXXFLAGS += -Wno-maybe-uninitialized
+override CPPFLAGS := -Isrc -isystem $(includedir_server) -isystem $(includedir_internal) $(CPPFLAGS)
+SHLIB_LINK += -lcrypto -lstdc++
+
+# The pure core is compiled without PostgreSQL's include directories: it cannot
+# include postgres.h even by accident.
+src/core/%.o: override CPPFLAGS := -Isrc -D_GNU_SOURCE
+
+.PHONY: isolation-installcheck
+isolation-installcheck:
+	$(pg_isolation_regress_installcheck) --inputdir=test/isolation --outputdir=test/isolation/output_iso \
+	  --load-extension=attendance $(ISOLATION_SPECS)
+
+clean: clean-attendance
+.PHONY: clean-attendance
+clean-attendance:
+	rm -rf test/isolation/output_iso

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing need, from Debian's packages (Debian 12, as root).
+# Does nothing when everything is already there.
+set -euo pipefail
+packages=(
+  build-essential cmake pkg-config clang-format
+  postgresql-15 postgresql-server-dev-15 libpq-dev
+  nlohmann-json3-dev libssl-dev libcpp-httplib-dev libgtest-dev
+  python3 curl
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's postgresql package starts a cluster of its own; ours are throwaway ones.
+export PATH="/usr/lib/postgresql/15/bin:$PATH"
+command -v pg_config >/dev/null

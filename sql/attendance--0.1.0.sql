@@ -1,0 +1,378 @@
+-- attendance 0.1.0: LiveKit webhooks into exact meeting attendance.
+\echo Use "CREATE EXTENSION attendance" to load this file. \quit
+
+-------------------------------------------------------------------------------
+-- Webhook keys: the API secrets that sign LiveKit webhooks (readable by the owner only)
+-------------------------------------------------------------------------------
+CREATE TABLE @extschema@.attendance_webhook_keys (
+    api_key     text PRIMARY KEY CHECK (api_key <> ''),
+    secret      text NOT NULL CHECK (length(secret) >= 16),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retired_at  timestamptz,
+    note        text
+);
+REVOKE ALL ON @extschema@.attendance_webhook_keys FROM PUBLIC;
+COMMENT ON TABLE @extschema@.attendance_webhook_keys IS
+  'LiveKit API keys and secrets that may sign webhooks (iss selects the key). Owner-only.';
+
+-------------------------------------------------------------------------------
+-- Policies: every number of the status rules is a column; per-role numbers override
+-------------------------------------------------------------------------------
+CREATE TABLE @extschema@.attendance_policies (
+    name            text PRIMARY KEY CHECK (name <> ''),
+    absent_below    numeric(5,2) NOT NULL DEFAULT 10 CHECK (absent_below BETWEEN 0 AND 100),
+    partial_below   numeric(5,2) NOT NULL DEFAULT 50 CHECK (partial_below BETWEEN 0 AND 100),
+    late_after      interval     NOT NULL DEFAULT '15 minutes' CHECK (late_after >= interval '0'),
+    late_max        numeric(5,2) NOT NULL DEFAULT 75 CHECK (late_max BETWEEN 0 AND 100),
+    merge_gap       interval     NOT NULL DEFAULT '0' CHECK (merge_gap >= interval '0'),
+    description     text,
+    updated_at      timestamptz  NOT NULL DEFAULT now()
+);
+INSERT INTO @extschema@.attendance_policies (name, description)
+VALUES ('default', 'absent below 10%, partial below 50%, late after 15 min up to 75%, else present');
+
+CREATE TABLE @extschema@.attendance_policy_roles (
+    policy_name     text NOT NULL REFERENCES @extschema@.attendance_policies (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    role            text NOT NULL CHECK (role = lower(role)),
+    absent_below    numeric(5,2) CHECK (absent_below BETWEEN 0 AND 100),
+    partial_below   numeric(5,2) CHECK (partial_below BETWEEN 0 AND 100),
+    late_after      interval CHECK (late_after >= interval '0'),
+    late_max        numeric(5,2) CHECK (late_max BETWEEN 0 AND 100),
+    merge_gap       interval CHECK (merge_gap >= interval '0'),
+    PRIMARY KEY (policy_name, role)
+);
+COMMENT ON TABLE @extschema@.attendance_policy_roles IS
+  'Per-role numbers of a policy (NULL = the policy''s own number), e.g. teachers need more.';
+
+-------------------------------------------------------------------------------
+-- Scheduled sessions (a class in a LiveKit room) and their roster
+-------------------------------------------------------------------------------
+CREATE TABLE @extschema@.attendance_session_schedule (
+    session_id          bigint PRIMARY KEY,
+    room_name           text NOT NULL CHECK (room_name <> ''),
+    starts_at           timestamptz NOT NULL,
+    ends_at             timestamptz NOT NULL,
+    policy_name         text NOT NULL DEFAULT 'default' REFERENCES @extschema@.attendance_policies (name) ON UPDATE CASCADE,
+    room_finished_at    timestamptz,
+    calculated_at       timestamptz,
+    needs_calculation   boolean NOT NULL DEFAULT true,
+    recalculation_cause text,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    CHECK (ends_at > starts_at)
+);
+CREATE INDEX ON @extschema@.attendance_session_schedule (room_name, starts_at);
+CREATE INDEX ON @extschema@.attendance_session_schedule (ends_at) WHERE needs_calculation;
+
+CREATE TABLE @extschema@.attendance_roster (
+    session_id  bigint NOT NULL,
+    user_id     bigint NOT NULL,
+    role        text NOT NULL DEFAULT 'student' CHECK (role IN ('teacher', 'student', 'observer')),
+    added_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (session_id, user_id)
+);
+
+-------------------------------------------------------------------------------
+-- The immutable webhook log: one row per accepted webhook, never updated
+-------------------------------------------------------------------------------
+CREATE TABLE @extschema@.meeting_attendance_events (
+    id                   bigserial PRIMARY KEY,
+    event_id             text NOT NULL UNIQUE,
+    event_type           text NOT NULL,
+    event_timestamp      timestamptz NOT NULL,
+    received_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    session_id           bigint,
+    room_name            text,
+    room_sid             text,
+    participant_sid      text,
+    participant_identity text,
+    user_id              bigint,
+    user_key             text,
+    participant_name     text,
+    role                 text,
+    participant_kind     text,
+    joined_at            timestamptz,
+    result               text NOT NULL CHECK (result IN ('recorded', 'ignored')),
+    reason               text,
+    api_key              text,
+    raw_webhook_data     jsonb NOT NULL,
+    created_at           timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON @extschema@.meeting_attendance_events (session_id, event_timestamp);
+CREATE INDEX ON @extschema@.meeting_attendance_events (created_at);
+CREATE INDEX ON @extschema@.meeting_attendance_events (room_name) WHERE session_id IS NULL;
+COMMENT ON TABLE @extschema@.meeting_attendance_events IS
+  'Immutable log of accepted LiveKit webhooks (idempotent on event_id); rows are never updated.';
+
+CREATE FUNCTION @extschema@._attendance_events_immutable() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'meeting_attendance_events is an immutable log: % is not allowed', TG_OP
+        USING ERRCODE = 'object_not_in_prerequisite_state';
+END;
+$$;
+CREATE TRIGGER meeting_attendance_events_immutable
+    BEFORE UPDATE ON @extschema@.meeting_attendance_events
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._attendance_events_immutable();
+
+-------------------------------------------------------------------------------
+-- Connections: one row per LiveKit participant sid (a device/connection)
+-------------------------------------------------------------------------------
+CREATE TABLE @extschema@.attendance_sessions (
+    participant_sid      text PRIMARY KEY,
+    session_id           bigint,
+    room_name            text NOT NULL,
+    room_sid             text,
+    participant_identity text NOT NULL,
+    user_key             text NOT NULL,
+    user_id              bigint,
+    participant_name     text,
+    role                 text,
+    join_time            timestamptz,
+    join_source          text CHECK (join_source IN ('joined', 'rebuilt_from_leave', 'aborted')),
+    leave_time           timestamptz,
+    end_reason           text CHECK (end_reason IN ('left', 'aborted', 'reconciled')),
+    leave_is_synthetic   boolean NOT NULL DEFAULT false,
+    disconnect_reason    text,
+    join_event_id        text,
+    leave_event_id       text,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON @extschema@.attendance_sessions (session_id, user_key);
+CREATE INDEX ON @extschema@.attendance_sessions (room_name) WHERE session_id IS NULL;
+CREATE INDEX ON @extschema@.attendance_sessions (join_time) WHERE leave_time IS NULL;
+COMMENT ON TABLE @extschema@.attendance_sessions IS
+  'One row per LiveKit connection (participant sid): join, leave and how it ended.';
+
+-------------------------------------------------------------------------------
+-- Live and calculated attendance: one row per session and person
+-------------------------------------------------------------------------------
+CREATE TABLE @extschema@.meeting_attendances (
+    id                       bigserial PRIMARY KEY,
+    session_id               bigint NOT NULL,
+    user_key                 text NOT NULL,
+    user_id                  bigint,
+    participant_identity     text,
+    participant_name         text,
+    role                     text NOT NULL DEFAULT 'student',
+    first_join_time          timestamptz,
+    last_leave_time          timestamptz,
+    join_count               integer NOT NULL DEFAULT 0,
+    leave_count              integer NOT NULL DEFAULT 0,
+    join_leave_cycles        jsonb NOT NULL DEFAULT '[]',
+    total_duration_minutes   integer NOT NULL DEFAULT 0,
+    presence_ms              bigint,
+    session_duration_minutes integer,
+    attendance_status        text,
+    attendance_percentage    numeric(5,2),
+    status_rule              text,
+    policy_name              text,
+    is_calculated            boolean NOT NULL DEFAULT false,
+    attendance_calculated_at timestamptz,
+    created_at               timestamptz NOT NULL DEFAULT now(),
+    updated_at               timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (session_id, user_key)
+);
+CREATE INDEX ON @extschema@.meeting_attendances (is_calculated, session_id);
+
+-------------------------------------------------------------------------------
+-- Manual overrides and the audit of every status change after calculation
+-------------------------------------------------------------------------------
+CREATE TABLE @extschema@.attendance_overrides (
+    session_id  bigint NOT NULL,
+    user_key    text NOT NULL,
+    status      text NOT NULL CHECK (status <> ''),
+    reason      text NOT NULL CHECK (reason <> ''),
+    actor       text NOT NULL DEFAULT current_user,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (session_id, user_key)
+);
+
+CREATE TABLE @extschema@.attendance_status_changes (
+    id              bigserial PRIMARY KEY,
+    session_id      bigint NOT NULL,
+    user_key        text NOT NULL,
+    old_status      text,
+    new_status      text,
+    old_percentage  numeric(5,2),
+    new_percentage  numeric(5,2),
+    cause           text NOT NULL,
+    actor           text NOT NULL DEFAULT current_user,
+    changed_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON @extschema@.attendance_status_changes (session_id, user_key);
+
+-------------------------------------------------------------------------------
+-- Background job runs (like pg_cron's job_run_details)
+-------------------------------------------------------------------------------
+CREATE TABLE @extschema@.attendance_job_runs (
+    id          bigserial PRIMARY KEY,
+    job         text NOT NULL,
+    status      text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'succeeded', 'failed')),
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    processed   integer NOT NULL DEFAULT 0,
+    failed      integer NOT NULL DEFAULT 0,
+    message     text,
+    pid         integer DEFAULT pg_backend_pid()
+);
+CREATE INDEX ON @extschema@.attendance_job_runs (started_at);
+
+-------------------------------------------------------------------------------
+-- Functions
+-------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.attendance_ingest_webhook(body text, authorization text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'attendance_ingest_webhook'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.attendance_ingest_webhook(text, text) IS
+  'Verify, parse and record one LiveKit webhook; returns {result, event, event_id, session_id, reason}.';
+
+CREATE FUNCTION @extschema@.attendance_sign_webhook(body text, api_key text, ttl integer DEFAULT 600)
+RETURNS text
+AS 'MODULE_PATHNAME', 'attendance_sign_webhook'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION @extschema@.attendance_sign_webhook(text, text, integer) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.attendance_add_webhook_key(api_key text, secret text, note text DEFAULT NULL)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO @extschema@.attendance_webhook_keys (api_key, secret, note) VALUES ($1, $2, $3)
+    ON CONFLICT (api_key) DO UPDATE SET secret = excluded.secret, note = excluded.note, retired_at = NULL;
+$$;
+REVOKE ALL ON FUNCTION @extschema@.attendance_add_webhook_key(text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.attendance_retire_webhook_key(api_key text, at timestamptz DEFAULT now())
+RETURNS boolean LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE @extschema@.attendance_webhook_keys SET retired_at = $2 WHERE attendance_webhook_keys.api_key = $1
+    RETURNING true;
+$$;
+REVOKE ALL ON FUNCTION @extschema@.attendance_retire_webhook_key(text, timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.attendance_list_webhook_keys(
+    OUT api_key text, OUT created_at timestamptz, OUT retired_at timestamptz, OUT active boolean,
+    OUT secret_sha256 text, OUT note text)
+RETURNS SETOF record LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT k.api_key, k.created_at, k.retired_at, (k.retired_at IS NULL OR k.retired_at > now()),
+           left(encode(sha256(convert_to(k.secret, 'UTF8')), 'hex'), 12), k.note
+    FROM @extschema@.attendance_webhook_keys k ORDER BY k.api_key;
+$$;
+REVOKE ALL ON FUNCTION @extschema@.attendance_list_webhook_keys() FROM PUBLIC;
+
+-- Rebuilds the live per-person row from its connections (called by ingestion).
+CREATE FUNCTION @extschema@._attendance_refresh_live(p_session bigint, p_user_key text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE @extschema@.meeting_attendances m SET
+        first_join_time = a.first_join,
+        last_leave_time = a.last_leave,
+        join_count = a.joins,
+        leave_count = a.leaves,
+        join_leave_cycles = a.cycles,
+        total_duration_minutes = CASE WHEN m.is_calculated THEN m.total_duration_minutes ELSE a.minutes END,
+        is_calculated = false,
+        updated_at = now()
+    FROM (
+        SELECT min(c.join_time) FILTER (WHERE c.end_reason IS DISTINCT FROM 'aborted') AS first_join,
+               CASE WHEN bool_or(c.leave_time IS NULL AND c.join_time IS NOT NULL
+                                 AND c.end_reason IS DISTINCT FROM 'aborted')
+                    THEN NULL
+                    ELSE max(c.leave_time) FILTER (WHERE c.end_reason IS DISTINCT FROM 'aborted') END AS last_leave,
+               count(*) FILTER (WHERE c.join_time IS NOT NULL AND c.end_reason IS DISTINCT FROM 'aborted')::int AS joins,
+               count(*) FILTER (WHERE c.end_reason = 'left')::int AS leaves,
+               coalesce(jsonb_agg(jsonb_build_object(
+                   'participant_sid', c.participant_sid, 'joined_at', c.join_time, 'left_at', c.leave_time,
+                   'end', c.end_reason, 'synthetic_leave', c.leave_is_synthetic)
+                   ORDER BY c.join_time NULLS LAST, c.participant_sid), '[]') AS cycles,
+               coalesce(round(sum(extract(epoch FROM c.leave_time - c.join_time))
+                   FILTER (WHERE c.end_reason IS DISTINCT FROM 'aborted' AND c.leave_time > c.join_time) / 60), 0)::int AS minutes
+        FROM @extschema@.attendance_sessions c
+        WHERE c.session_id = p_session AND c.user_key = p_user_key
+    ) a
+    WHERE m.session_id = p_session AND m.user_key = p_user_key;
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._attendance_refresh_live(bigint, text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.attendance_schedule_session(
+    session_id bigint, room_name text, starts_at timestamptz, ends_at timestamptz, policy text DEFAULT 'default')
+RETURNS @extschema@.attendance_session_schedule
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    result @extschema@.attendance_session_schedule;
+    person record;
+BEGIN
+    IF attendance_schedule_session.session_id IS NULL OR attendance_schedule_session.room_name IS NULL
+       OR attendance_schedule_session.starts_at IS NULL OR attendance_schedule_session.ends_at IS NULL
+       OR attendance_schedule_session.policy IS NULL THEN
+        RAISE EXCEPTION 'attendance_schedule_session: no argument may be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF attendance_schedule_session.ends_at <= attendance_schedule_session.starts_at THEN
+        RAISE EXCEPTION 'attendance_schedule_session: ends_at (%) must be after starts_at (%)',
+            attendance_schedule_session.ends_at, attendance_schedule_session.starts_at
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.attendance_policies p WHERE p.name = attendance_schedule_session.policy) THEN
+        RAISE EXCEPTION 'attendance_schedule_session: unknown policy "%"', attendance_schedule_session.policy
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Policies are rows of attendance_policies.';
+    END IF;
+    INSERT INTO @extschema@.attendance_session_schedule AS s
+        (session_id, room_name, starts_at, ends_at, policy_name)
+    VALUES (attendance_schedule_session.session_id, attendance_schedule_session.room_name,
+            attendance_schedule_session.starts_at, attendance_schedule_session.ends_at,
+            attendance_schedule_session.policy)
+    ON CONFLICT ON CONSTRAINT attendance_session_schedule_pkey DO UPDATE SET
+        room_name = excluded.room_name, starts_at = excluded.starts_at, ends_at = excluded.ends_at,
+        policy_name = excluded.policy_name, needs_calculation = true,
+        recalculation_cause = CASE WHEN s.calculated_at IS NULL THEN s.recalculation_cause
+                                   WHEN s.policy_name <> excluded.policy_name THEN 'policy change'
+                                   ELSE 'session moved' END,
+        updated_at = now()
+    RETURNING * INTO result;
+
+    -- Connections that arrived before the room was known now belong to this session.
+    FOR person IN
+        WITH matched AS (
+            UPDATE @extschema@.attendance_sessions c SET session_id = result.session_id, updated_at = now()
+            WHERE c.session_id IS NULL AND c.room_name = result.room_name
+              AND coalesce(c.join_time, c.leave_time, c.created_at)
+                  BETWEEN result.starts_at - interval '12 hours' AND result.ends_at + interval '12 hours'
+            RETURNING c.user_key, c.user_id, c.participant_identity, c.participant_name, c.role)
+        SELECT DISTINCT ON (user_key) * FROM matched
+    LOOP
+        INSERT INTO @extschema@.meeting_attendances AS m
+            (session_id, user_key, user_id, participant_identity, participant_name, role)
+        VALUES (result.session_id, person.user_key, person.user_id, person.participant_identity,
+                person.participant_name, coalesce(person.role, 'student'))
+        ON CONFLICT (session_id, user_key) DO NOTHING;
+        PERFORM @extschema@._attendance_refresh_live(result.session_id, person.user_key);
+    END LOOP;
+    RETURN result;
+END;
+$$;
+
+CREATE FUNCTION @extschema@.attendance_expect(session_id bigint, user_id bigint, role text DEFAULT 'student')
+RETURNS @extschema@.attendance_roster
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    result @extschema@.attendance_roster;
+BEGIN
+    IF attendance_expect.session_id IS NULL OR attendance_expect.user_id IS NULL OR attendance_expect.role IS NULL THEN
+        RAISE EXCEPTION 'attendance_expect: no argument may be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lower(attendance_expect.role) NOT IN ('teacher', 'student', 'observer') THEN
+        RAISE EXCEPTION 'attendance_expect: role must be teacher, student or observer, not "%"', attendance_expect.role
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.attendance_roster AS r (session_id, user_id, role)
+    VALUES (attendance_expect.session_id, attendance_expect.user_id, lower(attendance_expect.role))
+    ON CONFLICT ON CONSTRAINT attendance_roster_pkey DO UPDATE SET role = excluded.role
+    RETURNING * INTO result;
+    UPDATE @extschema@.meeting_attendances m SET role = result.role, is_calculated = false, updated_at = now()
+    WHERE m.session_id = result.session_id AND m.user_key = result.user_id::text AND m.role <> result.role;
+    RETURN result;
+END;
+$$;

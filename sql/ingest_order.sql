@@ -1,0 +1,63 @@
+-- Delivery order does not matter; unknown rooms are logged, never lost; snake_case bodies.
+\set VERBOSITY terse
+\i test/sql/setup_456.psql
+SET attendance.replay_mode = on;
+\set fx `cat test/fixtures/livekit/session-456.jsonl`
+CREATE TEMP TABLE fixture AS
+SELECT n, l->>'body' AS body, l->>'authorization' AS auth, (l->>'body')::jsonb AS b
+FROM regexp_split_to_table(:'fx', E'\n') WITH ORDINALITY AS t(line, n), LATERAL (SELECT line::jsonb AS l) j
+WHERE line <> '';
+CREATE TEMP TABLE state_in_order AS SELECT 1;
+
+-- 1. the fixture in order, then a snapshot of the connections and live rows
+SELECT count(*) FILTER (WHERE pg_temp.try_ingest(body, auth) LIKE 'ok:%') AS accepted FROM (SELECT * FROM fixture ORDER BY n) f;
+CREATE TEMP TABLE conn_in_order AS
+SELECT participant_sid, session_id, user_key, join_time, leave_time, end_reason FROM attendance_sessions;
+CREATE TEMP TABLE live_in_order AS
+SELECT session_id, user_key, first_join_time, last_leave_time, join_count, leave_count, total_duration_minutes FROM meeting_attendances;
+
+-- 2. again from scratch, every leave delivered BEFORE its join (newest first)
+\i test/sql/setup_456.psql
+SET attendance.replay_mode = on;
+SELECT count(*) FILTER (WHERE pg_temp.try_ingest(body, auth) LIKE 'ok:%') AS accepted FROM (SELECT * FROM fixture ORDER BY n DESC) f;
+SELECT participant_sid, join_source FROM attendance_sessions ORDER BY participant_sid;
+-- identical end state (both differences empty)
+(SELECT participant_sid, session_id, user_key, join_time, leave_time, end_reason FROM attendance_sessions
+ EXCEPT SELECT * FROM conn_in_order)
+UNION ALL
+(SELECT * FROM conn_in_order
+ EXCEPT SELECT participant_sid, session_id, user_key, join_time, leave_time, end_reason FROM attendance_sessions);
+(SELECT session_id, user_key, first_join_time, last_leave_time, join_count, leave_count, total_duration_minutes FROM meeting_attendances
+ EXCEPT SELECT * FROM live_in_order)
+UNION ALL
+(SELECT * FROM live_in_order
+ EXCEPT SELECT session_id, user_key, first_join_time, last_leave_time, join_count, leave_count, total_duration_minutes FROM meeting_attendances);
+
+-- 3. a lost join: the leave alone rebuilds the connection from its joinedAtMs
+\i test/sql/setup_456.psql
+SET attendance.replay_mode = on;
+SELECT pg_temp.try_ingest(body, auth) FROM fixture WHERE b->>'id' = 'EV_893soV6z89A3';
+SELECT participant_sid, user_key, join_time, join_source, leave_time, end_reason FROM attendance_sessions;
+
+-- 4. an unknown room is logged as unmatched and attached once the session is scheduled
+SET attendance.development_mode = on;
+SET client_min_messages = error;
+SELECT attendance_ingest_webhook(
+  '{"event":"participant_joined","id":"EV_unk1","createdAt":"1763200000","room":{"name":"physics-lab","sid":"RM_p"},' ||
+  '"participant":{"sid":"PA_unk1","identity":"user-77","joinedAtMs":"1763200000500","name":"Zaid"}}') ->> 'result';
+RESET client_min_messages;
+SELECT event_id, session_id, room_name, reason FROM meeting_attendance_events WHERE event_id = 'EV_unk1';
+SELECT participant_sid, session_id, room_name, user_key FROM attendance_sessions WHERE participant_sid = 'PA_unk1';
+SELECT count(*) AS live_rows_for_unknown_room FROM meeting_attendances WHERE user_key = '77';
+SELECT (attendance_schedule_session(900, 'physics-lab', '2025-11-15 09:45:00Z', '2025-11-15 10:30:00Z')).session_id;
+SELECT participant_sid, session_id FROM attendance_sessions WHERE participant_sid = 'PA_unk1';
+SELECT session_id, user_key, participant_name, first_join_time, join_count FROM meeting_attendances WHERE user_key = '77';
+
+-- 5. the seed's manual curl test: snake_case field names, numbers instead of strings
+SET client_min_messages = error;
+SELECT attendance_ingest_webhook(
+  '{"event": "participant_joined", "id": "EV_snake1", "created_at": 1763131000,' ||
+  ' "room": {"name": "session-456"}, "participant": {"sid": "PA_snake1", "identity": "456_ahmed",' ||
+  ' "joined_at": 1763131000, "kind": 0, "state": 2}}') - 'log_id';
+RESET client_min_messages;
+SELECT participant_sid, user_key, user_id, join_time FROM attendance_sessions WHERE participant_sid = 'PA_snake1';

@@ -1,0 +1,123 @@
+// The attendance rules (DESIGN.md section 5) as a pure function of a person's connections,
+// the session window and the policy. Pure C++ (no PostgreSQL), int64 milliseconds since the
+// Unix epoch, exact integer arithmetic, no floats anywhere.
+#pragma once
+
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/intervals.hpp"
+
+namespace attendance::core {
+
+// Status strings produced by the rules (an override may produce any other text).
+inline constexpr const char* kStatusPresent = "present";
+inline constexpr const char* kStatusLate = "late";
+inline constexpr const char* kStatusPartial = "partial";
+inline constexpr const char* kStatusAbsent = "absent";
+
+// Rule names reported in PersonResult::rule and in the explain trace.
+inline constexpr const char* kRuleOverride = "override";
+inline constexpr const char* kRuleNoPresence = "no_presence";
+inline constexpr const char* kRuleBelowAbsent = "below_absent";
+inline constexpr const char* kRuleBelowPartial = "below_partial";
+inline constexpr const char* kRuleLate = "late";
+inline constexpr const char* kRulePresent = "present";
+
+// Percentages are in hundredths of a percent ("basis points"): 10% = 1000, 100% = 10000.
+// Valid ranges (checked by calculate_person/explain for the numbers actually used, else
+// std::invalid_argument): every *_bp in [0, 10000]; late_after_ms >= 0; merge_gap_ms >= 0.
+struct PolicyNumbers {
+    int64_t absent_below_bp = 1000;          // presence < 10%  -> absent
+    int64_t partial_below_bp = 5000;         // presence < 50%  -> partial
+    int64_t late_after_ms = 15 * 60 * 1000;  // first presence later than start + 15 min ...
+    int64_t late_max_bp = 7500;              // ... and percentage <= 75%  -> late
+    int64_t merge_gap_ms = 0;  // gaps <= this between connections count as presence (0 = off)
+
+    bool operator==(const PolicyNumbers&) const = default;
+};
+
+struct Policy {
+    std::string name = "default";
+    PolicyNumbers numbers;
+    std::map<std::string, PolicyNumbers> by_role;  // role-specific overrides, e.g. "teacher"
+
+    // by_role[role] when present, else numbers.
+    const PolicyNumbers& for_role(const std::string& role) const;
+};
+
+struct Connection {
+    std::string sid;
+    std::optional<int64_t> join_ms;
+    std::optional<int64_t> leave_ms;  // empty = still open
+    bool aborted = false;             // participant_connection_aborted: never presence
+    bool synthetic_leave = false;     // leave_ms was written by reconciliation (trace only)
+};
+
+struct SessionWindow {
+    int64_t start_ms;  // scheduled start (inclusive)
+    int64_t end_ms;    // scheduled end (exclusive); must be > start_ms
+    std::optional<int64_t> room_finished_ms;
+    int64_t as_of_ms;  // calculation time; open connections never count past it
+};
+
+struct PersonInput {
+    std::string user_key;
+    std::string role = "student";
+    std::vector<Connection> connections;
+    std::optional<std::string> override_status;  // if set, must be non-empty
+};
+
+struct PersonResult {
+    std::string status;       // "present" | "late" | "partial" | "absent" | override text
+    std::string rule;         // "override", "no_presence", "below_absent", "below_partial", "late",
+                              // "present"
+    int64_t presence_ms = 0;  // union of clipped intervals (after merge gap)
+    int64_t window_ms = 0;
+    int64_t percentage_hundredths = 0;         // numeric(5,2) * 100: half up, cap 10000
+    std::optional<int64_t> first_presence_ms;  // first instant of presence inside the window
+    // Raw, unclipped, over counted connections (not aborted, with a join, leave >= join).
+    // last_leave_ms is empty if any counted connection is still open (no leave_ms).
+    std::optional<int64_t> first_join_ms, last_leave_ms;
+    int64_t total_duration_minutes = 0;  // presence rounded half up to whole minutes
+    // Effective interval of every contributing connection before clipping (non-empty only),
+    // sorted by start then end.
+    std::vector<Interval> counted;
+    std::vector<Interval> presence;  // final union inside the window (after merge gap)
+    int64_t open_connections = 0;    // counted connections without a leave (closed at the
+                                     // effective end)
+
+    bool operator==(const PersonResult&) const = default;
+};
+
+// min(end_ms, room_finished_ms if present, as_of_ms): where an open connection is closed.
+int64_t effective_end_ms(const SessionWindow& window);
+
+// Applies DESIGN §5. Throws std::invalid_argument when window.end_ms <= window.start_ms,
+// when the policy numbers used are out of range, or when override_status is set but empty.
+PersonResult calculate_person(const SessionWindow& window, const Policy& policy,
+                              const PersonInput& person);
+
+// The full trace behind `result` (normally the value calculate_person returned for the same
+// inputs): window, policy numbers used, every connection (raw, effective, clipped), union,
+// merge gap, presence, seconds, percentage ("94.99"), rule checks and the rule hit. Times
+// are ISO-8601 UTC strings with milliseconds plus *_ms integers. Same throws as
+// calculate_person.
+nlohmann::json explain(const SessionWindow& window, const Policy& policy, const PersonInput& person,
+                       const PersonResult& result);
+
+// 9499 -> "94.99", 10000 -> "100.00", 0 -> "0.00", -5 -> "-0.05".
+std::string format_percentage(int64_t hundredths);
+
+// 1763130734300 -> "2025-11-14T14:32:14.300Z" (proleptic Gregorian, UTC; works for any
+// int64, years outside 0000-9999 are printed with more digits / a leading '-').
+std::string format_timestamp_ms(int64_t ms_since_epoch);
+
+}  // namespace attendance::core

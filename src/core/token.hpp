@@ -1,0 +1,60 @@
+// LiveKit webhook token: a JWT (HS256) whose claims carry the API key (iss), the
+// validity window (exp, nbf) and the SHA-256 of the exact body bytes (sha256).
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace attendance::core {
+
+struct ParsedToken {
+    std::string signing_input;  // "header.payload" exactly as received
+    std::string signature;      // raw signature bytes
+    std::string alg;
+    std::string iss;
+    std::optional<int64_t> exp;
+    std::optional<int64_t> nbf;
+    std::optional<int64_t> iat;
+    std::optional<std::string> sha256;
+};
+
+struct VerifyOptions {
+    int64_t now_s = 0;
+    int64_t leeway_s = 60;
+    bool check_expiry = true;  // false only in replay mode for archived webhooks
+};
+
+// Strips an optional "Bearer " prefix and surrounding blanks; empty when no token.
+std::string_view bare_token(std::string_view authorization);
+
+// Splits and decodes the token without trusting it. Throws Error(28000) when the
+// token is malformed or uses another algorithm than HS256.
+ParsedToken parse_token(std::string_view token);
+
+// Checks, in this order, the signature (constant time), the body hash (constant time),
+// that exp is present, and (unless options.check_expiry is false) the validity window
+// exp/nbf against options.now_s with the leeway. Throws Error(28000) with the precise
+// reason; returns normally when the token is good.
+void verify_token(const ParsedToken& token, std::string_view body, std::string_view secret,
+                  const VerifyOptions& options);
+
+// The validity window alone, at time `at_s` ("now", or in replay mode the webhook's
+// own createdAt, so a token that had expired when it was sent is still rejected).
+void check_token_window(const ParsedToken& token, int64_t at_s, int64_t leeway_s, const char* what);
+
+// A token LiveKit would send for this body: HS256, iss, nbf/iat = now, exp = now + ttl.
+std::string sign_token(std::string_view body, std::string_view api_key, std::string_view secret,
+                       int64_t now_s, int64_t ttl_s = 600);
+
+// Helpers shared with tests.
+std::string base64_encode(std::string_view bytes);      // standard, padded
+std::string base64url_encode(std::string_view bytes);   // unpadded
+std::optional<std::string> base64url_decode(std::string_view text);
+std::string sha256_base64(std::string_view bytes);
+std::string hmac_sha256(std::string_view key, std::string_view data);
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+}  // namespace attendance::core

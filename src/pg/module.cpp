@@ -1,0 +1,121 @@
+// Module entry: PG_MODULE_MAGIC, settings, error raising, and the worker registration.
+#include "pg/settings.hpp"
+
+#include "core/person.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+void _PG_init(void);
+}
+
+namespace attendance::pg {
+
+Settings settings;
+
+namespace detail {
+
+ErrorData* run_catching(void (*fn)(void*), void* arg) noexcept {
+    MemoryContext caller_context = CurrentMemoryContext;
+    ErrorData* volatile edata = nullptr;
+    PG_TRY();
+    { fn(arg); }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(caller_context);
+        edata = CopyErrorData();
+        FlushErrorState();
+    }
+    PG_END_TRY();
+    return edata;
+}
+
+void store_error(PendingError& out, const char* sqlstate, const char* message) noexcept {
+    std::strncpy(out.sqlstate, sqlstate && std::strlen(sqlstate) == 5 ? sqlstate : "XX000", 5);
+    out.sqlstate[5] = '\0';
+    size_t n = std::strlen(message);
+    if (n >= sizeof(out.message)) {
+        n = sizeof(out.message) - 1;
+        while (n > 0 && (static_cast<unsigned char>(message[n]) & 0xC0) == 0x80) --n;  // UTF-8 boundary
+    }
+    std::memcpy(out.message, message, n);
+    out.message[n] = '\0';
+}
+
+void raise_pending(const PendingError& err, ErrorData* pg_error) {
+    if (pg_error) ReThrowError(pg_error);
+    const char* s = err.sqlstate;
+    ereport(ERROR, (errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])), errmsg("%s", err.message)));
+    pg_unreachable();
+}
+
+}  // namespace detail
+
+namespace {
+
+const struct config_enum_entry log_level_options[] = {
+    {"debug2", DEBUG2, false}, {"debug1", DEBUG1, false}, {"log", LOG, false},
+    {"info", INFO, false},     {"notice", NOTICE, false}, {"off", -1, false},
+    {nullptr, 0, false}};
+
+bool check_pattern_guc(char** newval, void**, GucSource) {
+    if (!*newval) return true;
+    std::string error;
+    try {
+        error = core::check_pattern(*newval);
+    } catch (...) {
+        error = "the pattern could not be checked";
+    }
+    if (!error.empty()) {
+        GUC_check_errdetail("%s", error.c_str());
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+void define_settings() {
+    DefineCustomBoolVariable(
+        "attendance.development_mode",
+        "Accepts webhooks without an Authorization token (development only).",
+        "Superuser-only. Every unsigned webhook accepted this way logs a WARNING. Signed webhooks are "
+        "still verified.",
+        &settings.development_mode, false, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable(
+        "attendance.replay_mode",
+        "Skips only the token expiry check, to replay archived webhooks.",
+        "Superuser-only. The signature and the body hash are still checked.", &settings.replay_mode, false,
+        PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("attendance.token_leeway", "Clock skew allowed on token exp and nbf.", nullptr,
+                            &settings.token_leeway_s, 60, 0, 3600, PGC_SUSET, GUC_UNIT_S, nullptr, nullptr,
+                            nullptr);
+    DefineCustomIntVariable("attendance.max_body_bytes", "Largest webhook body accepted.", nullptr,
+                            &settings.max_body_bytes, 1024 * 1024, 1024, 64 * 1024 * 1024, PGC_SUSET,
+                            GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("attendance.max_json_depth", "Deepest JSON nesting accepted in a webhook body.",
+                            nullptr, &settings.max_json_depth, 64, 2, 1000, PGC_SUSET, 0, nullptr, nullptr,
+                            nullptr);
+    DefineCustomStringVariable(
+        "attendance.identity_pattern", "Regular expression that extracts a user id from a participant identity.",
+        "ECMAScript syntax, matched against the whole identity; the first capturing group is the id.",
+        &settings.identity_pattern, core::kDefaultIdentityPattern, PGC_SUSET, 0, check_pattern_guc, nullptr,
+        nullptr);
+    DefineCustomStringVariable(
+        "attendance.room_pattern",
+        "Regular expression that extracts a session id from a room name not registered with "
+        "attendance_schedule_session.",
+        "ECMAScript syntax, searched in the room name; the first capturing group is the session id.",
+        &settings.room_pattern, core::kDefaultRoomPattern, PGC_SUSET, 0, check_pattern_guc, nullptr, nullptr);
+    DefineCustomEnumVariable("attendance.webhook_log_level",
+                             "Server log level of the line written for each processed webhook.", nullptr,
+                             &settings.webhook_log_level, LOG, log_level_options, PGC_SUSET, 0, nullptr, nullptr,
+                             nullptr);
+    MarkGUCPrefixReserved("attendance");
+}
+
+}  // namespace attendance::pg
+
+void _PG_init(void) {
+    attendance::pg::define_settings();
+    attendance::pg::register_worker_if_preloaded();
+}

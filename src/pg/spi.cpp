@@ -1,0 +1,146 @@
+#include "pg/spi.hpp"
+
+#include <unordered_map>
+
+namespace attendance::pg {
+
+namespace {
+
+Oid type_oid(Param::Kind kind) {
+    switch (kind) {
+        case Param::Kind::Int8: return INT8OID;
+        case Param::Kind::Int4: return INT4OID;
+        case Param::Kind::Text: return TEXTOID;
+        case Param::Kind::Timestamptz: return TIMESTAMPTZOID;
+        case Param::Kind::Bool: return BOOLOID;
+        case Param::Kind::Null: return TEXTOID;
+    }
+    return TEXTOID;
+}
+
+// Plans live for the backend's lifetime (SPI_keepplan); PostgreSQL's plan cache
+// revalidates them after DDL, and the schema is part of the key.
+std::unordered_map<std::string, SPIPlanPtr>& plan_cache() {
+    static std::unordered_map<std::string, SPIPlanPtr> cache;
+    return cache;
+}
+
+std::string expand(const std::string& sql, const std::string& schema) {
+    // "@s." stands for the extension's schema.
+    std::string out;
+    out.reserve(sql.size() + 64);
+    for (size_t i = 0; i < sql.size(); ++i) {
+        if (sql.compare(i, 3, "@s.") == 0) {
+            out += schema;
+            out += '.';
+            i += 2;
+        } else {
+            out += sql[i];
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string extension_schema(Oid function_oid) {
+    const char* quoted = pg_call([&] {
+        Oid ns = get_func_namespace(function_oid);
+        char* name = get_namespace_name(ns);
+        if (!name) elog(ERROR, "attendance: the extension's schema was not found");
+        return quote_identifier(name);
+    });
+    return quoted;
+}
+
+SpiSession::SpiSession(std::string schema) : schema_(std::move(schema)) {
+    pg_call([] {
+        if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "attendance: SPI_connect failed");
+    });
+    connected_ = true;
+}
+
+SpiSession::~SpiSession() = default;  // on error the transaction abort cleans SPI up
+
+void SpiSession::finish() {
+    if (!connected_) return;
+    pg_call([] { SPI_finish(); });
+    connected_ = false;
+}
+
+uint64_t SpiSession::run(const std::string& sql, const std::vector<Param>& params, bool read_only,
+                         long limit, SPITupleTable** table) {
+    std::string full = expand(sql, schema_);
+    std::vector<Oid> types;
+    types.reserve(params.size());
+    for (const auto& p : params) types.push_back(type_oid(p.kind));
+
+    auto& cache = plan_cache();
+    auto it = cache.find(full);
+    SPIPlanPtr plan = it == cache.end() ? nullptr : it->second;
+    if (!plan) {
+        plan = pg_call([&] {
+            SPIPlanPtr p = SPI_prepare(full.c_str(), int(types.size()), types.data());
+            if (!p)
+                elog(ERROR, "attendance: SPI_prepare failed (%s) for: %s", SPI_result_code_string(SPI_result),
+                     full.c_str());
+            SPI_keepplan(p);
+            return p;
+        });
+        cache.emplace(full, plan);
+    }
+
+    std::vector<Datum> values(params.size());
+    std::string nulls(params.size(), ' ');
+    uint64_t processed = 0;
+    pg_call([&] {
+        for (size_t i = 0; i < params.size(); ++i) {
+            const Param& p = params[i];
+            if (p.is_null || p.kind == Param::Kind::Null) {
+                nulls[i] = 'n';
+                values[i] = 0;
+                continue;
+            }
+            switch (p.kind) {
+                case Param::Kind::Int8: values[i] = Int64GetDatum(p.i); break;
+                case Param::Kind::Int4: values[i] = Int32GetDatum(int32(p.i)); break;
+                case Param::Kind::Text:
+                    values[i] = PointerGetDatum(cstring_to_text_with_len(p.s.data(), int(p.s.size())));
+                    break;
+                case Param::Kind::Timestamptz: values[i] = TimestampTzGetDatum(ms_to_timestamptz(p.i)); break;
+                case Param::Kind::Bool: values[i] = BoolGetDatum(p.b); break;
+                case Param::Kind::Null: break;
+            }
+        }
+        int rc = SPI_execute_plan(plan, values.data(), nulls.c_str(), read_only, limit);
+        if (rc < 0) elog(ERROR, "attendance: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+        if (table) *table = SPI_tuptable;
+        processed = SPI_processed;
+    });
+    return processed;
+}
+
+std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Param>& params,
+                                   bool read_only, long limit) {
+    SPITupleTable* table = nullptr;
+    uint64_t processed = run(sql, params, read_only, limit, &table);
+    std::vector<Row> rows;
+    if (!table) return rows;
+    rows.reserve(processed);
+    int ncols = table->tupdesc->natts;
+    for (uint64_t r = 0; r < processed; ++r) {
+        Row row(static_cast<size_t>(ncols));
+        for (int c = 0; c < ncols; ++c) {
+            char* v = pg_call([&] { return SPI_getvalue(table->vals[r], table->tupdesc, c + 1); });
+            if (v) row[size_t(c)] = std::string(v);
+        }
+        rows.push_back(std::move(row));
+    }
+    return rows;
+}
+
+uint64_t SpiSession::exec(const std::string& sql, const std::vector<Param>& params) {
+    return run(sql, params, false, 0, nullptr);
+}
+
+}  // namespace attendance::pg
