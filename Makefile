@@ -11,7 +11,7 @@ PG_SRCS    = $(sort $(wildcard src/pg/*.cpp))
 OBJS       = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/attendance--%,$(wildcard sql/*.sql))))
-REGRESS_OPTS = --inputdir=. --load-extension=attendance
+REGRESS_OPTS = --inputdir=.
 ISOLATION_SPECS = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 
 PG_CONFIG ?= pg_config
@@ -37,7 +37,7 @@ src/core/%.o: override CPPFLAGS := -Isrc -D_GNU_SOURCE
 .PHONY: isolation-installcheck
 isolation-installcheck:
 	$(pg_isolation_regress_installcheck) --inputdir=test/isolation --outputdir=test/isolation/output_iso \
-	  --load-extension=attendance $(ISOLATION_SPECS)
+	  $(ISOLATION_SPECS)
 
 clean: clean-attendance
 .PHONY: clean-attendance

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Runs every test suite and ends with one line "N passed, N failed":
+#   unit (GoogleTest), unit under ASan+UBSan, pg_regress, isolation, end-to-end.
+# Works on a fresh Debian 12 machine as root: installs what it needs, builds, starts a
+# throwaway PostgreSQL as an unprivileged user, and removes it afterwards.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export PATH="/usr/lib/postgresql/15/bin:$PATH"
+
+scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+PASSED=0
+FAILED=0
+FAILED_SUITES=()
+count() {  # suite passed failed
+  PASSED=$((PASSED + $2))
+  FAILED=$((FAILED + $3))
+  [ "$3" -gt 0 ] && FAILED_SUITES+=("$1")
+  printf '== %-22s %d passed, %d failed\n' "$1" "$2" "$3"
+}
+gtest_counts() {  # log -> "passed failed"
+  local p f
+  p=$(grep -Eo '^\[  PASSED  \] [0-9]+' "$1" | grep -Eo '[0-9]+$' || true)
+  f=$(grep -Eo '^\[  FAILED  \] [0-9]+ test' "$1" | grep -Eo '[0-9]+' | head -1 || true)
+  echo "${p:-0} ${f:-0}"
+}
+
+LOGDIR=$(mktemp -d /tmp/attendance-test-logs.XXXXXX)
+chmod 755 "$LOGDIR"
+
+# ---- 1. unit tests (pure core, no server) ----------------------------------------
+echo "== building the core, unit tests and programs (CMake)"
+if cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$LOGDIR/cmake.log" 2>&1 &&
+   cmake --build build -j2 >>"$LOGDIR/cmake.log" 2>&1; then
+  build/attendance_unit_tests >"$LOGDIR/unit.log" 2>&1
+  read -r p f < <(gtest_counts "$LOGDIR/unit.log")
+  [ "$p" -eq 0 ] && [ "$f" -eq 0 ] && f=1
+  count unit "$p" "$f"
+else
+  tail -40 "$LOGDIR/cmake.log"
+  count unit-build 0 1
+fi
+grep -E '^\[  FAILED  \] [A-Za-z]' "$LOGDIR/unit.log" 2>/dev/null | sort -u
+
+echo "== building the unit tests with AddressSanitizer and UndefinedBehaviorSanitizer"
+if cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DATTENDANCE_SANITIZE=ON -DATTENDANCE_BUILD_PROGRAMS=OFF \
+     >"$LOGDIR/cmake-asan.log" 2>&1 &&
+   cmake --build build-asan -j2 --target attendance_unit_tests >>"$LOGDIR/cmake-asan.log" 2>&1; then
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/attendance_unit_tests >"$LOGDIR/unit-asan.log" 2>&1
+  rc=$?
+  read -r p f < <(gtest_counts "$LOGDIR/unit-asan.log")
+  if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; tail -30 "$LOGDIR/unit-asan.log"; fi
+  count unit-asan-ubsan "$p" "$f"
+else
+  tail -40 "$LOGDIR/cmake-asan.log"
+  count unit-asan-build 0 1
+fi
+
+# ---- 2. the extension, against a throwaway cluster ----------------------------------
+echo "== building and installing the extension (PGXS)"
+if ! { make -j2 >"$LOGDIR/make.log" 2>&1 && make install >>"$LOGDIR/make.log" 2>&1; }; then
+  tail -40 "$LOGDIR/make.log"
+  count extension-build 0 1
+  echo "$PASSED passed, $FAILED failed"
+  exit 1
+fi
+
+. scripts/pg.sh
+PGDIR=$(mktemp -d /tmp/attendance-test-pg.XXXXXX)
+PGPORT_TEST=${ATTENDANCE_TEST_PORT:-54329}
+cleanup() { pg_stop "$PGDIR"; rm -rf "$PGDIR"; }
+trap cleanup EXIT
+if ! pg_start "$PGDIR" "$PGPORT_TEST" \
+     "attendance.calculation_delay = '2s'" "attendance.worker_naptime = '1s'" \
+     "attendance.webhook_log_level = 'debug1'"; then
+  count postgres-start 0 1
+  echo "$PASSED passed, $FAILED failed"
+  exit 1
+fi
+export ATTENDANCE_PGDIR="$PGDIR"
+
+echo "== pg_regress"
+rm -rf results regression.diffs regression.out
+make installcheck REGRESS_OPTS="--inputdir=." >"$LOGDIR/regress.log" 2>&1
+p=$(grep -cE '^(test | +)?[a-z_0-9]+ +\.\.\. ok' "$LOGDIR/regress.log")
+f=$(grep -cE '\.\.\. FAILED' "$LOGDIR/regress.log")
+[ "$p" -eq 0 ] && [ "$f" -eq 0 ] && f=1
+count pg_regress "$p" "$f"
+[ "$f" -gt 0 ] && { grep -E '\.\.\. FAILED' "$LOGDIR/regress.log"; head -80 regression.diffs 2>/dev/null; }
+
+echo "== isolation"
+rm -rf test/isolation/output_iso
+make isolation-installcheck >"$LOGDIR/isolation.log" 2>&1
+p=$(grep -cE '\.\.\. ok' "$LOGDIR/isolation.log")
+f=$(grep -cE '\.\.\. FAILED' "$LOGDIR/isolation.log")
+[ "$p" -eq 0 ] && [ "$f" -eq 0 ] && f=1
+count isolation "$p" "$f"
+[ "$f" -gt 0 ] && { grep -E '\.\.\. FAILED' "$LOGDIR/isolation.log"; head -80 test/isolation/output_iso/regression.diffs 2>/dev/null; }
+
+# ---- 3. end-to-end suites: each prints "PASS name" / "FAIL name: why" ----------------
+for t in test/e2e/test_*.py test/e2e/test_*.sh; do
+  [ -e "$t" ] || continue
+  name=$(basename "$t")
+  echo "== e2e $name"
+  ATTENDANCE_BUILD_DIR="$ROOT/build" timeout 1200 "$t" >"$LOGDIR/$name.log" 2>&1
+  rc=$?
+  p=$(grep -c '^PASS ' "$LOGDIR/$name.log")
+  f=$(grep -c '^FAIL ' "$LOGDIR/$name.log")
+  if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  count "e2e:$name" "$p" "$f"
+  if [ "$f" -gt 0 ]; then grep '^FAIL ' "$LOGDIR/$name.log"; tail -30 "$LOGDIR/$name.log"; fi
+done
+
+echo
+[ ${#FAILED_SUITES[@]} -gt 0 ] && echo "failing suites: ${FAILED_SUITES[*]} (logs in $LOGDIR)"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
