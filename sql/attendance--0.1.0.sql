@@ -57,6 +57,9 @@ CREATE TABLE @extschema@.attendance_session_schedule (
     calculated_at       timestamptz,
     needs_calculation   boolean NOT NULL DEFAULT true,
     recalculation_cause text,
+    failed_attempts     integer NOT NULL DEFAULT 0,
+    last_error          text,
+    next_attempt_at     timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     CHECK (ends_at > starts_at)
@@ -218,6 +221,8 @@ CREATE TABLE @extschema@.attendance_job_runs (
     pid         integer DEFAULT pg_backend_pid()
 );
 CREATE INDEX ON @extschema@.attendance_job_runs (started_at);
+CREATE INDEX ON @extschema@.attendance_job_runs (job, started_at);
+CREATE INDEX ON @extschema@.attendance_job_runs (id) WHERE status = 'running';
 
 -------------------------------------------------------------------------------
 -- Functions
@@ -349,6 +354,7 @@ BEGIN
         ON CONFLICT (session_id, user_key) DO NOTHING;
         PERFORM @extschema@._attendance_refresh_live(result.session_id, person.user_key);
     END LOOP;
+    PERFORM @extschema@._attendance_wake_worker();
     RETURN result;
 END;
 $$;
@@ -376,3 +382,125 @@ BEGIN
     RETURN result;
 END;
 $$;
+
+-------------------------------------------------------------------------------
+-- Calculation, explanation, overrides, reconciliation, the scheduler
+-------------------------------------------------------------------------------
+-- Calculates one session now and returns the number of persons written (internal).
+CREATE FUNCTION @extschema@._attendance_calculate_session(session_id bigint, cause text DEFAULT 'manual')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'attendance_calculate_session'
+LANGUAGE C VOLATILE STRICT SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.attendance_calculate(session_id bigint)
+RETURNS SETOF @extschema@.meeting_attendances
+LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@._attendance_calculate_session($1, 'manual');
+    SELECT * FROM @extschema@.meeting_attendances m WHERE m.session_id = $1
+    ORDER BY m.user_id NULLS LAST, m.user_key;
+$$;
+COMMENT ON FUNCTION @extschema@.attendance_calculate(bigint) IS
+  'Calculate one session now (provisionally before it ends) and return its attendance rows.';
+
+CREATE FUNCTION @extschema@.attendance_calculate(OUT processed integer, OUT failed integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'attendance_calculate_due'
+LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.attendance_calculate() IS
+  'Calculate every due session (what the background worker runs); each session in its own subtransaction.';
+
+CREATE FUNCTION @extschema@.attendance_explain(session_id bigint, user_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'attendance_explain'
+LANGUAGE C STABLE STRICT SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.attendance_explain(session_id bigint, user_key text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'attendance_explain'
+LANGUAGE C STABLE STRICT SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.attendance_reconcile()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'attendance_reconcile'
+LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.attendance_reconcile() IS
+  'Close connections whose leave never came (synthetic, labelled leaves) and recalculate affected sessions.';
+
+CREATE FUNCTION @extschema@.attendance_override(session_id bigint, user_id bigint, status text, reason text)
+RETURNS @extschema@.meeting_attendances
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    result @extschema@.meeting_attendances;
+    k text := attendance_override.user_id::text;
+BEGIN
+    IF attendance_override.session_id IS NULL OR attendance_override.user_id IS NULL THEN
+        RAISE EXCEPTION 'attendance_override: session_id and user_id are required' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF coalesce(btrim(attendance_override.reason), '') = '' THEN
+        RAISE EXCEPTION 'attendance_override: a reason is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule s WHERE s.session_id = attendance_override.session_id) THEN
+        RAISE EXCEPTION 'attendance_override: session % is not scheduled', attendance_override.session_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF attendance_override.status IS NULL THEN
+        DELETE FROM @extschema@.attendance_overrides o
+        WHERE o.session_id = attendance_override.session_id AND o.user_key = k;
+    ELSE
+        IF lower(attendance_override.status) !~ '^[a-z_]+$' THEN
+            RAISE EXCEPTION 'attendance_override: status must be a lower-case word such as excused, not "%"', attendance_override.status
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        INSERT INTO @extschema@.attendance_overrides AS o (session_id, user_key, status, reason, actor)
+        VALUES (attendance_override.session_id, k, lower(attendance_override.status), attendance_override.reason, session_user)
+        ON CONFLICT ON CONSTRAINT attendance_overrides_pkey DO UPDATE
+            SET status = excluded.status, reason = excluded.reason, actor = excluded.actor, created_at = now();
+    END IF;
+    PERFORM @extschema@._attendance_calculate_session(attendance_override.session_id,
+              CASE WHEN attendance_override.status IS NULL THEN 'override removed' ELSE 'override' END);
+    SELECT * INTO result FROM @extschema@.meeting_attendances m
+    WHERE m.session_id = attendance_override.session_id AND m.user_key = k;
+    RETURN result;
+END;
+$$;
+COMMENT ON FUNCTION @extschema@.attendance_override(bigint, bigint, text, text) IS
+  'Set (or with status NULL remove) a manual status such as excused; recalculation never overwrites it; audited.';
+
+CREATE FUNCTION @extschema@._attendance_run_job(job text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'attendance_run_job'
+LANGUAGE C VOLATILE STRICT SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.attendance_run_job(job text)
+RETURNS @extschema@.attendance_job_runs
+LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM @extschema@.attendance_job_runs WHERE id = @extschema@._attendance_run_job($1);
+$$;
+COMMENT ON FUNCTION @extschema@.attendance_run_job(text) IS
+  'Run a scheduler job (calculate, reconcile or cleanup) now in this session, recorded in attendance_job_runs.';
+
+CREATE FUNCTION @extschema@.attendance_worker_status()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'attendance_worker_status'
+LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
+
+-- Wakes the scheduler when the transaction commits (used by schedule and calculation).
+CREATE FUNCTION @extschema@._attendance_wake_worker()
+RETURNS void
+AS 'MODULE_PATHNAME', 'attendance_wake_worker'
+LANGUAGE C VOLATILE;
+
+-- The per-session report an application reads (the seed synced this per student).
+CREATE VIEW @extschema@.attendance_session_report AS
+SELECT m.session_id, s.room_name, s.starts_at, s.ends_at, m.user_id, m.user_key, m.participant_name, m.role,
+       m.first_join_time AS enter_time, m.last_leave_time AS leave_time,
+       m.total_duration_minutes AS minutes, m.attendance_status AS status, m.attendance_percentage AS percentage,
+       m.status_rule, m.policy_name, m.is_calculated, m.attendance_calculated_at AS calculated_at,
+       o.reason AS override_reason
+FROM @extschema@.meeting_attendances m
+LEFT JOIN @extschema@.attendance_session_schedule s ON s.session_id = m.session_id
+LEFT JOIN @extschema@.attendance_overrides o ON o.session_id = m.session_id AND o.user_key = m.user_key;
+
+-- A scheduler that is already running picks the new extension up at once.
+SELECT @extschema@._attendance_wake_worker();

@@ -35,7 +35,7 @@ std::optional<std::string> active_secret(SpiSession& spi, const std::string& api
     auto rows = spi.query(
         "SELECT secret FROM @s.attendance_webhook_keys "
         "WHERE api_key = $1 AND (retired_at IS NULL OR retired_at > now())",
-        {Param::text(api_key)}, true, 1);
+        {Arg::text(api_key)}, true, 1);
     if (rows.empty() || !rows[0][0]) return std::nullopt;
     return rows[0][0];
 }
@@ -45,7 +45,7 @@ std::optional<int64_t> resolve_session(SpiSession& spi, const std::string& room_
         "SELECT session_id FROM @s.attendance_session_schedule WHERE room_name = $1 "
         "ORDER BY ($2 BETWEEN starts_at - interval '1 hour' AND ends_at + interval '1 hour') DESC, "
         "abs(extract(epoch FROM starts_at - $2)), session_id DESC LIMIT 1",
-        {Param::text(room_name), Param::ts_ms(event_ms)}, true, 1);
+        {Arg::text(room_name), Arg::ts_ms(event_ms)}, true, 1);
     if (!rows.empty()) return to_int64(rows[0][0]);
     return core::session_from_room(room_name, settings.room_pattern ? settings.room_pattern
                                                                      : core::kDefaultRoomPattern);
@@ -131,7 +131,7 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
                                                                      : core::kDefaultIdentityPattern);
         if (out.session_id && person.user_id) {
             auto rows = spi.query("SELECT role FROM @s.attendance_roster WHERE session_id = $1 AND user_id = $2",
-                                  {Param::int8(*out.session_id), Param::int8(*person.user_id)}, true, 1);
+                                  {Arg::int8(*out.session_id), Arg::int8(*person.user_id)}, true, 1);
             if (!rows.empty() && rows[0][0]) core::apply_role(person, *rows[0][0]);
         }
     }
@@ -156,15 +156,15 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
         "participant_kind, joined_at, result, reason, api_key, raw_webhook_data) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::jsonb) "
         "ON CONFLICT (event_id) DO NOTHING RETURNING id",
-        {Param::text(ev.id), Param::text(ev.event), Param::ts_ms(event_ms), Param::opt_int8(out.session_id),
-         Param::opt_text(room_name), Param::opt_text(ev.room ? ev.room->sid : ""), Param::opt_text(p ? p->sid : ""),
-         Param::opt_text(p ? p->identity : ""), Param::opt_int8(person.user_id),
-         Param::opt_text(p ? person.user_key : ""), Param::opt_text(p ? p->name : ""), Param::opt_text(person.role),
-         Param::opt_text(p ? p->kind : ""), Param::opt_ts_ms(joined_ms), Param::text(out.result),
-         Param::opt_text(out.reason), Param::opt_text(api_key), Param::text(body)});
+        {Arg::text(ev.id), Arg::text(ev.event), Arg::ts_ms(event_ms), Arg::opt_int8(out.session_id),
+         Arg::opt_text(room_name), Arg::opt_text(ev.room ? ev.room->sid : ""), Arg::opt_text(p ? p->sid : ""),
+         Arg::opt_text(p ? p->identity : ""), Arg::opt_int8(person.user_id),
+         Arg::opt_text(p ? person.user_key : ""), Arg::opt_text(p ? p->name : ""), Arg::opt_text(person.role),
+         Arg::opt_text(p ? p->kind : ""), Arg::opt_ts_ms(joined_ms), Arg::text(out.result),
+         Arg::opt_text(out.reason), Arg::opt_text(api_key), Arg::text(body)});
     if (rows.empty()) {
         auto existing = spi.query("SELECT id, session_id FROM @s.meeting_attendance_events WHERE event_id = $1",
-                                  {Param::text(ev.id)}, true, 1);
+                                  {Arg::text(ev.id)}, true, 1);
         Outcome dup;
         dup.user_key = person.user_key;
         dup.result = "duplicate";
@@ -180,67 +180,65 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     if (out.result != "recorded") return out;
 
     if (ev.kind == EventKind::RoomFinished) {
-        if (out.session_id)
-            spi.exec(
-                "UPDATE @s.attendance_session_schedule SET room_finished_at = $2, updated_at = now(), "
-                "needs_calculation = needs_calculation OR calculated_at IS NOT NULL, "
-                "recalculation_cause = CASE WHEN calculated_at IS NOT NULL THEN 'late webhook' "
-                "                           ELSE recalculation_cause END "
-                "WHERE session_id = $1",
-                {Param::int8(*out.session_id), Param::ts_ms(event_ms)});
+        if (out.session_id &&
+            spi.exec("UPDATE @s.attendance_session_schedule SET room_finished_at = $2, updated_at = now(), "
+                     "needs_calculation = needs_calculation OR calculated_at IS NOT NULL, "
+                     "recalculation_cause = CASE WHEN calculated_at IS NOT NULL THEN 'late webhook' "
+                     "                           ELSE recalculation_cause END "
+                     "WHERE session_id = $1 RETURNING calculated_at IS NOT NULL",
+                     {Arg::int8(*out.session_id), Arg::ts_ms(event_ms)}) > 0)
+            wake_worker_at_commit();
         return out;
     }
     if (!participant_event) return out;
 
     // Lock the person's live row first, so concurrent webhooks of one person (two
     // devices, a join racing its leave) serialise and the live row sees both.
-    bool was_calculated = false;
     if (out.session_id) {
-        auto locked = spi.query(
+        spi.query(
             "INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, participant_identity, "
             "participant_name, role) VALUES ($1, $2, $3, $4, $5, coalesce($6, 'student')) "
             "ON CONFLICT (session_id, user_key) DO UPDATE SET "
             "  participant_name = coalesce(excluded.participant_name, m.participant_name), "
             "  participant_identity = excluded.participant_identity, role = coalesce($6, m.role), "
-            "  updated_at = now() "
-            "RETURNING attendance_calculated_at IS NOT NULL",
-            {Param::int8(*out.session_id), Param::text(person.user_key), Param::opt_int8(person.user_id),
-             Param::text(p->identity), Param::opt_text(p->name), Param::opt_text(person.role)});
-        was_calculated = !locked.empty() && locked[0][0] == std::optional<std::string>("t");
+            "  updated_at = now()",
+            {Arg::int8(*out.session_id), Arg::text(person.user_key), Arg::opt_int8(person.user_id),
+             Arg::text(p->identity), Arg::opt_text(p->name), Arg::opt_text(person.role)});
     }
 
-    std::vector<Param> conn = {Param::text(p->sid),
-                               Param::opt_int8(out.session_id),
-                               Param::text(room_name),
-                               Param::opt_text(ev.room->sid),
-                               Param::text(p->identity),
-                               Param::text(person.user_key),
-                               Param::opt_int8(person.user_id),
-                               Param::opt_text(p->name),
-                               Param::opt_text(person.role)};
+    std::vector<Arg> conn = {Arg::text(p->sid),
+                               Arg::opt_int8(out.session_id),
+                               Arg::text(room_name),
+                               Arg::opt_text(ev.room->sid),
+                               Arg::text(p->identity),
+                               Arg::text(person.user_key),
+                               Arg::opt_int8(person.user_id),
+                               Arg::opt_text(p->name),
+                               Arg::opt_text(person.role)};
     if (ev.kind == EventKind::ParticipantJoined) {
         // joinedAtMs, else joinedAt, else the event's createdAt (DESIGN §4)
-        conn.push_back(Param::ts_ms(joined_ms.value_or(event_ms)));
-        conn.push_back(Param::text(ev.id));
+        conn.push_back(Arg::ts_ms(joined_ms.value_or(event_ms)));
+        conn.push_back(Arg::text(ev.id));
         spi.exec(kUpsertJoin, conn);
     } else {
-        conn.push_back(Param::opt_ts_ms(joined_ms));
-        conn.push_back(Param::ts_ms(event_ms));
-        conn.push_back(Param::opt_text(p->disconnect_reason == "UNKNOWN_REASON" ? "" : p->disconnect_reason));
-        conn.push_back(Param::text(ev.id));
+        conn.push_back(Arg::opt_ts_ms(joined_ms));
+        conn.push_back(Arg::ts_ms(event_ms));
+        conn.push_back(Arg::opt_text(p->disconnect_reason == "UNKNOWN_REASON" ? "" : p->disconnect_reason));
+        conn.push_back(Arg::text(ev.id));
         spi.exec(ev.kind == EventKind::ParticipantLeft ? kUpsertLeave : kUpsertAborted, conn);
     }
 
     if (out.session_id) {
         spi.query("SELECT @s._attendance_refresh_live($1, $2)",
-                  {Param::int8(*out.session_id), Param::text(person.user_key)});
-        spi.exec(
-            "UPDATE @s.attendance_session_schedule SET needs_calculation = true, "
-            "recalculation_cause = 'late webhook', updated_at = now() "
-            "WHERE session_id = $1 AND calculated_at IS NOT NULL AND "
-            "(NOT needs_calculation OR recalculation_cause IS DISTINCT FROM 'late webhook')",
-            {Param::int8(*out.session_id)});
-        if (was_calculated) wake_worker_at_commit();
+                  {Arg::int8(*out.session_id), Arg::text(person.user_key)});
+        // A webhook after calculation always leads to recalculation: flag the session
+        // and wake the scheduler at commit.
+        if (spi.exec("UPDATE @s.attendance_session_schedule SET needs_calculation = true, "
+                     "recalculation_cause = 'late webhook', updated_at = now() "
+                     "WHERE session_id = $1 AND calculated_at IS NOT NULL AND "
+                     "(NOT needs_calculation OR recalculation_cause IS DISTINCT FROM 'late webhook')",
+                     {Arg::int8(*out.session_id)}) > 0)
+            wake_worker_at_commit();
     }
     return out;
 }

@@ -110,6 +110,26 @@ void define_settings() {
                              "Server log level of the line written for each processed webhook.", nullptr,
                              &settings.webhook_log_level, LOG, log_level_options, PGC_SUSET, 0, nullptr, nullptr,
                              nullptr);
+    DefineCustomStringVariable("attendance.database_name", "Database the background scheduler works in.",
+                               "The extension must be created in this database.", &settings.database_name,
+                               "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("attendance.enable_scheduler", "Starts the background scheduler (needs preloading).",
+                             nullptr, &settings.scheduler_enabled, true, PGC_POSTMASTER, 0, nullptr, nullptr,
+                             nullptr);
+    DefineCustomIntVariable("attendance.calculation_delay", "How long after a session's scheduled end it is calculated.",
+                            nullptr, &settings.calculation_delay_s, 300, 0, 7 * 24 * 3600, PGC_SIGHUP, GUC_UNIT_S,
+                            nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("attendance.reconcile_interval", "How often the scheduler closes orphaned connections.",
+                            nullptr, &settings.reconcile_interval_s, 3600, 1, 7 * 24 * 3600, PGC_SIGHUP, GUC_UNIT_S,
+                            nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("attendance.max_connection_age",
+                            "Open connections older than this are closed by reconciliation when nothing else "
+                            "(room_finished, the session's end) closes them.",
+                            nullptr, &settings.max_connection_age_s, 6 * 3600, 60, 30 * 24 * 3600, PGC_SIGHUP,
+                            GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("attendance.run_history_retention", "Days of scheduler run history kept.", nullptr,
+                            &settings.run_history_retention_days, 30, 1, 3650, PGC_SIGHUP, 0, nullptr, nullptr,
+                            nullptr);
     MarkGUCPrefixReserved("attendance");
 }
 

@@ -14,12 +14,22 @@ struct Settings {
     char* identity_pattern = nullptr;
     char* room_pattern = nullptr;
     int webhook_log_level = LOG;
+    // scheduler
+    char* database_name = nullptr;
+    bool scheduler_enabled = true;
+    int calculation_delay_s = 300;
+    int reconcile_interval_s = 3600;
+    int max_connection_age_s = 6 * 3600;
+    int run_history_retention_days = 30;
 };
+
+inline constexpr const char* kLibraryVersion = "0.1.0";
 
 extern Settings settings;
 
 void define_settings();
 void register_worker_if_preloaded();  // worker.cpp
 void wake_worker_at_commit();         // worker.cpp
+void warn_if_scheduler_absent();      // worker.cpp: NOTICE when no scheduler runs
 
 }  // namespace attendance::pg

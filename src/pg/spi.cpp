@@ -6,14 +6,14 @@ namespace attendance::pg {
 
 namespace {
 
-Oid type_oid(Param::Kind kind) {
+Oid type_oid(Arg::Kind kind) {
     switch (kind) {
-        case Param::Kind::Int8: return INT8OID;
-        case Param::Kind::Int4: return INT4OID;
-        case Param::Kind::Text: return TEXTOID;
-        case Param::Kind::Timestamptz: return TIMESTAMPTZOID;
-        case Param::Kind::Bool: return BOOLOID;
-        case Param::Kind::Null: return TEXTOID;
+        case Arg::Kind::Int8: return INT8OID;
+        case Arg::Kind::Int4: return INT4OID;
+        case Arg::Kind::Text: return TEXTOID;
+        case Arg::Kind::Timestamptz: return TIMESTAMPTZOID;
+        case Arg::Kind::Bool: return BOOLOID;
+        case Arg::Kind::Null: return TEXTOID;
     }
     return TEXTOID;
 }
@@ -68,7 +68,7 @@ void SpiSession::finish() {
     connected_ = false;
 }
 
-uint64_t SpiSession::run(const std::string& sql, const std::vector<Param>& params, bool read_only,
+uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params, bool read_only,
                          long limit, SPITupleTable** table) {
     std::string full = expand(sql, schema_);
     std::vector<Oid> types;
@@ -95,21 +95,21 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Param>& param
     uint64_t processed = 0;
     pg_call([&] {
         for (size_t i = 0; i < params.size(); ++i) {
-            const Param& p = params[i];
-            if (p.is_null || p.kind == Param::Kind::Null) {
+            const Arg& p = params[i];
+            if (p.is_null || p.kind == Arg::Kind::Null) {
                 nulls[i] = 'n';
                 values[i] = 0;
                 continue;
             }
             switch (p.kind) {
-                case Param::Kind::Int8: values[i] = Int64GetDatum(p.i); break;
-                case Param::Kind::Int4: values[i] = Int32GetDatum(int32(p.i)); break;
-                case Param::Kind::Text:
+                case Arg::Kind::Int8: values[i] = Int64GetDatum(p.i); break;
+                case Arg::Kind::Int4: values[i] = Int32GetDatum(int32(p.i)); break;
+                case Arg::Kind::Text:
                     values[i] = PointerGetDatum(cstring_to_text_with_len(p.s.data(), int(p.s.size())));
                     break;
-                case Param::Kind::Timestamptz: values[i] = TimestampTzGetDatum(ms_to_timestamptz(p.i)); break;
-                case Param::Kind::Bool: values[i] = BoolGetDatum(p.b); break;
-                case Param::Kind::Null: break;
+                case Arg::Kind::Timestamptz: values[i] = TimestampTzGetDatum(ms_to_timestamptz(p.i)); break;
+                case Arg::Kind::Bool: values[i] = BoolGetDatum(p.b); break;
+                case Arg::Kind::Null: break;
             }
         }
         int rc = SPI_execute_plan(plan, values.data(), nulls.c_str(), read_only, limit);
@@ -120,7 +120,7 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Param>& param
     return processed;
 }
 
-std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Param>& params,
+std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg>& params,
                                    bool read_only, long limit) {
     SPITupleTable* table = nullptr;
     uint64_t processed = run(sql, params, read_only, limit, &table);
@@ -139,7 +139,7 @@ std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Par
     return rows;
 }
 
-uint64_t SpiSession::exec(const std::string& sql, const std::vector<Param>& params) {
+uint64_t SpiSession::exec(const std::string& sql, const std::vector<Arg>& params) {
     return run(sql, params, false, 0, nullptr);
 }
 

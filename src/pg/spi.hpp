@@ -11,23 +11,23 @@
 namespace attendance::pg {
 
 // A query parameter as plain data; converted to a Datum inside pg_call.
-struct Param {
+struct Arg {
     enum class Kind { Null, Int8, Int4, Text, Timestamptz, Bool } kind = Kind::Null;
     int64_t i = 0;
     std::string s;
     bool b = false;
     bool is_null = false;
 
-    static Param null_of(Kind k) { Param p; p.kind = k; p.is_null = true; return p; }
-    static Param int8(int64_t v) { Param p; p.kind = Kind::Int8; p.i = v; return p; }
-    static Param int4(int32_t v) { Param p; p.kind = Kind::Int4; p.i = v; return p; }
-    static Param text(std::string v) { Param p; p.kind = Kind::Text; p.s = std::move(v); return p; }
-    static Param ts_ms(int64_t ms) { Param p; p.kind = Kind::Timestamptz; p.i = ms; return p; }
-    static Param boolean(bool v) { Param p; p.kind = Kind::Bool; p.b = v; return p; }
+    static Arg null_of(Kind k) { Arg p; p.kind = k; p.is_null = true; return p; }
+    static Arg int8(int64_t v) { Arg p; p.kind = Kind::Int8; p.i = v; return p; }
+    static Arg int4(int32_t v) { Arg p; p.kind = Kind::Int4; p.i = v; return p; }
+    static Arg text(std::string v) { Arg p; p.kind = Kind::Text; p.s = std::move(v); return p; }
+    static Arg ts_ms(int64_t ms) { Arg p; p.kind = Kind::Timestamptz; p.i = ms; return p; }
+    static Arg boolean(bool v) { Arg p; p.kind = Kind::Bool; p.b = v; return p; }
     template <typename T>
-    static Param opt_int8(const std::optional<T>& v) { return v ? int8(int64_t(*v)) : null_of(Kind::Int8); }
-    static Param opt_text(const std::string& v) { return v.empty() ? null_of(Kind::Text) : text(v); }
-    static Param opt_ts_ms(const std::optional<int64_t>& v) { return v ? ts_ms(*v) : null_of(Kind::Timestamptz); }
+    static Arg opt_int8(const std::optional<T>& v) { return v ? int8(int64_t(*v)) : null_of(Kind::Int8); }
+    static Arg opt_text(const std::string& v) { return v.empty() ? null_of(Kind::Text) : text(v); }
+    static Arg opt_ts_ms(const std::optional<int64_t>& v) { return v ? ts_ms(*v) : null_of(Kind::Timestamptz); }
 };
 
 // One row of a result as plain C++ values (text form, NULL as nullopt).
@@ -47,15 +47,15 @@ public:
     const std::string& schema() const { return schema_; }
 
     // Executes `sql` ("@" is replaced by the quoted schema) with cached plan; returns rows.
-    std::vector<Row> query(const std::string& sql, const std::vector<Param>& params = {},
+    std::vector<Row> query(const std::string& sql, const std::vector<Arg>& params = {},
                            bool read_only = false, long limit = 0);
     // Same, returning the number of rows processed.
-    uint64_t exec(const std::string& sql, const std::vector<Param>& params = {});
+    uint64_t exec(const std::string& sql, const std::vector<Arg>& params = {});
 
     void finish();  // SPI_finish on the success path
 
 private:
-    uint64_t run(const std::string& sql, const std::vector<Param>& params, bool read_only, long limit,
+    uint64_t run(const std::string& sql, const std::vector<Arg>& params, bool read_only, long limit,
                  SPITupleTable** table);
 
     std::string schema_;

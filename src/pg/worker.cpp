@@ -1,10 +1,514 @@
-// The background worker "attendance scheduler" (DESIGN §6).
+// The background scheduler (DESIGN §6), in two parts:
+//  - the launcher "attendance scheduler": a static worker started after recovery, not
+//    connected to any database. It sleeps on its latch until the next due moment (or
+//    until woken at commit) and then starts one run;
+//  - a run "attendance run": a short-lived dynamic worker connected to
+//    attendance.database_name that does the due jobs, each bookkeeping write in its own
+//    short transaction, reports the next due moment in shared memory, and exits.
+// Because nothing stays connected between runs, DROP DATABASE and DROP EXTENSION are
+// never blocked by the scheduler.
+#include "pg/calculate.hpp"
+#include "pg/args.hpp"
 #include "pg/settings.hpp"
+
+#include "core/calc.hpp"
+
+extern "C" {
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/snapmgr.h"
+
+PGDLLEXPORT void attendance_launcher_main(Datum);
+PGDLLEXPORT void attendance_run_main(Datum);
+PG_FUNCTION_INFO_V1(attendance_wake_worker);
+PG_FUNCTION_INFO_V1(attendance_worker_status);
+PG_FUNCTION_INFO_V1(attendance_run_job);
+}
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
 
 namespace attendance::pg {
 
-void register_worker_if_preloaded() {}
+namespace {
 
-void wake_worker_at_commit() {}
+struct Shared {
+    slock_t mutex;
+    pid_t launcher_pid;
+    Latch* launcher_latch;
+    bool wake_pending;
+    pid_t run_pid;
+    int64 next_due_ms;        // next session due, or -1
+    int64 next_reconcile_ms;  // next reconciliation, or -1
+    int64 last_run_end_ms;
+    bool last_run_ok;
+    int64 runs;
+    char last_message[512];
+};
+
+Shared* shared = nullptr;
+shmem_request_hook_type prev_shmem_request_hook = nullptr;
+shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
+bool wake_registered = false;
+bool wake_pending_local = false;
+
+void request_shmem() {
+    if (prev_shmem_request_hook) prev_shmem_request_hook();
+    RequestAddinShmemSpace(MAXALIGN(sizeof(Shared)));
+}
+
+void startup_shmem() {
+    if (prev_shmem_startup_hook) prev_shmem_startup_hook();
+    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+    bool found = false;
+    shared = static_cast<Shared*>(ShmemInitStruct("attendance scheduler", sizeof(Shared), &found));
+    if (!found) {
+        memset(shared, 0, sizeof(Shared));
+        SpinLockInit(&shared->mutex);
+        shared->next_due_ms = -1;
+        shared->next_reconcile_ms = -1;
+    }
+    LWLockRelease(AddinShmemInitLock);
+}
+
+int64 now_ms() { return timestamptz_to_ms(GetCurrentTimestamp()); }
+
+void on_commit_wake(XactEvent event, void*) {
+    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) {
+        if (wake_pending_local && shared) {
+            Latch* latch = nullptr;
+            SpinLockAcquire(&shared->mutex);
+            shared->wake_pending = true;
+            latch = shared->launcher_latch;
+            SpinLockRelease(&shared->mutex);
+            if (latch) SetLatch(latch);
+        }
+        wake_pending_local = false;
+    } else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) {
+        wake_pending_local = false;
+    }
+}
+
+// ---- the run -------------------------------------------------------------------
+
+// Runs fn in its own transaction with SPI and a snapshot; a PostgreSQL error aborts
+// the transaction and comes back as the message (empty on success).
+template <typename F>
+std::string in_transaction(F&& fn) {
+    std::string error;
+    pg_call([] {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+    });
+    try {
+        fn();
+        pg_call([] {
+            PopActiveSnapshot();
+            CommitTransactionCommand();
+        });
+        return "";
+    } catch (const PgError& e) {
+        error = e.what();
+    } catch (const std::exception& e) {
+        error = e.what();
+    }
+    pg_call([] { AbortCurrentTransaction(); });
+    return error.empty() ? "unknown error" : error;
+}
+
+struct JobOutcome {
+    int processed = 0;
+    int failed = 0;
+    std::string message;
+};
+
+JobOutcome do_job(SpiSession& spi, const std::string& job) {
+    JobOutcome out;
+    if (job == "calculate") {
+        DueResult r = calculate_due(spi, settings.calculation_delay_s);
+        out.processed = r.processed;
+        out.failed = r.failed;
+        out.message = r.message;
+    } else if (job == "reconcile") {
+        ReconcileResult r = reconcile(spi, int64_t(settings.max_connection_age_s) * 1000);
+        out.processed = r.closed;
+        out.message = "closed " + std::to_string(r.closed) + " connection(s), recalculated " +
+                      std::to_string(r.sessions_recalculated) + " session(s)";
+    } else if (job == "cleanup") {
+        int64_t n = cleanup_history(spi, settings.run_history_retention_days);
+        out.processed = int(n);
+        out.message = "deleted " + std::to_string(n) + " old run(s)";
+    } else {
+        throw core::Error("22023", "unknown job \"" + job + "\" (calculate, reconcile or cleanup)");
+    }
+    return out;
+}
+
+std::optional<std::string> extension_schema_in_db(std::string& idle_reason) {
+    SpiSession spi("pg_catalog");
+    auto rows = spi.query(
+        "SELECT quote_ident(n.nspname), e.extversion FROM pg_catalog.pg_extension e "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'attendance'",
+        {}, true);
+    spi.finish();
+    if (rows.empty()) {
+        idle_reason = "extension attendance is not installed in database \"" + std::string(settings.database_name) + "\"";
+        return std::nullopt;
+    }
+    if (rows[0][1].value_or("") != kLibraryVersion) {
+        idle_reason = "the SQL schema of attendance is version " + rows[0][1].value_or("?") + " but the library is " +
+                      kLibraryVersion + "; run ALTER EXTENSION attendance UPDATE";
+        return std::nullopt;
+    }
+    return rows[0][0];
+}
+
+void report(int64 next_due, int64 next_reconcile, bool ok, const std::string& message) {
+    SpinLockAcquire(&shared->mutex);
+    shared->next_due_ms = next_due;
+    shared->next_reconcile_ms = next_reconcile;
+    shared->last_run_end_ms = now_ms();
+    shared->last_run_ok = ok;
+    shared->runs++;
+    std::snprintf(shared->last_message, sizeof shared->last_message, "%s", message.c_str());
+    SpinLockRelease(&shared->mutex);
+}
+
+void run_once() {
+    std::string idle_reason;
+    std::optional<std::string> schema;
+    bool reconcile_due = false, cleanup_due = false, calculate_due_now = false;
+    std::string err = in_transaction([&] {
+        schema = extension_schema_in_db(idle_reason);
+        if (!schema) return;
+        SpiSession spi(*schema);
+        // Runs left 'running' by a crash or kill are marked failed (only one run at a time).
+        spi.exec(
+            "UPDATE @s.attendance_job_runs SET status = 'failed', finished_at = clock_timestamp(), "
+            "message = 'interrupted: the scheduler stopped before the run finished' "
+            "WHERE status = 'running' AND pid IS DISTINCT FROM pg_backend_pid()");
+        auto r = spi.query(
+            "SELECT EXISTS (SELECT 1 FROM @s.attendance_session_schedule WHERE needs_calculation "
+            "  AND ends_at + make_interval(secs => $1) <= now() "
+            "  AND (next_attempt_at IS NULL OR next_attempt_at <= now())), "
+            "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'reconcile') "
+            "  <= now() - make_interval(secs => $2), true), "
+            "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'cleanup') "
+            "  <= now() - interval '1 day', true)",
+            {Arg::int4(settings.calculation_delay_s), Arg::int4(settings.reconcile_interval_s)}, true);
+        calculate_due_now = r[0][0] == std::optional<std::string>("t");
+        reconcile_due = r[0][1] == std::optional<std::string>("t");
+        cleanup_due = r[0][2] == std::optional<std::string>("t");
+        spi.finish();
+    });
+    if (!err.empty() || !schema) {
+        std::string why = err.empty() ? idle_reason : err;
+        pg_call([&] { ereport(WARNING, (errmsg("attendance scheduler is idle: %s", why.c_str()))); });
+        report(now_ms() + 60'000, -1, false, why);
+        return;
+    }
+
+    std::string summary;
+    for (const char* job : {"calculate", "reconcile", "cleanup"}) {
+        std::string name = job;
+        if ((name == "calculate" && !calculate_due_now) || (name == "reconcile" && !reconcile_due) ||
+            (name == "cleanup" && !cleanup_due))
+            continue;
+        int64_t run_id = 0;
+        err = in_transaction([&] {
+            SpiSession spi(*schema);
+            auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id", {Arg::text(name)});
+            run_id = std::stoll(r[0][0].value_or("0"));
+            spi.finish();
+        });
+        if (!err.empty()) {
+            summary += name + ": " + err + "; ";
+            continue;
+        }
+        pg_call([&] { pgstat_report_activity(STATE_RUNNING, name.c_str()); });
+        JobOutcome outcome;
+        err = in_transaction([&] {
+            SpiSession spi(*schema);
+            outcome = do_job(spi, name);
+            spi.finish();
+        });
+        pg_call([] { pgstat_report_activity(STATE_IDLE, nullptr); });
+        std::string status = err.empty() ? "succeeded" : "failed";
+        std::string message = err.empty() ? outcome.message : err;
+        in_transaction([&] {
+            SpiSession spi(*schema);
+            spi.exec(
+                "UPDATE @s.attendance_job_runs SET status = $2, finished_at = clock_timestamp(), processed = $3, "
+                "failed = $4, message = nullif($5, '') WHERE id = $1",
+                {Arg::int8(run_id), Arg::text(status), Arg::int4(outcome.processed), Arg::int4(outcome.failed),
+                 Arg::text(message)});
+            spi.finish();
+        });
+        summary += name + " " + status + " (" + std::to_string(outcome.processed) + " processed, " +
+                   std::to_string(outcome.failed) + " failed); ";
+        if (name == "calculate" || !err.empty())
+            pg_call([&] { elog(LOG, "attendance scheduler: %s %s: %s", name.c_str(), status.c_str(), message.c_str()); });
+    }
+
+    int64 next_due = -1, next_reconcile = -1;
+    err = in_transaction([&] {
+        SpiSession spi(*schema);
+        auto r = spi.query(
+            "SELECT floor(extract(epoch FROM (SELECT min(greatest(ends_at + make_interval(secs => $1), "
+            "   coalesce(next_attempt_at, '-infinity'))) FROM @s.attendance_session_schedule WHERE needs_calculation)) "
+            "   * 1000)::bigint, "
+            "floor(extract(epoch FROM coalesce((SELECT max(started_at) FROM @s.attendance_job_runs "
+            "   WHERE job = 'reconcile'), now()) + make_interval(secs => $2)) * 1000)::bigint",
+            {Arg::int4(settings.calculation_delay_s), Arg::int4(settings.reconcile_interval_s)}, true);
+        if (r[0][0]) next_due = std::stoll(*r[0][0]);
+        if (r[0][1]) next_reconcile = std::stoll(*r[0][1]);
+        spi.finish();
+    });
+    report(next_due, next_reconcile, err.empty(), summary.empty() ? "nothing due" : summary);
+}
+
+// ---- the launcher ----------------------------------------------------------------
+
+volatile sig_atomic_t got_sigusr1 = 0;
+void launcher_sigusr1(SIGNAL_ARGS) {
+    int save_errno = errno;
+    got_sigusr1 = 1;
+    SetLatch(MyLatch);
+    errno = save_errno;
+}
+
+void clear_launcher(int, Datum) {
+    if (!shared) return;
+    SpinLockAcquire(&shared->mutex);
+    shared->launcher_pid = 0;
+    shared->launcher_latch = nullptr;
+    SpinLockRelease(&shared->mutex);
+}
+
+// Starts one run and waits for it to end; returns false if it could not start.
+bool start_run_and_wait() {
+    BackgroundWorker w;
+    memset(&w, 0, sizeof w);
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    w.bgw_restart_time = BGW_NEVER_RESTART;
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "attendance");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "attendance_run_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "attendance run");
+    snprintf(w.bgw_type, BGW_MAXLEN, "attendance run");
+    w.bgw_notify_pid = MyProcPid;
+    BackgroundWorkerHandle* handle = nullptr;
+    if (!RegisterDynamicBackgroundWorker(&w, &handle)) return false;
+    pid_t pid = 0;
+    if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED) return false;
+    SpinLockAcquire(&shared->mutex);
+    shared->run_pid = pid;
+    SpinLockRelease(&shared->mutex);
+    WaitForBackgroundWorkerShutdown(handle);
+    SpinLockAcquire(&shared->mutex);
+    shared->run_pid = 0;
+    SpinLockRelease(&shared->mutex);
+    return true;
+}
+
+void launcher_loop() {
+    int64 next_run = 0;  // run at once: mark interrupted runs, catch up on what is due
+    for (;;) {
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+            next_run = 0;  // the delay or interval may have changed
+        }
+        bool woken = false;
+        SpinLockAcquire(&shared->mutex);
+        woken = shared->wake_pending;
+        shared->wake_pending = false;
+        SpinLockRelease(&shared->mutex);
+        got_sigusr1 = 0;
+
+        int64 now = now_ms();
+        if (woken || now >= next_run) {
+            uint64 runs_before = 0;
+            SpinLockAcquire(&shared->mutex);
+            runs_before = uint64(shared->runs);
+            SpinLockRelease(&shared->mutex);
+            bool started = start_run_and_wait();
+            SpinLockAcquire(&shared->mutex);
+            bool reported = uint64(shared->runs) != runs_before;
+            int64 due = shared->next_due_ms, rec = shared->next_reconcile_ms;
+            SpinLockRelease(&shared->mutex);
+            now = now_ms();
+            if (!started || !reported) {
+                next_run = now + 10'000;  // the run could not start or died: retry soon
+            } else {
+                next_run = now + 10 * 60'000;  // a safety net; normally woken or due earlier
+                if (due >= 0 && due < next_run) next_run = due;
+                if (rec >= 0 && rec < next_run) next_run = rec;
+            }
+            continue;  // re-check wake requests that arrived during the run
+        }
+        long timeout = long(std::max<int64>(0, std::min<int64>(next_run - now, 10 * 60'000)));
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+}
+
+}  // namespace
+
+void register_worker_if_preloaded() {
+    if (!process_shared_preload_libraries_in_progress) return;
+    prev_shmem_request_hook = shmem_request_hook;
+    shmem_request_hook = request_shmem;
+    prev_shmem_startup_hook = shmem_startup_hook;
+    shmem_startup_hook = startup_shmem;
+    if (!settings.scheduler_enabled) return;
+
+    BackgroundWorker w;
+    memset(&w, 0, sizeof w);
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    w.bgw_restart_time = 5;
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "attendance");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "attendance_launcher_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "attendance scheduler");
+    snprintf(w.bgw_type, BGW_MAXLEN, "attendance scheduler");
+    RegisterBackgroundWorker(&w);
+}
+
+void wake_worker_at_commit() {
+    if (!shared) return;
+    if (!wake_registered) {
+        pg_call([] { RegisterXactCallback(on_commit_wake, nullptr); });
+        wake_registered = true;
+    }
+    wake_pending_local = true;
+}
+
+void warn_if_scheduler_absent() {
+    bool running = false;
+    if (shared) {
+        SpinLockAcquire(&shared->mutex);
+        running = shared->launcher_pid != 0;
+        SpinLockRelease(&shared->mutex);
+    }
+    if (!running)
+        pg_call([] {
+            ereport(NOTICE, (errmsg("the attendance scheduler is not running"),
+                             errhint("Add attendance to shared_preload_libraries to calculate sessions automatically.")));
+        });
+}
 
 }  // namespace attendance::pg
+
+using namespace attendance;
+using namespace attendance::pg;
+
+extern "C" void attendance_launcher_main(Datum) {
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    pqsignal(SIGUSR1, launcher_sigusr1);
+    BackgroundWorkerUnblockSignals();
+    if (!shared) elog(FATAL, "attendance scheduler: shared memory is not set up (is attendance preloaded?)");
+    SpinLockAcquire(&shared->mutex);
+    shared->launcher_pid = MyProcPid;
+    shared->launcher_latch = MyLatch;
+    SpinLockRelease(&shared->mutex);
+    on_shmem_exit(clear_launcher, 0);
+    elog(LOG, "attendance scheduler started (database \"%s\", calculation delay %d s)", settings.database_name,
+         settings.calculation_delay_s);
+    try {
+        launcher_loop();
+    } catch (const std::exception& e) {
+        // The loop only calls PostgreSQL through pg_call; anything here ends the
+        // launcher, and the postmaster restarts it.
+        static char message[512];
+        std::snprintf(message, sizeof message, "%s", e.what());
+        elog(FATAL, "attendance scheduler: %s", message);
+    }
+}
+
+extern "C" void attendance_run_main(Datum) {
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnection(settings.database_name, nullptr, 0);
+    static char message[512] = "";
+    try {
+        run_once();
+    } catch (const std::exception& e) {
+        std::snprintf(message, sizeof message, "%s", e.what());
+    }
+    if (message[0]) elog(FATAL, "attendance run: %s", message);
+    proc_exit(0);
+}
+
+extern "C" Datum attendance_wake_worker(PG_FUNCTION_ARGS) {
+    (void)fcinfo;
+    return entry([&]() -> Datum {
+        wake_worker_at_commit();
+        PG_RETURN_VOID();
+    });
+}
+
+extern "C" Datum attendance_worker_status(PG_FUNCTION_ARGS) {
+    return entry([&]() -> Datum {
+        nlohmann::json j;
+        j["preloaded"] = shared != nullptr;
+        j["database"] = settings.database_name ? settings.database_name : "";
+        j["calculation_delay_seconds"] = settings.calculation_delay_s;
+        j["reconcile_interval_seconds"] = settings.reconcile_interval_s;
+        if (shared) {
+            Shared copy;
+            SpinLockAcquire(&shared->mutex);
+            memcpy(&copy, shared, sizeof copy);
+            SpinLockRelease(&shared->mutex);
+            auto ts = [](int64 ms) { return ms < 0 ? nlohmann::json() : nlohmann::json(core::format_timestamp_ms(ms)); };
+            j["running"] = copy.launcher_pid != 0;
+            j["launcher_pid"] = copy.launcher_pid ? nlohmann::json(copy.launcher_pid) : nlohmann::json();
+            j["run_in_progress_pid"] = copy.run_pid ? nlohmann::json(copy.run_pid) : nlohmann::json();
+            j["runs_since_start"] = copy.runs;
+            j["next_due"] = ts(copy.next_due_ms);
+            j["next_reconcile"] = ts(copy.next_reconcile_ms);
+            j["last_run_finished"] = copy.runs ? ts(copy.last_run_end_ms) : nlohmann::json();
+            j["last_run_ok"] = copy.runs ? nlohmann::json(copy.last_run_ok) : nlohmann::json();
+            j["last_run_message"] = copy.runs ? nlohmann::json(std::string(copy.last_message)) : nlohmann::json();
+        } else {
+            j["running"] = false;
+        }
+        SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
+        auto rows = spi.query(
+            "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]')::text FROM (SELECT id, job, status, "
+            "started_at, finished_at, processed, failed, message FROM @s.attendance_job_runs ORDER BY id DESC LIMIT 5) r",
+            {}, true);
+        j["last_runs"] = nlohmann::json::parse(rows[0][0].value_or("[]"));
+        spi.finish();
+        return jsonb_datum(j.dump());
+    });
+}
+
+extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
+    return entry([&]() -> Datum {
+        std::string job = text_arg(fcinfo, 0, "job");
+        SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
+        if (job != "calculate" && job != "reconcile" && job != "cleanup")
+            throw core::Error("22023", "unknown job \"" + job + "\" (calculate, reconcile or cleanup)");
+        auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id", {Arg::text(job)});
+        int64_t id = std::stoll(r[0][0].value_or("0"));
+        JobOutcome outcome = do_job(spi, job);
+        spi.exec(
+            "UPDATE @s.attendance_job_runs SET status = 'succeeded', finished_at = clock_timestamp(), processed = $2, "
+            "failed = $3, message = nullif($4, '') WHERE id = $1",
+            {Arg::int8(id), Arg::int4(outcome.processed), Arg::int4(outcome.failed), Arg::text(outcome.message)});
+        spi.finish();
+        return Int64GetDatum(id);
+    });
+}

@@ -1,0 +1,27 @@
+// When to close a connection whose leave never came (DESIGN §5, reconciliation).
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace attendance::core {
+
+struct OpenConnection {
+    int64_t join_ms;
+    std::optional<int64_t> room_finished_ms;  // the room's room_finished, if any
+    std::optional<int64_t> scheduled_end_ms;  // the session's scheduled end, if matched
+};
+
+struct Closing {
+    int64_t leave_ms;
+    std::string because;  // "room_finished" | "scheduled_end" | "max_connection_age"
+};
+
+// The synthetic leave for an open connection at `now_ms`, or nothing while it may
+// still be genuinely open: at room_finished when the room finished after the join;
+// else at the scheduled end once the session is over; else after max_age_ms.
+std::optional<Closing> reconcile_close(const OpenConnection& c, int64_t now_ms, int64_t max_age_ms);
+
+}  // namespace attendance::core
