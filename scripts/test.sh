@@ -72,7 +72,7 @@ PGPORT_TEST=${ATTENDANCE_TEST_PORT:-54329}
 cleanup() { pg_stop "$PGDIR"; rm -rf "$PGDIR"; }
 trap cleanup EXIT
 if ! pg_start "$PGDIR" "$PGPORT_TEST" \
-     "attendance.calculation_delay = '2s'" "attendance.worker_naptime = '1s'" \
+     "attendance.calculation_delay = '2s'" \
      "attendance.webhook_log_level = 'debug1'"; then
   count postgres-start 0 1
   echo "$PASSED passed, $FAILED failed"

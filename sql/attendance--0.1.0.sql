@@ -379,6 +379,14 @@ BEGIN
     RETURNING * INTO result;
     UPDATE @extschema@.meeting_attendances m SET role = result.role, is_calculated = false, updated_at = now()
     WHERE m.session_id = result.session_id AND m.user_key = result.user_id::text AND m.role <> result.role;
+    -- A roster change after calculation leads to recalculation.
+    UPDATE @extschema@.attendance_session_schedule s
+    SET needs_calculation = true, recalculation_cause = 'roster change', updated_at = now()
+    WHERE s.session_id = result.session_id AND s.calculated_at IS NOT NULL
+      AND (NOT s.needs_calculation OR s.recalculation_cause IS NULL);
+    IF FOUND THEN
+        PERFORM @extschema@._attendance_wake_worker();
+    END IF;
     RETURN result;
 END;
 $$;
@@ -474,8 +482,14 @@ LANGUAGE C VOLATILE STRICT SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION @extschema@.attendance_run_job(job text)
 RETURNS @extschema@.attendance_job_runs
-LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM @extschema@.attendance_job_runs WHERE id = @extschema@._attendance_run_job($1);
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    run_id bigint := @extschema@._attendance_run_job(job);
+    result @extschema@.attendance_job_runs;
+BEGIN
+    SELECT * INTO result FROM @extschema@.attendance_job_runs r WHERE r.id = run_id;
+    RETURN result;
+END;
 $$;
 COMMENT ON FUNCTION @extschema@.attendance_run_job(text) IS
   'Run a scheduler job (calculate, reconcile or cleanup) now in this session, recorded in attendance_job_runs.';

@@ -18,12 +18,12 @@ inline constexpr const char* kInternal = "XX000";
 }  // namespace sqlstate
 
 class Error : public std::runtime_error {
-public:
+  public:
     Error(const char* sqlstate, const std::string& message)
         : std::runtime_error(message), sqlstate_(sqlstate) {}
     const char* sqlstate() const noexcept { return sqlstate_; }
 
-private:
+  private:
     const char* sqlstate_;
 };
 

@@ -6,6 +6,7 @@
 //    a core file that includes postgres.h does not compile at all.
 #pragma once
 
-#if (defined(PG_VERSION_NUM) || defined(POSTGRES_H) || defined(POSTGRES_FE_H)) && !defined(ATTENDANCE_PG_LAYER)
+#if (defined(PG_VERSION_NUM) || defined(POSTGRES_H) || defined(POSTGRES_FE_H)) && \
+    !defined(ATTENDANCE_PG_LAYER)
 #error "src/core must not include PostgreSQL headers (postgres.h); keep PostgreSQL code in src/pg"
 #endif

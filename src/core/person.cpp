@@ -92,8 +92,9 @@ Person resolve_person(const Participant& participant, std::string_view identity_
     }
     if (!person.user_id) {
         std::smatch m;
-        std::string identity = participant.identity;
-        if (std::regex_match(identity, m, compiled(identity_pattern)) && m[1].matched) {
+        const std::string& identity = participant.identity;
+        if (identity.size() <= kMaxPatternInput &&
+            std::regex_match(identity, m, compiled(identity_pattern)) && m[1].matched) {
             if (auto id = to_int64(m[1].str())) {
                 person.user_id = id;
                 person.user_id_from = "identity_pattern";
@@ -115,33 +116,35 @@ Person resolve_person(const Participant& participant, std::string_view identity_
 
     evaluate_attendance(person);
     const std::string& kind = participant.kind;
+    std::string excluded;
     if (kind == "AGENT" || kind == "EGRESS" || kind == "INGRESS" || kind == "SIP" ||
-        kind == "CONNECTOR") {
+        kind == "CONNECTOR")
+        excluded = "participant kind " + kind + " is not a person attending";
+    else if (participant.recorder)
+        excluded = "recorder participant is not a person attending";
+    else if (participant.hidden)
+        excluded = "hidden participant is not a person attending";
+    if (!excluded.empty()) {  // no role, from metadata or the roster, changes this
         person.attends = false;
-        person.not_attending_reason = "participant kind " + kind + " is not a person attending";
-    } else if (participant.recorder) {
-        person.attends = false;
-        person.not_attending_reason = "recorder participant is not a person attending";
-    } else if (participant.hidden) {
-        person.attends = false;
-        person.not_attending_reason = "hidden participant is not a person attending";
+        person.excluded_by_kind = true;
+        person.not_attending_reason = excluded;
     }
     return person;
 }
 
 void apply_role(Person& person, std::string_view roster_role) {
     if (roster_role.empty()) return;
-    bool was_excluded_by_kind = !person.attends && person.role != "observer";
     person.role = lower(std::string(roster_role));
-    if (!was_excluded_by_kind) evaluate_attendance(person);
+    if (!person.excluded_by_kind) evaluate_attendance(person);
 }
 
 std::optional<int64_t> session_from_room(std::string_view room_name,
                                          std::string_view room_pattern) {
+    if (room_name.size() > kMaxPatternInput) return std::nullopt;
     std::match_results<std::string_view::const_iterator> m;
     if (std::regex_search(room_name.begin(), room_name.end(), m, compiled(room_pattern)) &&
-        m[1].matched)
-        return to_int64(std::string_view(&*m[1].first, size_t(m[1].length())));
+        m[1].matched && m[1].length() > 0)
+        return to_int64(room_name.substr(size_t(m[1].first - room_name.begin()), size_t(m[1].length())));
     return std::nullopt;
 }
 

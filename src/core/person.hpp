@@ -20,8 +20,14 @@ struct Person {
     std::string user_id_from;  // "attributes" | "metadata" | "identity_pattern" | "identity"
     std::string role;          // from attributes/metadata "role", lower case; empty if none
     bool attends = true;       // false for agents, recorders, hidden participants, observers
+    bool excluded_by_kind =
+        false;  // agent/egress/ingress/sip, recorder or hidden: no role changes that
     std::string not_attending_reason;
 };
+
+// Identities and room names longer than this are never matched against the patterns
+// (std::regex recurses per character); the identity itself is then the person's key.
+inline constexpr size_t kMaxPatternInput = 256;
 
 // Person resolution per DESIGN §4: attributes.user_id, else metadata JSON user_id, else
 // the identity through `identity_pattern` (ECMAScript regex, first group = the id),

@@ -4,12 +4,14 @@
 
 namespace attendance::core {
 
-std::optional<Closing> reconcile_close(const OpenConnection& c, int64_t now_ms, int64_t max_age_ms) {
+std::optional<Closing> reconcile_close(const OpenConnection& c, int64_t now_ms,
+                                       int64_t max_age_ms) {
     if (c.room_finished_ms && *c.room_finished_ms >= c.join_ms && *c.room_finished_ms <= now_ms)
         return Closing{*c.room_finished_ms, "room_finished"};
     if (c.scheduled_end_ms && now_ms >= *c.scheduled_end_ms)
         return Closing{std::max(c.join_ms, *c.scheduled_end_ms), "scheduled_end"};
-    if (max_age_ms > 0 && now_ms - c.join_ms >= max_age_ms) return Closing{c.join_ms + max_age_ms, "max_connection_age"};
+    if (max_age_ms > 0 && now_ms - c.join_ms >= max_age_ms)
+        return Closing{c.join_ms + max_age_ms, "max_connection_age"};
     return std::nullopt;
 }
 

@@ -65,13 +65,14 @@ int decode_char(char c) {
 std::optional<int64_t> claim_int(const nlohmann::json& claims, const char* name) {
     auto it = claims.find(name);
     if (it == claims.end() || it->is_null()) return std::nullopt;
-    if (it->is_number_integer()) return it->get<int64_t>();
+    // nlohmann reports unsigned numbers as integers too: check the unsigned form first.
     if (it->is_number_unsigned()) {
         auto v = it->get<uint64_t>();
         if (v > uint64_t(std::numeric_limits<int64_t>::max()))
             throw auth_error(std::string("claim '") + name + "' is out of range");
         return int64_t(v);
     }
+    if (it->is_number_integer()) return it->get<int64_t>();
     if (it->is_number_float()) {
         double d = it->get<double>();
         if (!(d > -9.2e18 && d < 9.2e18))
@@ -149,7 +150,8 @@ std::string_view bare_token(std::string_view authorization) {
     if (authorization.size() >= 6) {
         std::string prefix(authorization.substr(0, 6));
         for (auto& c : prefix) c = char(std::tolower(static_cast<unsigned char>(c)));
-        if (prefix == "bearer" && (authorization.size() == 6 || authorization[6] == ' ' || authorization[6] == '\t'))
+        if (prefix == "bearer" &&
+            (authorization.size() == 6 || authorization[6] == ' ' || authorization[6] == '\t'))
             authorization = trim(authorization.substr(6));
     }
     return authorization;
@@ -201,14 +203,17 @@ void verify_token(const ParsedToken& token, std::string_view body, std::string_v
     if (options.check_expiry) check_token_window(token, options.now_s, options.leeway_s, "now");
 }
 
-void check_token_window(const ParsedToken& token, int64_t at_s, int64_t leeway_s, const char* what) {
+void check_token_window(const ParsedToken& token, int64_t at_s, int64_t leeway_s,
+                        const char* what) {
     if (!token.exp) throw auth_error("token has no 'exp' claim");
-    if (at_s > *token.exp + leeway_s)
+    // Written so that no sum can overflow, whatever the claims say.
+    if (at_s - leeway_s > *token.exp)
         throw auth_error("token expired at " + std::to_string(*token.exp) + " (" + what + " " +
                          std::to_string(at_s) + ", leeway " + std::to_string(leeway_s) + " s)");
-    if (token.nbf && at_s + leeway_s < *token.nbf)
-        throw auth_error("token not yet valid (nbf " + std::to_string(*token.nbf) + ", " + what + " " +
-                         std::to_string(at_s) + ", leeway " + std::to_string(leeway_s) + " s)");
+    if (token.nbf && *token.nbf > at_s + leeway_s)  // at_s is a clock value: no overflow
+        throw auth_error("token not yet valid (nbf " + std::to_string(*token.nbf) + ", " + what +
+                         " " + std::to_string(at_s) + ", leeway " + std::to_string(leeway_s) +
+                         " s)");
 }
 
 std::string sign_token(std::string_view body, std::string_view api_key, std::string_view secret,

@@ -50,8 +50,8 @@ std::string sign_token(std::string_view body, std::string_view api_key, std::str
                        int64_t now_s, int64_t ttl_s = 600);
 
 // Helpers shared with tests.
-std::string base64_encode(std::string_view bytes);      // standard, padded
-std::string base64url_encode(std::string_view bytes);   // unpadded
+std::string base64_encode(std::string_view bytes);     // standard, padded
+std::string base64url_encode(std::string_view bytes);  // unpadded
 std::optional<std::string> base64url_decode(std::string_view text);
 std::string sha256_base64(std::string_view bytes);
 std::string hmac_sha256(std::string_view key, std::string_view data);

@@ -87,13 +87,14 @@ std::optional<int64_t> get_int64(const json& obj, const char* camel, const char*
                                  const std::string& path) {
     const json* v = field(obj, camel, snake);
     if (!v) return std::nullopt;
-    if (v->is_number_integer()) return v->get<int64_t>();
+    // nlohmann reports unsigned numbers as integers too: check the unsigned form first.
     if (v->is_number_unsigned()) {
         auto u = v->get<uint64_t>();
         if (u > uint64_t(std::numeric_limits<int64_t>::max()))
             not_a_webhook("field '" + path + "' is out of range");
         return int64_t(u);
     }
+    if (v->is_number_integer()) return v->get<int64_t>();
     if (v->is_string()) {
         const auto& s = v->get_ref<const std::string&>();
         size_t i = (!s.empty() && s[0] == '-') ? 1 : 0;
@@ -122,7 +123,9 @@ std::string get_enum(const json& obj, const char* camel, const char* snake, cons
     const json* v = field(obj, camel, snake);
     if (!v) return name_of(0);  // omitted = the enum's default
     if (v->is_string()) return v->get<std::string>();
-    if (v->is_number_integer() || v->is_number_unsigned()) return name_of(v->get<int64_t>());
+    if (v->is_number_unsigned())
+        return name_of(v->get<uint64_t>() > 1000 ? -1 : int64_t(v->get<uint64_t>()));
+    if (v->is_number_integer()) return name_of(v->get<int64_t>());
     not_a_webhook("field '" + path + "' must be an enum name or number");
 }
 

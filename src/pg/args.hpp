@@ -10,7 +10,10 @@ namespace attendance::pg {
 
 inline std::optional<std::string> opt_text_arg(FunctionCallInfo fcinfo, int n) {
     if (PG_ARGISNULL(n)) return std::nullopt;
-    struct Bytes { const char* data; size_t len; };
+    struct Bytes {
+        const char* data;
+        size_t len;
+    };
     Bytes b = pg_call([&] {
         text* t = PG_GETARG_TEXT_PP(n);
         return Bytes{VARDATA_ANY(t), size_t(VARSIZE_ANY_EXHDR(t))};
@@ -31,7 +34,8 @@ inline std::optional<int64_t> opt_int8_arg(FunctionCallInfo fcinfo, int n) {
 
 // Converts a JSON text built in C++ into a jsonb Datum (call after SpiSession::finish).
 inline Datum jsonb_datum(const std::string& json_text) {
-    return pg_call([&] { return DirectFunctionCall1(jsonb_in, CStringGetDatum(json_text.c_str())); });
+    return pg_call(
+        [&] { return DirectFunctionCall1(jsonb_in, CStringGetDatum(json_text.c_str())); });
 }
 
 }  // namespace attendance::pg

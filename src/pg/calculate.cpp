@@ -58,8 +58,10 @@ core::PolicyNumbers numbers_from(const Row& r, size_t at) {
 
 SessionData load_session(SpiSession& spi, int64_t session_id, bool lock_persons) {
     if (lock_persons)  // serialises with ingestion of the same persons and other calculations
-        spi.query("SELECT 1 FROM @s.meeting_attendances WHERE session_id = $1 ORDER BY user_key FOR UPDATE",
-                  {Arg::int8(session_id)});
+        spi.query(
+            "SELECT 1 FROM @s.meeting_attendances WHERE session_id = $1 ORDER BY user_key FOR "
+            "UPDATE",
+            {Arg::int8(session_id)});
     auto s = spi.query("SELECT " MS("starts_at") ", " MS("ends_at") ", " MS("room_finished_at") ", policy_name, " MS(
                            "now()") " FROM @s.attendance_session_schedule WHERE session_id = $1",
                        {Arg::int8(session_id)}, true);
@@ -87,35 +89,41 @@ SessionData load_session(SpiSession& spi, int64_t session_id, bool lock_persons)
                          {Arg::text(d.policy.name)}, true);
     if (pol.empty()) throw core::Error("42704", "policy \"" + d.policy.name + "\" does not exist");
     d.policy.numbers = numbers_from(pol[0], 0);
-    auto roles = spi.query(
-        "SELECT r.role, " + cols("x") +
-            " FROM @s.attendance_policy_roles r JOIN @s.attendance_policies p ON p.name = r.policy_name, "
-            "LATERAL (SELECT coalesce(r.absent_below, p.absent_below) AS absent_below, "
-            "coalesce(r.partial_below, p.partial_below) AS partial_below, "
-            "coalesce(r.late_after, p.late_after) AS late_after, coalesce(r.late_max, p.late_max) AS late_max, "
-            "coalesce(r.merge_gap, p.merge_gap) AS merge_gap) x WHERE r.policy_name = $1",
-        {Arg::text(d.policy.name)}, true);
+    auto roles =
+        spi.query("SELECT r.role, " + cols("x") +
+                      " FROM @s.attendance_policy_roles r JOIN @s.attendance_policies p ON p.name "
+                      "= r.policy_name, "
+                      "LATERAL (SELECT coalesce(r.absent_below, p.absent_below) AS absent_below, "
+                      "coalesce(r.partial_below, p.partial_below) AS partial_below, "
+                      "coalesce(r.late_after, p.late_after) AS late_after, coalesce(r.late_max, "
+                      "p.late_max) AS late_max, "
+                      "coalesce(r.merge_gap, p.merge_gap) AS merge_gap) x WHERE r.policy_name = $1",
+                  {Arg::text(d.policy.name)}, true);
     for (const auto& r : roles) d.policy.by_role[r[0].value_or("")] = numbers_from(r, 1);
 
     // Persons: live rows, then the roster (its role wins), then overrides.
-    for (const auto& r : spi.query("SELECT user_key, user_id, role FROM @s.meeting_attendances WHERE session_id = $1",
-                                   {Arg::int8(session_id)}, true)) {
-        Person& p = d.persons[r[0].value_or("")];
-        p.input.user_key = r[0].value_or("");
-        p.user_id = opt_i64(r[1]);
-        p.input.role = r[2].value_or("student");
-    }
-    for (const auto& r : spi.query("SELECT user_id::text, user_id, role FROM @s.attendance_roster WHERE session_id = $1",
-                                   {Arg::int8(session_id)}, true)) {
+    for (const auto& r : spi.query(
+             "SELECT user_key, user_id, role FROM @s.meeting_attendances WHERE session_id = $1",
+             {Arg::int8(session_id)}, true)) {
         Person& p = d.persons[r[0].value_or("")];
         p.input.user_key = r[0].value_or("");
         p.user_id = opt_i64(r[1]);
         p.input.role = r[2].value_or("student");
     }
     for (const auto& r : spi.query(
-             "SELECT c.user_key, c.participant_sid, " MS("c.join_time") ", " MS("c.leave_time") ", "
-             "c.end_reason = 'aborted', c.leave_is_synthetic FROM @s.attendance_sessions c WHERE c.session_id = $1",
+             "SELECT user_id::text, user_id, role FROM @s.attendance_roster WHERE session_id = $1",
              {Arg::int8(session_id)}, true)) {
+        Person& p = d.persons[r[0].value_or("")];
+        p.input.user_key = r[0].value_or("");
+        p.user_id = opt_i64(r[1]);
+        p.input.role = r[2].value_or("student");
+    }
+    for (const auto& r :
+         spi.query("SELECT c.user_key, c.participant_sid, " MS("c.join_time") ", " MS(
+                       "c.leave_time") ", "
+                                       "c.end_reason = 'aborted', c.leave_is_synthetic FROM "
+                                       "@s.attendance_sessions c WHERE c.session_id = $1",
+                   {Arg::int8(session_id)}, true)) {
         auto it = d.persons.find(r[0].value_or(""));
         if (it == d.persons.end()) continue;  // no live row: a non-attending participant
         core::Connection c;
@@ -126,8 +134,9 @@ SessionData load_session(SpiSession& spi, int64_t session_id, bool lock_persons)
         c.synthetic_leave = r[5] == std::optional<std::string>("t");
         it->second.input.connections.push_back(std::move(c));
     }
-    for (const auto& r : spi.query("SELECT user_key, status, reason FROM @s.attendance_overrides WHERE session_id = $1",
-                                   {Arg::int8(session_id)}, true)) {
+    for (const auto& r : spi.query(
+             "SELECT user_key, status, reason FROM @s.attendance_overrides WHERE session_id = $1",
+             {Arg::int8(session_id)}, true)) {
         auto it = d.persons.find(r[0].value_or(""));
         if (it == d.persons.end()) continue;
         it->second.input.override_status = r[1];
@@ -147,60 +156,81 @@ int calculate_session(SpiSession& spi, int64_t session_id, const std::string& ca
     for (auto& [key, person] : d.persons) {
         if (person.input.role == "observer") continue;
         core::PersonResult r = core::calculate_person(d.window, d.policy, person.input);
-        rows.push_back({{"user_key", key},
-                        {"user_id", person.user_id ? nlohmann::json(*person.user_id) : nlohmann::json()},
-                        {"role", person.input.role},
-                        {"status", r.status},
-                        {"rule", r.rule},
-                        {"pct", numeric_pct(r.percentage_hundredths)},
-                        {"presence_ms", r.presence_ms},
-                        {"minutes", r.total_duration_minutes},
-                        {"session_minutes", window_minutes}});
+        rows.push_back(
+            {{"user_key", key},
+             {"user_id", person.user_id ? nlohmann::json(*person.user_id) : nlohmann::json()},
+             {"role", person.input.role},
+             {"status", r.status},
+             {"rule", r.rule},
+             {"pct", numeric_pct(r.percentage_hundredths)},
+             {"presence_ms", r.presence_ms},
+             {"minutes", r.total_duration_minutes},
+             {"session_minutes", window_minutes}});
     }
     // One statement: audit the changes against the previous calculation, then store.
     spi.query(
-        "WITH r AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(user_key text, user_id bigint, role text, "
-        "    status text, rule text, pct numeric(5,2), presence_ms bigint, minutes integer, session_minutes integer)), "
-        "old AS (SELECT m.user_key, m.attendance_status, m.attendance_percentage, m.attendance_calculated_at "
+        "WITH r AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(user_key text, user_id "
+        "bigint, role text, "
+        "    status text, rule text, pct numeric(5,2), presence_ms bigint, minutes integer, "
+        "session_minutes integer)), "
+        "old AS (SELECT m.user_key, m.attendance_status, m.attendance_percentage, "
+        "m.attendance_calculated_at "
         "    FROM @s.meeting_attendances m JOIN r USING (user_key) WHERE m.session_id = $1), "
-        "audit AS (INSERT INTO @s.attendance_status_changes (session_id, user_key, old_status, new_status, "
+        "audit AS (INSERT INTO @s.attendance_status_changes (session_id, user_key, old_status, "
+        "new_status, "
         "    old_percentage, new_percentage, cause, actor) "
-        "  SELECT $1, r.user_key, old.attendance_status, r.status, old.attendance_percentage, r.pct, $3, session_user "
+        "  SELECT $1, r.user_key, old.attendance_status, r.status, old.attendance_percentage, "
+        "r.pct, $3, session_user "
         "  FROM r LEFT JOIN old USING (user_key) "
-        "  WHERE (old.attendance_calculated_at IS NOT NULL OR (r.rule = 'override' AND $3 = 'override')) "
-        "    AND (old.attendance_status IS DISTINCT FROM r.status OR old.attendance_percentage IS DISTINCT FROM r.pct) "
+        "  WHERE (old.attendance_calculated_at IS NOT NULL OR (r.rule = 'override' AND $3 = "
+        "'override')) "
+        "    AND (old.attendance_status IS DISTINCT FROM r.status OR old.attendance_percentage IS "
+        "DISTINCT FROM r.pct) "
         "  RETURNING 1), "
-        "up AS (INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, role, attendance_status, "
-        "    status_rule, attendance_percentage, presence_ms, total_duration_minutes, session_duration_minutes, "
+        "up AS (INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, role, "
+        "attendance_status, "
+        "    status_rule, attendance_percentage, presence_ms, total_duration_minutes, "
+        "session_duration_minutes, "
         "    policy_name, is_calculated, attendance_calculated_at) "
-        "  SELECT $1, r.user_key, r.user_id, r.role, r.status, r.rule, r.pct, r.presence_ms, r.minutes, "
+        "  SELECT $1, r.user_key, r.user_id, r.role, r.status, r.rule, r.pct, r.presence_ms, "
+        "r.minutes, "
         "    r.session_minutes, $4, $5, now() FROM r "
-        "  ON CONFLICT (session_id, user_key) DO UPDATE SET user_id = coalesce(excluded.user_id, m.user_id), "
-        "    role = excluded.role, attendance_status = excluded.attendance_status, status_rule = excluded.status_rule, "
-        "    attendance_percentage = excluded.attendance_percentage, presence_ms = excluded.presence_ms, "
+        "  ON CONFLICT (session_id, user_key) DO UPDATE SET user_id = coalesce(excluded.user_id, "
+        "m.user_id), "
+        "    role = excluded.role, attendance_status = excluded.attendance_status, status_rule = "
+        "excluded.status_rule, "
+        "    attendance_percentage = excluded.attendance_percentage, presence_ms = "
+        "excluded.presence_ms, "
         "    total_duration_minutes = excluded.total_duration_minutes, "
-        "    session_duration_minutes = excluded.session_duration_minutes, policy_name = excluded.policy_name, "
-        "    is_calculated = excluded.is_calculated, attendance_calculated_at = excluded.attendance_calculated_at, "
+        "    session_duration_minutes = excluded.session_duration_minutes, policy_name = "
+        "excluded.policy_name, "
+        "    is_calculated = excluded.is_calculated, attendance_calculated_at = "
+        "excluded.attendance_calculated_at, "
         "    updated_at = now() "
         "  RETURNING 1) "
         "SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM audit)",
         {Arg::int8(session_id), Arg::text(rows.dump()), Arg::text(cause), Arg::text(d.policy.name),
          Arg::boolean(d.over)});
     spi.exec(
-        "UPDATE @s.attendance_session_schedule SET calculated_at = now(), needs_calculation = NOT $2, "
-        "recalculation_cause = NULL, failed_attempts = 0, last_error = NULL, next_attempt_at = NULL, "
+        "UPDATE @s.attendance_session_schedule SET calculated_at = now(), needs_calculation = NOT "
+        "$2, "
+        "recalculation_cause = NULL, failed_attempts = 0, last_error = NULL, next_attempt_at = "
+        "NULL, "
         "updated_at = now() WHERE session_id = $1",
         {Arg::int8(session_id), Arg::boolean(d.over)});
-    spi.query("SELECT pg_notify('attendance_calculated', $1)", {Arg::text(std::to_string(session_id))});
+    spi.query("SELECT pg_notify('attendance_calculated', $1)",
+              {Arg::text(std::to_string(session_id))});
     return int(rows.size());
 }
 
 DueResult calculate_due(SpiSession& spi, int delay_s) {
     DueResult out;
     auto due = spi.query(
-        "SELECT session_id, coalesce(recalculation_cause, 'scheduled') FROM @s.attendance_session_schedule "
+        "SELECT session_id, coalesce(recalculation_cause, 'scheduled') FROM "
+        "@s.attendance_session_schedule "
         "WHERE needs_calculation AND ends_at + make_interval(secs => $1) <= now() "
-        "AND (next_attempt_at IS NULL OR next_attempt_at <= now()) ORDER BY ends_at, session_id LIMIT 10000",
+        "AND (next_attempt_at IS NULL OR next_attempt_at <= now()) ORDER BY ends_at, session_id "
+        "LIMIT 10000",
         {Arg::int4(delay_s)}, true);
     for (const auto& row : due) {
         int64_t id = to_i64(row[0]);
@@ -233,8 +263,10 @@ DueResult calculate_due(SpiSession& spi, int delay_s) {
         if (!out.message.empty()) out.message += "; ";
         out.message += "session " + std::to_string(id) + ": " + error;
         spi.exec(
-            "UPDATE @s.attendance_session_schedule SET failed_attempts = failed_attempts + 1, last_error = $2, "
-            "next_attempt_at = now() + least(interval '1 hour', interval '5 seconds' * power(2, least(failed_attempts, 10))) "
+            "UPDATE @s.attendance_session_schedule SET failed_attempts = failed_attempts + 1, "
+            "last_error = $2, "
+            "next_attempt_at = now() + least(interval '1 hour', interval '5 seconds' * power(2, "
+            "least(failed_attempts, 10))) "
             "WHERE session_id = $1",
             {Arg::int8(id), Arg::text(error)});
     }
@@ -255,13 +287,16 @@ ReconcileResult reconcile(SpiSession& spi, int64_t max_age_ms) {
         auto closing = core::reconcile_close(c, to_i64(r[6]), max_age_ms);
         if (!closing) continue;
         spi.exec(
-            "UPDATE @s.attendance_sessions SET leave_time = $2, end_reason = 'reconciled', leave_is_synthetic = true, "
+            "UPDATE @s.attendance_sessions SET leave_time = $2, end_reason = 'reconciled', "
+            "leave_is_synthetic = true, "
             "disconnect_reason = 'reconciled: ' || $3, updated_at = now() "
             "WHERE participant_sid = $1 AND leave_time IS NULL",
-            {Arg::text(r[0].value_or("")), Arg::ts_ms(closing->leave_ms), Arg::text(closing->because)});
+            {Arg::text(r[0].value_or("")), Arg::ts_ms(closing->leave_ms),
+             Arg::text(closing->because)});
         ++out.closed;
         if (auto session = opt_i64(r[1])) {
-            spi.query("SELECT @s._attendance_refresh_live($1, $2)", {Arg::int8(*session), Arg::text(r[2].value_or(""))});
+            spi.query("SELECT @s._attendance_refresh_live($1, $2)",
+                      {Arg::int8(*session), Arg::text(r[2].value_or(""))});
             touched[*session] = touched[*session] || r[7] == std::optional<std::string>("t");
         }
     }
@@ -278,7 +313,8 @@ int64_t cleanup_history(SpiSession& spi, int retention_days) {
     for (;;) {  // batches keep each delete short
         uint64_t n = spi.exec(
             "DELETE FROM @s.attendance_job_runs WHERE id IN (SELECT id FROM @s.attendance_job_runs "
-            "WHERE started_at < now() - make_interval(days => $1) AND status <> 'running' ORDER BY id LIMIT 1000)",
+            "WHERE started_at < now() - make_interval(days => $1) AND status <> 'running' ORDER BY "
+            "id LIMIT 1000)",
             {Arg::int4(retention_days)});
         total += int64_t(n);
         if (n < 1000) break;
@@ -292,7 +328,8 @@ nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::st
     SessionData d = load_session(spi, session_id, false);
     auto it = d.persons.find(user_key);
     if (it == d.persons.end())
-        throw core::Error("42704", "no attendance for user " + user_key + " in session " + std::to_string(session_id));
+        throw core::Error("42704", "no attendance for user " + user_key + " in session " +
+                                       std::to_string(session_id));
     Person& p = it->second;
     core::PersonResult r = core::calculate_person(d.window, d.policy, p.input);
     nlohmann::json trace = core::explain(d.window, d.policy, p.input, r);
@@ -302,11 +339,14 @@ nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::st
     trace["provisional"] = !d.over;
     if (p.override_reason) trace["override_reason"] = *p.override_reason;
     auto stored = spi.query(
-        "SELECT attendance_status, attendance_percentage::text, is_calculated, attendance_calculated_at::text "
+        "SELECT attendance_status, attendance_percentage::text, is_calculated, "
+        "attendance_calculated_at::text "
         "FROM @s.meeting_attendances WHERE session_id = $1 AND user_key = $2",
         {Arg::int8(session_id), Arg::text(user_key)}, true);
     if (!stored.empty()) {
-        auto j = [](const std::optional<std::string>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
+        auto j = [](const std::optional<std::string>& v) {
+            return v ? nlohmann::json(*v) : nlohmann::json();
+        };
         trace["stored"] = {{"status", j(stored[0][0])},
                            {"percentage", j(stored[0][1])},
                            {"is_calculated", stored[0][2] == std::optional<std::string>("t")},
@@ -373,7 +413,8 @@ extern "C" Datum attendance_reconcile(PG_FUNCTION_ARGS) {
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         ReconcileResult r = reconcile(spi, int64_t(settings.max_connection_age_s) * 1000);
         spi.finish();
-        nlohmann::json j = {{"closed", r.closed}, {"sessions_recalculated", r.sessions_recalculated}};
+        nlohmann::json j = {{"closed", r.closed},
+                            {"sessions_recalculated", r.sessions_recalculated}};
         return jsonb_datum(j.dump());
     });
 }

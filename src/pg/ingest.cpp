@@ -23,7 +23,9 @@ namespace {
 
 using core::EventKind;
 
-std::string clip_for_message(const std::string& s) { return s.size() > 80 ? s.substr(0, 80) + "..." : s; }
+std::string clip_for_message(const std::string& s) {
+    return s.size() > 80 ? s.substr(0, 80) + "..." : s;
+}
 
 std::optional<int64_t> to_int64(const std::optional<std::string>& v) {
     if (!v) return std::nullopt;
@@ -40,15 +42,16 @@ std::optional<std::string> active_secret(SpiSession& spi, const std::string& api
     return rows[0][0];
 }
 
-std::optional<int64_t> resolve_session(SpiSession& spi, const std::string& room_name, int64_t event_ms) {
+std::optional<int64_t> resolve_session(SpiSession& spi, const std::string& room_name,
+                                       int64_t event_ms) {
     auto rows = spi.query(
         "SELECT session_id FROM @s.attendance_session_schedule WHERE room_name = $1 "
         "ORDER BY ($2 BETWEEN starts_at - interval '1 hour' AND ends_at + interval '1 hour') DESC, "
         "abs(extract(epoch FROM starts_at - $2)), session_id DESC LIMIT 1",
         {Arg::text(room_name), Arg::ts_ms(event_ms)}, true, 1);
     if (!rows.empty()) return to_int64(rows[0][0]);
-    return core::session_from_room(room_name, settings.room_pattern ? settings.room_pattern
-                                                                     : core::kDefaultRoomPattern);
+    return core::session_from_room(
+        room_name, settings.room_pattern ? settings.room_pattern : core::kDefaultRoomPattern);
 }
 
 struct Outcome {
@@ -61,12 +64,18 @@ struct Outcome {
 
 const char* log_verb(EventKind kind) {
     switch (kind) {
-        case EventKind::ParticipantJoined: return "JOIN";
-        case EventKind::ParticipantLeft: return "LEAVE";
-        case EventKind::ParticipantConnectionAborted: return "ABORTED";
-        case EventKind::RoomStarted: return "ROOM_STARTED";
-        case EventKind::RoomFinished: return "ROOM_FINISHED";
-        case EventKind::Other: return "OTHER";
+        case EventKind::ParticipantJoined:
+            return "JOIN";
+        case EventKind::ParticipantLeft:
+            return "LEAVE";
+        case EventKind::ParticipantConnectionAborted:
+            return "ABORTED";
+        case EventKind::RoomStarted:
+            return "ROOM_STARTED";
+        case EventKind::RoomFinished:
+            return "ROOM_FINISHED";
+        case EventKind::Other:
+            return "OTHER";
     }
     return "OTHER";
 }
@@ -77,8 +86,8 @@ std::string iso_ms(std::optional<int64_t> ms) {
     std::tm tm{};
     gmtime_r(&s, &tm);
     char buf[40];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, int(*ms % 1000));
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, int(*ms % 1000));
     return buf;
 }
 
@@ -86,24 +95,31 @@ std::string iso_ms(std::optional<int64_t> ms) {
 // row is created from the leave (its joinedAtMs) and completed when the join comes.
 constexpr const char* kUpsertJoin =
     "INSERT INTO @s.attendance_sessions AS c (participant_sid, session_id, room_name, room_sid, "
-    "participant_identity, user_key, user_id, participant_name, role, join_time, join_source, join_event_id) "
+    "participant_identity, user_key, user_id, participant_name, role, join_time, join_source, "
+    "join_event_id) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'joined', $11) "
     "ON CONFLICT (participant_sid) DO UPDATE SET "
     "  join_time = coalesce(excluded.join_time, c.join_time), join_source = 'joined', "
     "  join_event_id = excluded.join_event_id, "
     "  end_reason = CASE WHEN c.end_reason = 'aborted' THEN NULL ELSE c.end_reason END, "
-    "  participant_name = coalesce(excluded.participant_name, c.participant_name), updated_at = now()";
+    "  participant_name = coalesce(excluded.participant_name, c.participant_name), updated_at = "
+    "now()";
 
 constexpr const char* kUpsertLeave =
     "INSERT INTO @s.attendance_sessions AS c (participant_sid, session_id, room_name, room_sid, "
-    "participant_identity, user_key, user_id, participant_name, role, join_time, join_source, leave_time, "
+    "participant_identity, user_key, user_id, participant_name, role, join_time, join_source, "
+    "leave_time, "
     "end_reason, disconnect_reason, leave_event_id) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10 IS NULL THEN NULL ELSE 'rebuilt_from_leave' END, "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10 IS NULL THEN NULL ELSE "
+    "'rebuilt_from_leave' END, "
     "        $11, 'left', $12, $13) "
     "ON CONFLICT (participant_sid) DO UPDATE SET "
-    "  leave_time = CASE WHEN c.leave_time IS NULL OR c.leave_is_synthetic OR c.end_reason = 'aborted' "
-    "                    THEN excluded.leave_time ELSE greatest(c.leave_time, excluded.leave_time) END, "
-    "  end_reason = CASE WHEN c.end_reason = 'aborted' AND c.join_event_id IS NULL THEN 'aborted' ELSE 'left' END, "
+    "  leave_time = CASE WHEN c.leave_time IS NULL OR c.leave_is_synthetic OR c.end_reason = "
+    "'aborted' "
+    "                    THEN excluded.leave_time ELSE greatest(c.leave_time, excluded.leave_time) "
+    "END, "
+    "  end_reason = CASE WHEN c.end_reason = 'aborted' AND c.join_event_id IS NULL THEN 'aborted' "
+    "ELSE 'left' END, "
     "  leave_is_synthetic = false, disconnect_reason = excluded.disconnect_reason, "
     "  leave_event_id = excluded.leave_event_id, "
     "  join_time = coalesce(c.join_time, excluded.join_time), "
@@ -111,14 +127,17 @@ constexpr const char* kUpsertLeave =
 
 constexpr const char* kUpsertAborted =
     "INSERT INTO @s.attendance_sessions AS c (participant_sid, session_id, room_name, room_sid, "
-    "participant_identity, user_key, user_id, participant_name, role, join_time, join_source, leave_time, "
+    "participant_identity, user_key, user_id, participant_name, role, join_time, join_source, "
+    "leave_time, "
     "end_reason, disconnect_reason, leave_event_id) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'aborted', $11, 'aborted', $12, $13) "
     "ON CONFLICT (participant_sid) DO UPDATE SET "
     "  end_reason = CASE WHEN c.join_event_id IS NULL THEN 'aborted' ELSE c.end_reason END, "
-    "  disconnect_reason = coalesce(c.disconnect_reason, excluded.disconnect_reason), updated_at = now()";
+    "  disconnect_reason = coalesce(c.disconnect_reason, excluded.disconnect_reason), updated_at = "
+    "now()";
 
-Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string& body, const std::string& api_key) {
+Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string& body,
+               const std::string& api_key) {
     Outcome out;
     const int64_t event_ms = ev.created_at_s * 1000;
     const std::string room_name = ev.room ? ev.room->name : "";
@@ -127,16 +146,19 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     const core::Participant* p = ev.participant ? &*ev.participant : nullptr;
     core::Person person;
     if (p) {
-        person = core::resolve_person(*p, settings.identity_pattern ? settings.identity_pattern
-                                                                     : core::kDefaultIdentityPattern);
+        person =
+            core::resolve_person(*p, settings.identity_pattern ? settings.identity_pattern
+                                                               : core::kDefaultIdentityPattern);
         if (out.session_id && person.user_id) {
-            auto rows = spi.query("SELECT role FROM @s.attendance_roster WHERE session_id = $1 AND user_id = $2",
-                                  {Arg::int8(*out.session_id), Arg::int8(*person.user_id)}, true, 1);
+            auto rows = spi.query(
+                "SELECT role FROM @s.attendance_roster WHERE session_id = $1 AND user_id = $2",
+                {Arg::int8(*out.session_id), Arg::int8(*person.user_id)}, true, 1);
             if (!rows.empty() && rows[0][0]) core::apply_role(person, *rows[0][0]);
         }
     }
 
-    const bool participant_event = ev.kind == EventKind::ParticipantJoined || ev.kind == EventKind::ParticipantLeft ||
+    const bool participant_event = ev.kind == EventKind::ParticipantJoined ||
+                                   ev.kind == EventKind::ParticipantLeft ||
                                    ev.kind == EventKind::ParticipantConnectionAborted;
     out.result = "recorded";
     if (participant_event && !person.attends) {
@@ -146,25 +168,31 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
         out.result = "ignored";
         out.reason = ev.event + " has no attendance meaning";
     } else if (!out.session_id) {
-        out.reason = "room '" + clip_for_message(room_name) + "' is not matched to a session (unmatched)";
+        out.reason =
+            "room '" + clip_for_message(room_name) + "' is not matched to a session (unmatched)";
     }
 
     std::optional<int64_t> joined_ms = p ? p->joined_at_ms : std::nullopt;
     auto rows = spi.query(
-        "INSERT INTO @s.meeting_attendance_events (event_id, event_type, event_timestamp, session_id, room_name, "
-        "room_sid, participant_sid, participant_identity, user_id, user_key, participant_name, role, "
+        "INSERT INTO @s.meeting_attendance_events (event_id, event_type, event_timestamp, "
+        "session_id, room_name, "
+        "room_sid, participant_sid, participant_identity, user_id, user_key, participant_name, "
+        "role, "
         "participant_kind, joined_at, result, reason, api_key, raw_webhook_data) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::jsonb) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
+        "$18::jsonb) "
         "ON CONFLICT (event_id) DO NOTHING RETURNING id",
         {Arg::text(ev.id), Arg::text(ev.event), Arg::ts_ms(event_ms), Arg::opt_int8(out.session_id),
-         Arg::opt_text(room_name), Arg::opt_text(ev.room ? ev.room->sid : ""), Arg::opt_text(p ? p->sid : ""),
-         Arg::opt_text(p ? p->identity : ""), Arg::opt_int8(person.user_id),
-         Arg::opt_text(p ? person.user_key : ""), Arg::opt_text(p ? p->name : ""), Arg::opt_text(person.role),
+         Arg::opt_text(room_name), Arg::opt_text(ev.room ? ev.room->sid : ""),
+         Arg::opt_text(p ? p->sid : ""), Arg::opt_text(p ? p->identity : ""),
+         Arg::opt_int8(person.user_id), Arg::opt_text(p ? person.user_key : ""),
+         Arg::opt_text(p ? p->name : ""), Arg::opt_text(person.role),
          Arg::opt_text(p ? p->kind : ""), Arg::opt_ts_ms(joined_ms), Arg::text(out.result),
          Arg::opt_text(out.reason), Arg::opt_text(api_key), Arg::text(body)});
     if (rows.empty()) {
-        auto existing = spi.query("SELECT id, session_id FROM @s.meeting_attendance_events WHERE event_id = $1",
-                                  {Arg::text(ev.id)}, true, 1);
+        auto existing =
+            spi.query("SELECT id, session_id FROM @s.meeting_attendance_events WHERE event_id = $1",
+                      {Arg::text(ev.id)}, true, 1);
         Outcome dup;
         dup.user_key = person.user_key;
         dup.result = "duplicate";
@@ -181,12 +209,14 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
 
     if (ev.kind == EventKind::RoomFinished) {
         if (out.session_id &&
-            spi.exec("UPDATE @s.attendance_session_schedule SET room_finished_at = $2, updated_at = now(), "
-                     "needs_calculation = needs_calculation OR calculated_at IS NOT NULL, "
-                     "recalculation_cause = CASE WHEN calculated_at IS NOT NULL THEN 'late webhook' "
-                     "                           ELSE recalculation_cause END "
-                     "WHERE session_id = $1 RETURNING calculated_at IS NOT NULL",
-                     {Arg::int8(*out.session_id), Arg::ts_ms(event_ms)}) > 0)
+            spi.exec(
+                "UPDATE @s.attendance_session_schedule SET room_finished_at = $2, updated_at = "
+                "now(), "
+                "needs_calculation = needs_calculation OR calculated_at IS NOT NULL, "
+                "recalculation_cause = CASE WHEN calculated_at IS NOT NULL THEN 'late webhook' "
+                "                           ELSE recalculation_cause END "
+                "WHERE session_id = $1 RETURNING calculated_at IS NOT NULL",
+                {Arg::int8(*out.session_id), Arg::ts_ms(event_ms)}) > 0)
             wake_worker_at_commit();
         return out;
     }
@@ -196,7 +226,8 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     // devices, a join racing its leave) serialise and the live row sees both.
     if (out.session_id) {
         spi.query(
-            "INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, participant_identity, "
+            "INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, "
+            "participant_identity, "
             "participant_name, role) VALUES ($1, $2, $3, $4, $5, coalesce($6, 'student')) "
             "ON CONFLICT (session_id, user_key) DO UPDATE SET "
             "  participant_name = coalesce(excluded.participant_name, m.participant_name), "
@@ -207,14 +238,14 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     }
 
     std::vector<Arg> conn = {Arg::text(p->sid),
-                               Arg::opt_int8(out.session_id),
-                               Arg::text(room_name),
-                               Arg::opt_text(ev.room->sid),
-                               Arg::text(p->identity),
-                               Arg::text(person.user_key),
-                               Arg::opt_int8(person.user_id),
-                               Arg::opt_text(p->name),
-                               Arg::opt_text(person.role)};
+                             Arg::opt_int8(out.session_id),
+                             Arg::text(room_name),
+                             Arg::opt_text(ev.room->sid),
+                             Arg::text(p->identity),
+                             Arg::text(person.user_key),
+                             Arg::opt_int8(person.user_id),
+                             Arg::opt_text(p->name),
+                             Arg::opt_text(person.role)};
     if (ev.kind == EventKind::ParticipantJoined) {
         // joinedAtMs, else joinedAt, else the event's createdAt (DESIGN §4)
         conn.push_back(Arg::ts_ms(joined_ms.value_or(event_ms)));
@@ -223,7 +254,8 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     } else {
         conn.push_back(Arg::opt_ts_ms(joined_ms));
         conn.push_back(Arg::ts_ms(event_ms));
-        conn.push_back(Arg::opt_text(p->disconnect_reason == "UNKNOWN_REASON" ? "" : p->disconnect_reason));
+        conn.push_back(
+            Arg::opt_text(p->disconnect_reason == "UNKNOWN_REASON" ? "" : p->disconnect_reason));
         conn.push_back(Arg::text(ev.id));
         spi.exec(ev.kind == EventKind::ParticipantLeft ? kUpsertLeave : kUpsertAborted, conn);
     }
@@ -233,11 +265,12 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
                   {Arg::int8(*out.session_id), Arg::text(person.user_key)});
         // A webhook after calculation always leads to recalculation: flag the session
         // and wake the scheduler at commit.
-        if (spi.exec("UPDATE @s.attendance_session_schedule SET needs_calculation = true, "
-                     "recalculation_cause = 'late webhook', updated_at = now() "
-                     "WHERE session_id = $1 AND calculated_at IS NOT NULL AND "
-                     "(NOT needs_calculation OR recalculation_cause IS DISTINCT FROM 'late webhook')",
-                     {Arg::int8(*out.session_id)}) > 0)
+        if (spi.exec(
+                "UPDATE @s.attendance_session_schedule SET needs_calculation = true, "
+                "recalculation_cause = 'late webhook', updated_at = now() "
+                "WHERE session_id = $1 AND calculated_at IS NOT NULL AND "
+                "(NOT needs_calculation OR recalculation_cause IS DISTINCT FROM 'late webhook')",
+                {Arg::int8(*out.session_id)}) > 0)
             wake_worker_at_commit();
     }
     return out;
@@ -249,13 +282,14 @@ void log_processed(const core::WebhookEvent& ev, const Outcome& out) {
     const core::Participant* p = ev.participant ? &*ev.participant : nullptr;
     std::optional<int64_t> left;
     if (ev.kind == EventKind::ParticipantLeft) left = ev.created_at_s * 1000;
-    std::string line = std::string("[WEBHOOK] ") + log_verb(ev.kind) + " event processed: result=" + out.result +
-                       " webhook_id=" + ev.id +
-                       " event_row_id=" + (out.row_id ? std::to_string(*out.row_id) : "-") +
-                       " session_id=" + (out.session_id ? std::to_string(*out.session_id) : "unmatched") +
-                       " user=" + (user_key.empty() ? "-" : user_key) +
-                       " participant_sid=" + (p ? p->sid : "-") + " joined_at=" + iso_ms(p ? p->joined_at_ms : std::nullopt) +
-                       " left_at=" + iso_ms(left) + " room=" + (ev.room ? ev.room->name : "-");
+    std::string line =
+        std::string("[WEBHOOK] ") + log_verb(ev.kind) + " event processed: result=" + out.result +
+        " webhook_id=" + ev.id +
+        " event_row_id=" + (out.row_id ? std::to_string(*out.row_id) : "-") +
+        " session_id=" + (out.session_id ? std::to_string(*out.session_id) : "unmatched") +
+        " user=" + (user_key.empty() ? "-" : user_key) + " participant_sid=" + (p ? p->sid : "-") +
+        " joined_at=" + iso_ms(p ? p->joined_at_ms : std::nullopt) + " left_at=" + iso_ms(left) +
+        " room=" + (ev.room ? ev.room->name : "-");
     int level = settings.webhook_log_level;
     pg_call([&] { ereport(level, (errmsg("%s", line.c_str()), errhidestmt(true))); });
 }
@@ -273,25 +307,30 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
         std::optional<std::string> authorization = opt_text_arg(fcinfo, 1);
         core::ParseLimits limits{size_t(settings.max_body_bytes), settings.max_json_depth};
         if (body.size() > limits.max_body_bytes)
-            throw core::Error(core::sqlstate::kProgramLimit,
-                              "webhook body is " + std::to_string(body.size()) + " bytes, over the limit of " +
-                                  std::to_string(limits.max_body_bytes) + " (attendance.max_body_bytes)");
+            throw core::Error(
+                core::sqlstate::kProgramLimit,
+                "webhook body is " + std::to_string(body.size()) + " bytes, over the limit of " +
+                    std::to_string(limits.max_body_bytes) + " (attendance.max_body_bytes)");
 
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         std::string api_key;
         std::optional<core::ParsedToken> parsed;
-        std::string_view token = authorization ? core::bare_token(*authorization) : std::string_view();
+        std::string_view token =
+            authorization ? core::bare_token(*authorization) : std::string_view();
         bool unsigned_accepted = false;
         if (token.empty()) {
             if (!settings.development_mode)
                 throw core::auth_error(
-                    "missing token (no Authorization header); unsigned webhooks are accepted only when a "
+                    "missing token (no Authorization header); unsigned webhooks are accepted only "
+                    "when a "
                     "superuser sets attendance.development_mode");
             unsigned_accepted = true;
         } else {
             parsed = core::parse_token(token);
             auto secret = active_secret(spi, parsed->iss);
-            if (!secret) throw core::auth_error("unknown or retired API key '" + clip_for_message(parsed->iss) + "'");
+            if (!secret)
+                throw core::auth_error("unknown or retired API key '" +
+                                       clip_for_message(parsed->iss) + "'");
             core::VerifyOptions options;
             options.now_s = int64_t(std::time(nullptr));
             options.leeway_s = settings.token_leeway_s;
@@ -304,7 +343,8 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
         // Replay mode skips the expiry check against the clock only: the token must
         // still have been valid when LiveKit sent the webhook (its createdAt).
         if (parsed && settings.replay_mode)
-            core::check_token_window(*parsed, ev.created_at_s, settings.token_leeway_s, "webhook createdAt");
+            core::check_token_window(*parsed, ev.created_at_s, settings.token_leeway_s,
+                                     "webhook createdAt");
         if (unsigned_accepted)
             pg_call([] {
                 ereport(WARNING, (errmsg("attendance: accepted an UNSIGNED webhook because "
@@ -315,12 +355,13 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
         log_processed(ev, out);
         spi.finish();
 
-        nlohmann::json response = {{"result", out.result},
-                                   {"event", ev.event},
-                                   {"event_id", ev.id},
-                                   {"session_id", out.session_id ? nlohmann::json(*out.session_id) : nlohmann::json()},
-                                   {"log_id", out.row_id ? nlohmann::json(*out.row_id) : nlohmann::json()},
-                                   {"reason", out.reason.empty() ? nlohmann::json() : nlohmann::json(out.reason)}};
+        nlohmann::json response = {
+            {"result", out.result},
+            {"event", ev.event},
+            {"event_id", ev.id},
+            {"session_id", out.session_id ? nlohmann::json(*out.session_id) : nlohmann::json()},
+            {"log_id", out.row_id ? nlohmann::json(*out.row_id) : nlohmann::json()},
+            {"reason", out.reason.empty() ? nlohmann::json() : nlohmann::json(out.reason)}};
         return jsonb_datum(response.dump());
     });
 }
@@ -333,9 +374,14 @@ extern "C" Datum attendance_sign_webhook(PG_FUNCTION_ARGS) {
         if (ttl <= 0) throw core::Error("22023", "ttl must be positive (seconds)");
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         auto secret = active_secret(spi, api_key);
-        if (!secret) throw core::Error("42704", "unknown or retired API key '" + clip_for_message(api_key) + "'");
+        if (!secret)
+            throw core::Error("42704",
+                              "unknown or retired API key '" + clip_for_message(api_key) + "'");
         spi.finish();
-        std::string token = core::sign_token(body, api_key, *secret, int64_t(std::time(nullptr)), ttl);
-        return pg_call([&] { return PointerGetDatum(cstring_to_text_with_len(token.data(), int(token.size()))); });
+        std::string token =
+            core::sign_token(body, api_key, *secret, int64_t(std::time(nullptr)), ttl);
+        return pg_call([&] {
+            return PointerGetDatum(cstring_to_text_with_len(token.data(), int(token.size())));
+        });
     });
 }

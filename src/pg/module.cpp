@@ -35,7 +35,8 @@ void store_error(PendingError& out, const char* sqlstate, const char* message) n
     size_t n = std::strlen(message);
     if (n >= sizeof(out.message)) {
         n = sizeof(out.message) - 1;
-        while (n > 0 && (static_cast<unsigned char>(message[n]) & 0xC0) == 0x80) --n;  // UTF-8 boundary
+        while (n > 0 && (static_cast<unsigned char>(message[n]) & 0xC0) == 0x80)
+            --n;  // UTF-8 boundary
     }
     std::memcpy(out.message, message, n);
     out.message[n] = '\0';
@@ -44,7 +45,8 @@ void store_error(PendingError& out, const char* sqlstate, const char* message) n
 void raise_pending(const PendingError& err, ErrorData* pg_error) {
     if (pg_error) ReThrowError(pg_error);
     const char* s = err.sqlstate;
-    ereport(ERROR, (errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])), errmsg("%s", err.message)));
+    ereport(ERROR,
+            (errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])), errmsg("%s", err.message)));
     pg_unreachable();
 }
 
@@ -75,61 +77,70 @@ bool check_pattern_guc(char** newval, void**, GucSource) {
 }  // namespace
 
 void define_settings() {
-    DefineCustomBoolVariable(
-        "attendance.development_mode",
-        "Accepts webhooks without an Authorization token (development only).",
-        "Superuser-only. Every unsigned webhook accepted this way logs a WARNING. Signed webhooks are "
-        "still verified.",
-        &settings.development_mode, false, PGC_SUSET, 0, nullptr, nullptr, nullptr);
-    DefineCustomBoolVariable(
-        "attendance.replay_mode",
-        "Skips only the token expiry check, to replay archived webhooks.",
-        "Superuser-only. The signature and the body hash are still checked.", &settings.replay_mode, false,
-        PGC_SUSET, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("attendance.token_leeway", "Clock skew allowed on token exp and nbf.", nullptr,
-                            &settings.token_leeway_s, 60, 0, 3600, PGC_SUSET, GUC_UNIT_S, nullptr, nullptr,
-                            nullptr);
+    DefineCustomBoolVariable("attendance.development_mode",
+                             "Accepts webhooks without an Authorization token (development only).",
+                             "Superuser-only. Every unsigned webhook accepted this way logs a "
+                             "WARNING. Signed webhooks are "
+                             "still verified.",
+                             &settings.development_mode, false, PGC_SUSET, 0, nullptr, nullptr,
+                             nullptr);
+    DefineCustomBoolVariable("attendance.replay_mode",
+                             "Skips only the token expiry check, to replay archived webhooks.",
+                             "Superuser-only. The signature and the body hash are still checked.",
+                             &settings.replay_mode, false, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("attendance.token_leeway", "Clock skew allowed on token exp and nbf.",
+                            nullptr, &settings.token_leeway_s, 60, 0, 3600, PGC_SUSET, GUC_UNIT_S,
+                            nullptr, nullptr, nullptr);
     DefineCustomIntVariable("attendance.max_body_bytes", "Largest webhook body accepted.", nullptr,
-                            &settings.max_body_bytes, 1024 * 1024, 1024, 64 * 1024 * 1024, PGC_SUSET,
-                            GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("attendance.max_json_depth", "Deepest JSON nesting accepted in a webhook body.",
-                            nullptr, &settings.max_json_depth, 64, 2, 1000, PGC_SUSET, 0, nullptr, nullptr,
-                            nullptr);
+                            &settings.max_body_bytes, 1024 * 1024, 1024, 64 * 1024 * 1024,
+                            PGC_SUSET, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "attendance.max_json_depth", "Deepest JSON nesting accepted in a webhook body.", nullptr,
+        &settings.max_json_depth, 64, 2, 1000, PGC_SUSET, 0, nullptr, nullptr, nullptr);
     DefineCustomStringVariable(
-        "attendance.identity_pattern", "Regular expression that extracts a user id from a participant identity.",
-        "ECMAScript syntax, matched against the whole identity; the first capturing group is the id.",
-        &settings.identity_pattern, core::kDefaultIdentityPattern, PGC_SUSET, 0, check_pattern_guc, nullptr,
-        nullptr);
+        "attendance.identity_pattern",
+        "Regular expression that extracts a user id from a participant identity.",
+        "ECMAScript syntax, matched against the whole identity; the first capturing group is the "
+        "id.",
+        &settings.identity_pattern, core::kDefaultIdentityPattern, PGC_SUSET, 0, check_pattern_guc,
+        nullptr, nullptr);
     DefineCustomStringVariable(
         "attendance.room_pattern",
         "Regular expression that extracts a session id from a room name not registered with "
         "attendance_schedule_session.",
-        "ECMAScript syntax, searched in the room name; the first capturing group is the session id.",
-        &settings.room_pattern, core::kDefaultRoomPattern, PGC_SUSET, 0, check_pattern_guc, nullptr, nullptr);
+        "ECMAScript syntax, searched in the room name; the first capturing group is the session "
+        "id.",
+        &settings.room_pattern, core::kDefaultRoomPattern, PGC_SUSET, 0, check_pattern_guc, nullptr,
+        nullptr);
     DefineCustomEnumVariable("attendance.webhook_log_level",
-                             "Server log level of the line written for each processed webhook.", nullptr,
-                             &settings.webhook_log_level, LOG, log_level_options, PGC_SUSET, 0, nullptr, nullptr,
-                             nullptr);
-    DefineCustomStringVariable("attendance.database_name", "Database the background scheduler works in.",
-                               "The extension must be created in this database.", &settings.database_name,
-                               "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
-    DefineCustomBoolVariable("attendance.enable_scheduler", "Starts the background scheduler (needs preloading).",
-                             nullptr, &settings.scheduler_enabled, true, PGC_POSTMASTER, 0, nullptr, nullptr,
-                             nullptr);
-    DefineCustomIntVariable("attendance.calculation_delay", "How long after a session's scheduled end it is calculated.",
-                            nullptr, &settings.calculation_delay_s, 300, 0, 7 * 24 * 3600, PGC_SIGHUP, GUC_UNIT_S,
-                            nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("attendance.reconcile_interval", "How often the scheduler closes orphaned connections.",
-                            nullptr, &settings.reconcile_interval_s, 3600, 1, 7 * 24 * 3600, PGC_SIGHUP, GUC_UNIT_S,
-                            nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("attendance.max_connection_age",
-                            "Open connections older than this are closed by reconciliation when nothing else "
-                            "(room_finished, the session's end) closes them.",
-                            nullptr, &settings.max_connection_age_s, 6 * 3600, 60, 30 * 24 * 3600, PGC_SIGHUP,
+                             "Server log level of the line written for each processed webhook.",
+                             nullptr, &settings.webhook_log_level, LOG, log_level_options,
+                             PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "attendance.database_name", "Database the background scheduler works in.",
+        "The extension must be created in this database.", &settings.database_name, "postgres",
+        PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable(
+        "attendance.enable_scheduler", "Starts the background scheduler (needs preloading).",
+        nullptr, &settings.scheduler_enabled, true, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("attendance.calculation_delay",
+                            "How long after a session's scheduled end it is calculated.", nullptr,
+                            &settings.calculation_delay_s, 300, 0, 7 * 24 * 3600, PGC_SIGHUP,
                             GUC_UNIT_S, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("attendance.run_history_retention", "Days of scheduler run history kept.", nullptr,
-                            &settings.run_history_retention_days, 30, 1, 3650, PGC_SIGHUP, 0, nullptr, nullptr,
-                            nullptr);
+    DefineCustomIntVariable("attendance.reconcile_interval",
+                            "How often the scheduler closes orphaned connections.", nullptr,
+                            &settings.reconcile_interval_s, 3600, 1, 7 * 24 * 3600, PGC_SIGHUP,
+                            GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "attendance.max_connection_age",
+        "Open connections older than this are closed by reconciliation when nothing else "
+        "(room_finished, the session's end) closes them.",
+        nullptr, &settings.max_connection_age_s, 6 * 3600, 60, 30 * 24 * 3600, PGC_SIGHUP,
+        GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("attendance.run_history_retention",
+                            "Days of scheduler run history kept.", nullptr,
+                            &settings.run_history_retention_days, 30, 1, 3650, PGC_SIGHUP, 0,
+                            nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("attendance");
 }
 

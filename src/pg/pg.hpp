@@ -41,12 +41,14 @@ namespace attendance::pg {
 
 // A PostgreSQL error caught by pg_call, carried across C++ frames as an exception.
 class PgError : public std::exception {
-public:
+  public:
     explicit PgError(ErrorData* edata) : edata_(edata) {}
     ErrorData* edata() const noexcept { return edata_; }
-    const char* what() const noexcept override { return edata_ && edata_->message ? edata_->message : "PostgreSQL error"; }
+    const char* what() const noexcept override {
+        return edata_ && edata_->message ? edata_->message : "PostgreSQL error";
+    }
 
-private:
+  private:
     ErrorData* edata_;  // palloc'd copy in the caller's memory context
 };
 
@@ -69,10 +71,12 @@ auto pg_call(F&& f) -> decltype(f()) {
             Fn* f;
             R result;
         } ctx{&f, R{}};
-        ErrorData* edata = detail::run_catching([](void* a) {
-            auto* c = static_cast<Ctx*>(a);
-            c->result = (*c->f)();
-        }, &ctx);
+        ErrorData* edata = detail::run_catching(
+            [](void* a) {
+                auto* c = static_cast<Ctx*>(a);
+                c->result = (*c->f)();
+            },
+            &ctx);
         if (edata) throw PgError(edata);
         return ctx.result;
     }

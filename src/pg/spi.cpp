@@ -8,12 +8,18 @@ namespace {
 
 Oid type_oid(Arg::Kind kind) {
     switch (kind) {
-        case Arg::Kind::Int8: return INT8OID;
-        case Arg::Kind::Int4: return INT4OID;
-        case Arg::Kind::Text: return TEXTOID;
-        case Arg::Kind::Timestamptz: return TIMESTAMPTZOID;
-        case Arg::Kind::Bool: return BOOLOID;
-        case Arg::Kind::Null: return TEXTOID;
+        case Arg::Kind::Int8:
+            return INT8OID;
+        case Arg::Kind::Int4:
+            return INT4OID;
+        case Arg::Kind::Text:
+            return TEXTOID;
+        case Arg::Kind::Timestamptz:
+            return TIMESTAMPTZOID;
+        case Arg::Kind::Bool:
+            return BOOLOID;
+        case Arg::Kind::Null:
+            return TEXTOID;
     }
     return TEXTOID;
 }
@@ -82,8 +88,8 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
         plan = pg_call([&] {
             SPIPlanPtr p = SPI_prepare(full.c_str(), int(types.size()), types.data());
             if (!p)
-                elog(ERROR, "attendance: SPI_prepare failed (%s) for: %s", SPI_result_code_string(SPI_result),
-                     full.c_str());
+                elog(ERROR, "attendance: SPI_prepare failed (%s) for: %s",
+                     SPI_result_code_string(SPI_result), full.c_str());
             SPI_keepplan(p);
             return p;
         });
@@ -102,18 +108,29 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
                 continue;
             }
             switch (p.kind) {
-                case Arg::Kind::Int8: values[i] = Int64GetDatum(p.i); break;
-                case Arg::Kind::Int4: values[i] = Int32GetDatum(int32(p.i)); break;
-                case Arg::Kind::Text:
-                    values[i] = PointerGetDatum(cstring_to_text_with_len(p.s.data(), int(p.s.size())));
+                case Arg::Kind::Int8:
+                    values[i] = Int64GetDatum(p.i);
                     break;
-                case Arg::Kind::Timestamptz: values[i] = TimestampTzGetDatum(ms_to_timestamptz(p.i)); break;
-                case Arg::Kind::Bool: values[i] = BoolGetDatum(p.b); break;
-                case Arg::Kind::Null: break;
+                case Arg::Kind::Int4:
+                    values[i] = Int32GetDatum(int32(p.i));
+                    break;
+                case Arg::Kind::Text:
+                    values[i] =
+                        PointerGetDatum(cstring_to_text_with_len(p.s.data(), int(p.s.size())));
+                    break;
+                case Arg::Kind::Timestamptz:
+                    values[i] = TimestampTzGetDatum(ms_to_timestamptz(p.i));
+                    break;
+                case Arg::Kind::Bool:
+                    values[i] = BoolGetDatum(p.b);
+                    break;
+                case Arg::Kind::Null:
+                    break;
             }
         }
         int rc = SPI_execute_plan(plan, values.data(), nulls.c_str(), read_only, limit);
-        if (rc < 0) elog(ERROR, "attendance: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+        if (rc < 0)
+            elog(ERROR, "attendance: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
         if (table) *table = SPI_tuptable;
         processed = SPI_processed;
     });

@@ -18,16 +18,50 @@ struct Arg {
     bool b = false;
     bool is_null = false;
 
-    static Arg null_of(Kind k) { Arg p; p.kind = k; p.is_null = true; return p; }
-    static Arg int8(int64_t v) { Arg p; p.kind = Kind::Int8; p.i = v; return p; }
-    static Arg int4(int32_t v) { Arg p; p.kind = Kind::Int4; p.i = v; return p; }
-    static Arg text(std::string v) { Arg p; p.kind = Kind::Text; p.s = std::move(v); return p; }
-    static Arg ts_ms(int64_t ms) { Arg p; p.kind = Kind::Timestamptz; p.i = ms; return p; }
-    static Arg boolean(bool v) { Arg p; p.kind = Kind::Bool; p.b = v; return p; }
+    static Arg null_of(Kind k) {
+        Arg p;
+        p.kind = k;
+        p.is_null = true;
+        return p;
+    }
+    static Arg int8(int64_t v) {
+        Arg p;
+        p.kind = Kind::Int8;
+        p.i = v;
+        return p;
+    }
+    static Arg int4(int32_t v) {
+        Arg p;
+        p.kind = Kind::Int4;
+        p.i = v;
+        return p;
+    }
+    static Arg text(std::string v) {
+        Arg p;
+        p.kind = Kind::Text;
+        p.s = std::move(v);
+        return p;
+    }
+    static Arg ts_ms(int64_t ms) {
+        Arg p;
+        p.kind = Kind::Timestamptz;
+        p.i = ms;
+        return p;
+    }
+    static Arg boolean(bool v) {
+        Arg p;
+        p.kind = Kind::Bool;
+        p.b = v;
+        return p;
+    }
     template <typename T>
-    static Arg opt_int8(const std::optional<T>& v) { return v ? int8(int64_t(*v)) : null_of(Kind::Int8); }
+    static Arg opt_int8(const std::optional<T>& v) {
+        return v ? int8(int64_t(*v)) : null_of(Kind::Int8);
+    }
     static Arg opt_text(const std::string& v) { return v.empty() ? null_of(Kind::Text) : text(v); }
-    static Arg opt_ts_ms(const std::optional<int64_t>& v) { return v ? ts_ms(*v) : null_of(Kind::Timestamptz); }
+    static Arg opt_ts_ms(const std::optional<int64_t>& v) {
+        return v ? ts_ms(*v) : null_of(Kind::Timestamptz);
+    }
 };
 
 // One row of a result as plain C++ values (text form, NULL as nullopt).
@@ -38,7 +72,7 @@ std::string extension_schema(Oid function_oid);
 
 // Connects to SPI for the duration of one entry point.
 class SpiSession {
-public:
+  public:
     explicit SpiSession(std::string schema);
     ~SpiSession();
     SpiSession(const SpiSession&) = delete;
@@ -54,7 +88,7 @@ public:
 
     void finish();  // SPI_finish on the success path
 
-private:
+  private:
     uint64_t run(const std::string& sql, const std::vector<Arg>& params, bool read_only, long limit,
                  SPITupleTable** table);
 

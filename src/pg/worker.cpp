@@ -161,12 +161,14 @@ std::optional<std::string> extension_schema_in_db(std::string& idle_reason) {
         {}, true);
     spi.finish();
     if (rows.empty()) {
-        idle_reason = "extension attendance is not installed in database \"" + std::string(settings.database_name) + "\"";
+        idle_reason = "extension attendance is not installed in database \"" +
+                      std::string(settings.database_name) + "\"";
         return std::nullopt;
     }
     if (rows[0][1].value_or("") != kLibraryVersion) {
-        idle_reason = "the SQL schema of attendance is version " + rows[0][1].value_or("?") + " but the library is " +
-                      kLibraryVersion + "; run ALTER EXTENSION attendance UPDATE";
+        idle_reason = "the SQL schema of attendance is version " + rows[0][1].value_or("?") +
+                      " but the library is " + kLibraryVersion +
+                      "; run ALTER EXTENSION attendance UPDATE";
         return std::nullopt;
     }
     return rows[0][0];
@@ -204,7 +206,8 @@ void run_once() {
             "  <= now() - make_interval(secs => $2), true), "
             "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'cleanup') "
             "  <= now() - interval '1 day', true)",
-            {Arg::int4(settings.calculation_delay_s), Arg::int4(settings.reconcile_interval_s)}, true);
+            {Arg::int4(settings.calculation_delay_s), Arg::int4(settings.reconcile_interval_s)},
+            true);
         calculate_due_now = r[0][0] == std::optional<std::string>("t");
         reconcile_due = r[0][1] == std::optional<std::string>("t");
         cleanup_due = r[0][2] == std::optional<std::string>("t");
@@ -212,7 +215,8 @@ void run_once() {
     });
     if (!err.empty() || !schema) {
         std::string why = err.empty() ? idle_reason : err;
-        pg_call([&] { ereport(WARNING, (errmsg("attendance scheduler is idle: %s", why.c_str()))); });
+        pg_call(
+            [&] { ereport(WARNING, (errmsg("attendance scheduler is idle: %s", why.c_str()))); });
         report(now_ms() + 60'000, -1, false, why);
         return;
     }
@@ -220,13 +224,14 @@ void run_once() {
     std::string summary;
     for (const char* job : {"calculate", "reconcile", "cleanup"}) {
         std::string name = job;
-        if ((name == "calculate" && !calculate_due_now) || (name == "reconcile" && !reconcile_due) ||
-            (name == "cleanup" && !cleanup_due))
+        if ((name == "calculate" && !calculate_due_now) ||
+            (name == "reconcile" && !reconcile_due) || (name == "cleanup" && !cleanup_due))
             continue;
         int64_t run_id = 0;
         err = in_transaction([&] {
             SpiSession spi(*schema);
-            auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id", {Arg::text(name)});
+            auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
+                               {Arg::text(name)});
             run_id = std::stoll(r[0][0].value_or("0"));
             spi.finish();
         });
@@ -247,28 +252,35 @@ void run_once() {
         in_transaction([&] {
             SpiSession spi(*schema);
             spi.exec(
-                "UPDATE @s.attendance_job_runs SET status = $2, finished_at = clock_timestamp(), processed = $3, "
+                "UPDATE @s.attendance_job_runs SET status = $2, finished_at = clock_timestamp(), "
+                "processed = $3, "
                 "failed = $4, message = nullif($5, '') WHERE id = $1",
-                {Arg::int8(run_id), Arg::text(status), Arg::int4(outcome.processed), Arg::int4(outcome.failed),
-                 Arg::text(message)});
+                {Arg::int8(run_id), Arg::text(status), Arg::int4(outcome.processed),
+                 Arg::int4(outcome.failed), Arg::text(message)});
             spi.finish();
         });
         summary += name + " " + status + " (" + std::to_string(outcome.processed) + " processed, " +
                    std::to_string(outcome.failed) + " failed); ";
         if (name == "calculate" || !err.empty())
-            pg_call([&] { elog(LOG, "attendance scheduler: %s %s: %s", name.c_str(), status.c_str(), message.c_str()); });
+            pg_call([&] {
+                elog(LOG, "attendance scheduler: %s %s: %s", name.c_str(), status.c_str(),
+                     message.c_str());
+            });
     }
 
     int64 next_due = -1, next_reconcile = -1;
     err = in_transaction([&] {
         SpiSession spi(*schema);
         auto r = spi.query(
-            "SELECT floor(extract(epoch FROM (SELECT min(greatest(ends_at + make_interval(secs => $1), "
-            "   coalesce(next_attempt_at, '-infinity'))) FROM @s.attendance_session_schedule WHERE needs_calculation)) "
+            "SELECT floor(extract(epoch FROM (SELECT min(greatest(ends_at + make_interval(secs => "
+            "$1), "
+            "   coalesce(next_attempt_at, '-infinity'))) FROM @s.attendance_session_schedule WHERE "
+            "needs_calculation)) "
             "   * 1000)::bigint, "
             "floor(extract(epoch FROM coalesce((SELECT max(started_at) FROM @s.attendance_job_runs "
             "   WHERE job = 'reconcile'), now()) + make_interval(secs => $2)) * 1000)::bigint",
-            {Arg::int4(settings.calculation_delay_s), Arg::int4(settings.reconcile_interval_s)}, true);
+            {Arg::int4(settings.calculation_delay_s), Arg::int4(settings.reconcile_interval_s)},
+            true);
         if (r[0][0]) next_due = std::stoll(*r[0][0]);
         if (r[0][1]) next_reconcile = std::stoll(*r[0][1]);
         spi.finish();
@@ -358,7 +370,8 @@ void launcher_loop() {
             continue;  // re-check wake requests that arrived during the run
         }
         long timeout = long(std::max<int64>(0, std::min<int64>(next_run - now, 10 * 60'000)));
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout,
+                        PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
     }
 }
@@ -404,7 +417,8 @@ void warn_if_scheduler_absent() {
     if (!running)
         pg_call([] {
             ereport(NOTICE, (errmsg("the attendance scheduler is not running"),
-                             errhint("Add attendance to shared_preload_libraries to calculate sessions automatically.")));
+                             errhint("Add attendance to shared_preload_libraries to calculate "
+                                     "sessions automatically.")));
         });
 }
 
@@ -418,14 +432,15 @@ extern "C" void attendance_launcher_main(Datum) {
     pqsignal(SIGTERM, die);
     pqsignal(SIGUSR1, launcher_sigusr1);
     BackgroundWorkerUnblockSignals();
-    if (!shared) elog(FATAL, "attendance scheduler: shared memory is not set up (is attendance preloaded?)");
+    if (!shared)
+        elog(FATAL, "attendance scheduler: shared memory is not set up (is attendance preloaded?)");
     SpinLockAcquire(&shared->mutex);
     shared->launcher_pid = MyProcPid;
     shared->launcher_latch = MyLatch;
     SpinLockRelease(&shared->mutex);
     on_shmem_exit(clear_launcher, 0);
-    elog(LOG, "attendance scheduler started (database \"%s\", calculation delay %d s)", settings.database_name,
-         settings.calculation_delay_s);
+    elog(LOG, "attendance scheduler started (database \"%s\", calculation delay %d s)",
+         settings.database_name, settings.calculation_delay_s);
     try {
         launcher_loop();
     } catch (const std::exception& e) {
@@ -471,23 +486,30 @@ extern "C" Datum attendance_worker_status(PG_FUNCTION_ARGS) {
             SpinLockAcquire(&shared->mutex);
             memcpy(&copy, shared, sizeof copy);
             SpinLockRelease(&shared->mutex);
-            auto ts = [](int64 ms) { return ms < 0 ? nlohmann::json() : nlohmann::json(core::format_timestamp_ms(ms)); };
+            auto ts = [](int64 ms) {
+                return ms < 0 ? nlohmann::json() : nlohmann::json(core::format_timestamp_ms(ms));
+            };
             j["running"] = copy.launcher_pid != 0;
-            j["launcher_pid"] = copy.launcher_pid ? nlohmann::json(copy.launcher_pid) : nlohmann::json();
-            j["run_in_progress_pid"] = copy.run_pid ? nlohmann::json(copy.run_pid) : nlohmann::json();
+            j["launcher_pid"] =
+                copy.launcher_pid ? nlohmann::json(copy.launcher_pid) : nlohmann::json();
+            j["run_in_progress_pid"] =
+                copy.run_pid ? nlohmann::json(copy.run_pid) : nlohmann::json();
             j["runs_since_start"] = copy.runs;
             j["next_due"] = ts(copy.next_due_ms);
             j["next_reconcile"] = ts(copy.next_reconcile_ms);
             j["last_run_finished"] = copy.runs ? ts(copy.last_run_end_ms) : nlohmann::json();
             j["last_run_ok"] = copy.runs ? nlohmann::json(copy.last_run_ok) : nlohmann::json();
-            j["last_run_message"] = copy.runs ? nlohmann::json(std::string(copy.last_message)) : nlohmann::json();
+            j["last_run_message"] =
+                copy.runs ? nlohmann::json(std::string(copy.last_message)) : nlohmann::json();
         } else {
             j["running"] = false;
         }
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         auto rows = spi.query(
-            "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]')::text FROM (SELECT id, job, status, "
-            "started_at, finished_at, processed, failed, message FROM @s.attendance_job_runs ORDER BY id DESC LIMIT 5) r",
+            "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]')::text FROM (SELECT "
+            "id, job, status, "
+            "started_at, finished_at, processed, failed, message FROM @s.attendance_job_runs ORDER "
+            "BY id DESC LIMIT 5) r",
             {}, true);
         j["last_runs"] = nlohmann::json::parse(rows[0][0].value_or("[]"));
         spi.finish();
@@ -500,14 +522,18 @@ extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
         std::string job = text_arg(fcinfo, 0, "job");
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         if (job != "calculate" && job != "reconcile" && job != "cleanup")
-            throw core::Error("22023", "unknown job \"" + job + "\" (calculate, reconcile or cleanup)");
-        auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id", {Arg::text(job)});
+            throw core::Error("22023",
+                              "unknown job \"" + job + "\" (calculate, reconcile or cleanup)");
+        auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
+                           {Arg::text(job)});
         int64_t id = std::stoll(r[0][0].value_or("0"));
         JobOutcome outcome = do_job(spi, job);
         spi.exec(
-            "UPDATE @s.attendance_job_runs SET status = 'succeeded', finished_at = clock_timestamp(), processed = $2, "
+            "UPDATE @s.attendance_job_runs SET status = 'succeeded', finished_at = "
+            "clock_timestamp(), processed = $2, "
             "failed = $3, message = nullif($4, '') WHERE id = $1",
-            {Arg::int8(id), Arg::int4(outcome.processed), Arg::int4(outcome.failed), Arg::text(outcome.message)});
+            {Arg::int8(id), Arg::int4(outcome.processed), Arg::int4(outcome.failed),
+             Arg::text(outcome.message)});
         spi.finish();
         return Int64GetDatum(id);
     });

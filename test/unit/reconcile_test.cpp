@@ -38,7 +38,8 @@ TEST(Reconcile, JoinAfterScheduledEndClosesAtTheJoin) {
 }
 
 TEST(Reconcile, LeavesARunningSessionAlone) {
-    EXPECT_FALSE(reconcile_close(OpenConnection{1000, std::nullopt, 9 * kHour}, 2 * kHour, 6 * kHour));
+    EXPECT_FALSE(
+        reconcile_close(OpenConnection{1000, std::nullopt, 9 * kHour}, 2 * kHour, 6 * kHour));
 }
 
 TEST(Reconcile, ClosesAfterMaximumAgeWhenNothingElseApplies) {
@@ -46,7 +47,8 @@ TEST(Reconcile, ClosesAfterMaximumAgeWhenNothingElseApplies) {
     ASSERT_TRUE(c);
     EXPECT_EQ(c->leave_ms, 6 * kHour);
     EXPECT_EQ(c->because, "max_connection_age");
-    EXPECT_FALSE(reconcile_close(OpenConnection{0, std::nullopt, std::nullopt}, 6 * kHour - 1, 6 * kHour));
+    EXPECT_FALSE(
+        reconcile_close(OpenConnection{0, std::nullopt, std::nullopt}, 6 * kHour - 1, 6 * kHour));
 }
 
 TEST(Reconcile, RoomFinishedInTheFutureIsNotUsed) {

@@ -92,8 +92,8 @@ std::optional<Thrown> thrown_by(F&& f) {
 
 inline ::testing::AssertionResult has_substr(const std::string& text, std::string_view part) {
     if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part
-                                         << "\"";
+    return ::testing::AssertionFailure()
+           << "\"" << text << "\" does not contain \"" << part << "\"";
 }
 
 // Asserts that `f` throws core::Error with exactly `sqlstate` and a message containing
@@ -105,8 +105,8 @@ template <class F>
         return ::testing::AssertionFailure()
                << "expected Error " << sqlstate << " (\"" << part << "\"), nothing was thrown";
     if (t->sqlstate != sqlstate)
-        return ::testing::AssertionFailure() << "expected SQLSTATE " << sqlstate << ", got "
-                                             << t->sqlstate << ": " << t->message;
+        return ::testing::AssertionFailure()
+               << "expected SQLSTATE " << sqlstate << ", got " << t->sqlstate << ": " << t->message;
     return has_substr(t->message, part);
 }
 

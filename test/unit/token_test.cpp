@@ -103,8 +103,8 @@ void check_session_tokens(const char* file) {
         replay.check_expiry = false;
         EXPECT_NO_THROW(verify_token(t, r.body, kFixtureSecret, replay));
         // Expired by the real clock (signed in November 2025).
-        EXPECT_TRUE(throws_error(
-            [&] { verify_token(t, r.body, kFixtureSecret, at(real_now())); }, kAuth, "expired"));
+        EXPECT_TRUE(throws_error([&] { verify_token(t, r.body, kFixtureSecret, at(real_now())); },
+                                 kAuth, "expired"));
         // Another secret, or a body with one byte changed, fails.
         EXPECT_TRUE(throws_error(
             [&] { verify_token(t, r.body, "fixture-secret-0123456789abcdef0124", at(*t.iat)); },
@@ -128,9 +128,9 @@ TEST(TokenFixtures, SpacingChangesTheHash) {
     for (size_t i = 0; i < compact.size(); ++i) {
         SCOPED_TRACE("line " + std::to_string(i + 1));
         ParsedToken t = parse_token(*compact[i].authorization);
-        EXPECT_TRUE(throws_error(
-            [&] { verify_token(t, spaced[i].body, kFixtureSecret, at(*t.iat)); }, kAuth,
-            "body hash"));
+        EXPECT_TRUE(
+            throws_error([&] { verify_token(t, spaced[i].body, kFixtureSecret, at(*t.iat)); },
+                         kAuth, "body hash"));
     }
 }
 
@@ -138,8 +138,8 @@ TEST(TokenNegatives, Unsigned) {
     auto r = negative_fixture("unsigned");
     EXPECT_FALSE(r.authorization.has_value());
     EXPECT_TRUE(bare_token(r.authorization.value_or("")).empty());
-    EXPECT_TRUE(throws_error([&] { parse_token(bare_token(r.authorization.value_or(""))); },
-                             kAuth, "missing token"));
+    EXPECT_TRUE(throws_error([&] { parse_token(bare_token(r.authorization.value_or(""))); }, kAuth,
+                             "missing token"));
     // "Bearer" with nothing after it is no token either.
     EXPECT_TRUE(bare_token("Bearer ").empty());
     EXPECT_TRUE(throws_error([] { parse_token(bare_token("Bearer   ")); }, kAuth, "missing token"));
@@ -255,21 +255,38 @@ TEST(TokenHandMade, MissingExpRejected) {
 
 TEST(TokenHandMade, NonNumericClaimsRejected) {
     EXPECT_TRUE(throws_error(
-        [] { parse_token(make_token(kHs256, claims({{"exp", std::to_string(kNow + 600)}}))); },
+        [] {
+            parse_token(make_token(kHs256, claims({{"exp", std::to_string(kNow + 600)}})));
+        },
         kAuth, "claim 'exp' is not a number"));
-    EXPECT_TRUE(throws_error([] { parse_token(make_token(kHs256, claims({{"nbf", true}}))); },
-                             kAuth, "claim 'nbf'"));
-    EXPECT_TRUE(throws_error([] { parse_token(make_token(kHs256, claims({{"exp", 1e300}}))); },
-                             kAuth, "claim 'exp' is out of range"));
+    EXPECT_TRUE(throws_error(
+        [] {
+            parse_token(make_token(kHs256, claims({{"nbf", true}})));
+        },
+        kAuth, "claim 'nbf'"));
+    EXPECT_TRUE(throws_error(
+        [] {
+            parse_token(make_token(kHs256, claims({{"exp", 1e300}})));
+        },
+        kAuth, "claim 'exp' is out of range"));
 }
 
 TEST(TokenHandMade, MissingIssRejected) {
-    EXPECT_TRUE(throws_error([] { parse_token(make_token(kHs256, claims({{"iss", nullptr}}))); },
-                             kAuth, "'iss'"));
-    EXPECT_TRUE(throws_error([] { parse_token(make_token(kHs256, claims({{"iss", ""}}))); },
-                             kAuth, "'iss'"));
-    EXPECT_TRUE(throws_error([] { parse_token(make_token(kHs256, claims({{"iss", 5}}))); }, kAuth,
-                             "'iss'"));
+    EXPECT_TRUE(throws_error(
+        [] {
+            parse_token(make_token(kHs256, claims({{"iss", nullptr}})));
+        },
+        kAuth, "'iss'"));
+    EXPECT_TRUE(throws_error(
+        [] {
+            parse_token(make_token(kHs256, claims({{"iss", ""}})));
+        },
+        kAuth, "'iss'"));
+    EXPECT_TRUE(throws_error(
+        [] {
+            parse_token(make_token(kHs256, claims({{"iss", 5}})));
+        },
+        kAuth, "'iss'"));
 }
 
 TEST(TokenHandMade, NbfInTheFutureRejected) {
@@ -310,9 +327,9 @@ TEST(TokenHandMade, NoNbfIsFine) {
 
 TEST(TokenHandMade, BearerPrefix) {
     const std::string tok = make_token(kHs256, claims());
-    for (const std::string& h : {tok, "Bearer " + tok, "bearer " + tok, "BEARER " + tok,
-                                 "BeArEr " + tok, "Bearer\t" + tok, "  Bearer   " + tok + "  ",
-                                 tok + "\r\n", "\t" + tok}) {
+    for (const std::string& h :
+         {tok, "Bearer " + tok, "bearer " + tok, "BEARER " + tok, "BeArEr " + tok, "Bearer\t" + tok,
+          "  Bearer   " + tok + "  ", tok + "\r\n", "\t" + tok}) {
         SCOPED_TRACE(h);
         EXPECT_EQ(bare_token(h), tok);
         EXPECT_NO_THROW(verify(h, kBody, at(kNow)));
@@ -345,7 +362,7 @@ TEST(TokenHandMade, GarbageBase64Rejected) {
     EXPECT_TRUE(throws_error([&] { parse_token(h + "." + p + ".sig*nature"); }, kAuth,
                              "signature is not base64url"));
     EXPECT_TRUE(throws_error([&] { parse_token(h + "." + p + "."); }, kAuth, "signature"));
-    EXPECT_TRUE(throws_error([&] { parse_token(".." ); }, kAuth, "header"));
+    EXPECT_TRUE(throws_error([&] { parse_token(".."); }, kAuth, "header"));
     // Decodes, but not to a JSON object.
     EXPECT_TRUE(throws_error([&] { parse_token(base64url_encode("not json") + "." + p + ".c2ln"); },
                              kAuth, "header is not a JSON object"));
@@ -374,8 +391,11 @@ TEST(TokenHandMade, Sha256ClaimRequired) {
     std::string tok = make_token(kHs256, claims({{"sha256", nullptr}}));
     EXPECT_FALSE(parse_token(tok).sha256.has_value());
     EXPECT_TRUE(throws_error([&] { verify(tok, kBody, at(kNow)); }, kAuth, "no 'sha256'"));
-    EXPECT_TRUE(throws_error([] { parse_token(make_token(kHs256, claims({{"sha256", 42}}))); },
-                             kAuth, "'sha256' claim is not a string"));
+    EXPECT_TRUE(throws_error(
+        [] {
+            parse_token(make_token(kHs256, claims({{"sha256", 42}})));
+        },
+        kAuth, "'sha256' claim is not a string"));
     // The hash is standard base64, padded: the base64url form does not match.
     std::string url_hash = sha256_base64(kBody);
     for (auto& c : url_hash) c = c == '+' ? '-' : c == '/' ? '_' : c;
@@ -388,8 +408,7 @@ TEST(TokenHandMade, Sha256ClaimRequired) {
 TEST(TokenHandMade, SignatureCheckedBeforeEverythingElse) {
     // Wrong secret and wrong body and expired: the signature is reported.
     std::string tok = make_token(kHs256, claims({{"exp", 1}}), "another-secret");
-    EXPECT_TRUE(
-        throws_error([&] { verify(tok, "other body", at(kNow)); }, kAuth, "bad signature"));
+    EXPECT_TRUE(throws_error([&] { verify(tok, "other body", at(kNow)); }, kAuth, "bad signature"));
 }
 
 TEST(TokenSign, RoundTrip) {
@@ -403,12 +422,12 @@ TEST(TokenSign, RoundTrip) {
     EXPECT_EQ(t.sha256, std::optional<std::string>(sha256_base64(kBody)));
     EXPECT_NO_THROW(verify_token(t, kBody, kFixtureSecret, at(kNow)));
     EXPECT_NO_THROW(verify_token(t, kBody, kFixtureSecret, at(kNow + 660)));
-    EXPECT_TRUE(throws_error([&] { verify_token(t, kBody, kFixtureSecret, at(kNow + 661)); },
-                             kAuth, "expired"));
-    EXPECT_TRUE(throws_error([&] { verify_token(t, kBody, "wrong", at(kNow)); }, kAuth,
-                             "bad signature"));
-    EXPECT_TRUE(throws_error([&] { verify_token(t, kBody + " ", kFixtureSecret, at(kNow)); },
-                             kAuth, "body hash"));
+    EXPECT_TRUE(throws_error([&] { verify_token(t, kBody, kFixtureSecret, at(kNow + 661)); }, kAuth,
+                             "expired"));
+    EXPECT_TRUE(
+        throws_error([&] { verify_token(t, kBody, "wrong", at(kNow)); }, kAuth, "bad signature"));
+    EXPECT_TRUE(throws_error([&] { verify_token(t, kBody + " ", kFixtureSecret, at(kNow)); }, kAuth,
+                             "body hash"));
     // Custom lifetime.
     ParsedToken s = parse_token(sign_token(kBody, "K", "S", 100, 5));
     EXPECT_EQ(s.exp, std::optional<int64_t>(105));
@@ -473,8 +492,8 @@ TEST(TokenHelpers, Base64UrlDecode) {
     // Round trip of every byte value, at every length modulo 3.
     std::string all;
     for (int i = 0; i < 256; ++i) all.push_back(char(i));
-    for (size_t n : {size_t(0), size_t(1), size_t(2), size_t(3), size_t(254), size_t(255),
-                     size_t(256)}) {
+    for (size_t n :
+         {size_t(0), size_t(1), size_t(2), size_t(3), size_t(254), size_t(255), size_t(256)}) {
         std::string s = all.substr(0, n);
         EXPECT_EQ(base64url_decode(base64url_encode(s)), std::optional<std::string>(s)) << n;
     }
@@ -522,8 +541,8 @@ TEST(TokenWindow, ExpNearInt64MaxDoesNotOverflow) {
     ParsedToken t;
     t.exp = std::numeric_limits<int64_t>::max();
     EXPECT_NO_THROW(check_token_window(t, kNow, 60, "now"));
-    std::string tok = make_token(
-        kHs256, claims({{"exp", std::numeric_limits<int64_t>::max() - 10}}));
+    std::string tok =
+        make_token(kHs256, claims({{"exp", std::numeric_limits<int64_t>::max() - 10}}));
     EXPECT_NO_THROW(verify(tok, kBody, at(kNow)));
 }
 

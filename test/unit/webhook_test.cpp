@@ -80,11 +80,14 @@ constexpr const char* kSpaced = "session-456.spaced.jsonl";
 
 // The delivery order of session-456 (README "The story").
 const std::vector<std::string> kStoryEvents = {
-    "room_started",     "participant_joined", "participant_joined",
-    "participant_joined", "participant_joined", "participant_left",
-    "participant_joined", "participant_joined", "participant_joined",
-    "participant_connection_aborted", "participant_left", "participant_left",
-    "participant_left", "participant_left", "room_finished"};
+    "room_started",       "participant_joined",
+    "participant_joined", "participant_joined",
+    "participant_joined", "participant_left",
+    "participant_joined", "participant_joined",
+    "participant_joined", "participant_connection_aborted",
+    "participant_left",   "participant_left",
+    "participant_left",   "participant_left",
+    "room_finished"};
 
 void check_story_file(const char* file) {
     auto requests = load_fixture(file);
@@ -270,10 +273,10 @@ TEST(WebhookFixtures, AttributesUserId) {
 // Hand-made bodies that must parse
 
 TEST(WebhookProto3, SnakeCaseNames) {
-    auto ev = parse_webhook(
-        R"({"event":"participant_left","id":"EV_s","created_at":"1763130580",)"
-        R"("room":{"name":"session-1"},"participant":{"sid":"PA_s","identity":"u",)"
-        R"("joined_at":"1763130000","disconnect_reason":"CLIENT_INITIATED"}})");
+    auto ev =
+        parse_webhook(R"({"event":"participant_left","id":"EV_s","created_at":"1763130580",)"
+                      R"("room":{"name":"session-1"},"participant":{"sid":"PA_s","identity":"u",)"
+                      R"("joined_at":"1763130000","disconnect_reason":"CLIENT_INITIATED"}})");
     EXPECT_EQ(ev.created_at_s, 1763130580);
     EXPECT_EQ(ev.participant->joined_at_ms, std::optional<int64_t>(1763130000000));
     EXPECT_EQ(ev.participant->disconnect_reason, "CLIENT_INITIATED");
@@ -326,7 +329,8 @@ TEST(WebhookProto3, TimeRangeEdgesAccepted) {
 }
 
 TEST(WebhookProto3, EnumsAsNumbers) {
-    auto p = participant_of(R"({"sid":"PA","identity":"u","kind":2,"state":3,"disconnectReason":9})");
+    auto p =
+        participant_of(R"({"sid":"PA","identity":"u","kind":2,"state":3,"disconnectReason":9})");
     EXPECT_EQ(p.kind, "EGRESS");
     EXPECT_EQ(p.state, "DISCONNECTED");
     EXPECT_EQ(p.disconnect_reason, "SIGNAL_CLOSE");
@@ -377,7 +381,8 @@ TEST(WebhookProto3, OmittedDefaults) {
     EXPECT_FALSE(p.joined_at_ms.has_value());
     EXPECT_EQ(p.name, "");
     // A room without sid is fine (only the name matters).
-    auto ev = parse_webhook(R"({"event":"room_finished","id":"EV","createdAt":"5","room":{"name":"r"}})");
+    auto ev =
+        parse_webhook(R"({"event":"room_finished","id":"EV","createdAt":"5","room":{"name":"r"}})");
     EXPECT_EQ(ev.room->sid, "");
     EXPECT_EQ(ev.room->name, "r");
 }
@@ -447,8 +452,8 @@ TEST(WebhookProto3, AttributesAndMetadataKeptVerbatim) {
     auto p = participant_of(
         R"({"sid":"PA","identity":"u","metadata":"not json at all","attributes":{"user_id":"19","role":"Student","empty":""}})");
     EXPECT_EQ(p.metadata, "not json at all");
-    EXPECT_EQ(p.attributes,
-              (std::map<std::string, std::string>{{"empty", ""}, {"role", "Student"}, {"user_id", "19"}}));
+    EXPECT_EQ(p.attributes, (std::map<std::string, std::string>{
+                                {"empty", ""}, {"role", "Student"}, {"user_id", "19"}}));
 }
 
 TEST(WebhookEvents, OtherEventsParseAsOther) {
@@ -594,19 +599,17 @@ std::vector<BadBody> bad_bodies() {
         {"TruncatedUtf8Sequence",
          join_with("{\"sid\":\"PA_1\",\"identity\":\"user-7\",\"name\":\"\xd8\"}"), "22P02",
          "invalid JSON"},
-        {"LoneSurrogateEscape",
-         join_with(R"({"sid":"PA_1","identity":"user-7","name":"\ud800"})"), "22P02",
-         "invalid JSON"},
-        {"RawNulInString",
-         join_with("{\"sid\":\"PA_1\",\"identity\":\"user-7\",\"name\":\"a\0b\"}"s),
+        {"LoneSurrogateEscape", join_with(R"({"sid":"PA_1","identity":"user-7","name":"\ud800"})"),
          "22P02", "invalid JSON"},
-        {"RawNulOutsideString", "{\"event\":\"room_started\"\0}"s, "22P02",
+        {"RawNulInString",
+         join_with("{\"sid\":\"PA_1\",\"identity\":\"user-7\",\"name\":\"a\0b\"}"s), "22P02",
          "invalid JSON"},
+        {"RawNulOutsideString", "{\"event\":\"room_started\"\0}"s, "22P02", "invalid JSON"},
         // \u0000 cannot be stored: 22P05
-        {"EscapedNulInValue",
-         join_with(R"({"sid":"PA_1","identity":"user-7","name":"a\u0000b"})"), "22P05", "\\u0000"},
-        {"EscapedNulInKey", join_with(R"({"sid":"PA_1","identity":"user-7","a\u0000":1})"),
+        {"EscapedNulInValue", join_with(R"({"sid":"PA_1","identity":"user-7","name":"a\u0000b"})"),
          "22P05", "\\u0000"},
+        {"EscapedNulInKey", join_with(R"({"sid":"PA_1","identity":"user-7","a\u0000":1})"), "22P05",
+         "\\u0000"},
         {"EscapedNulInUnknownNestedField", with_unknown(R"({"deep":["ok","\u0000"]})"), "22P05",
          "\\u0000"},
         // JSON, but not a webhook: 22023
@@ -621,8 +624,8 @@ std::vector<BadBody> bad_bodies() {
          "22023", "'event'"},
         {"EventEmpty", R"({"event":"","id":"EV_1","createdAt":"1763130580",)" + kRoom + "}",
          "22023", "'event'"},
-        {"MissingId", R"({"event":"room_started","createdAt":"1763130580",)" + kRoom + "}",
-         "22023", "'id'"},
+        {"MissingId", R"({"event":"room_started","createdAt":"1763130580",)" + kRoom + "}", "22023",
+         "'id'"},
         {"IdNumber", R"({"event":"room_started","id":7,"createdAt":"1763130580",)" + kRoom + "}",
          "22023", "'id'"},
         {"IdEmpty", R"({"event":"room_started","id":"","createdAt":"1763130580",)" + kRoom + "}",
@@ -644,8 +647,7 @@ std::vector<BadBody> bad_bodies() {
         {"CreatedAtOverInt64String", bad_created("\"99999999999999999999\""), "22023",
          "'createdAt'"},
         {"CreatedAtUint64Max", bad_created("18446744073709551615"), "22023", "'createdAt'"},
-        {"CreatedAtInt64MaxPlusOne", bad_created("9223372036854775808"), "22023",
-         "'createdAt'"},
+        {"CreatedAtInt64MaxPlusOne", bad_created("9223372036854775808"), "22023", "'createdAt'"},
         {"JoinedWithoutParticipant", kHead + kRoom + "}", "22023", "'participant'"},
         {"LeftWithoutParticipant",
          R"({"event":"participant_left","id":"EV_1","createdAt":"1763130580",)" + kRoom + "}",
@@ -691,8 +693,8 @@ std::vector<BadBody> bad_bodies() {
          R"({"event":"room_started","id":"EV_1","createdAt":"1","room":{"name":456}})", "22023",
          "'room.name'"},
         {"AttributesNotObject",
-         bad_participant(R"({"sid":"PA_1","identity":"u","attributes":["user_id","19"]})"),
-         "22023", "'participant.attributes'"},
+         bad_participant(R"({"sid":"PA_1","identity":"u","attributes":["user_id","19"]})"), "22023",
+         "'participant.attributes'"},
         {"AttributeValueNumber",
          bad_participant(R"({"sid":"PA_1","identity":"u","attributes":{"user_id":19}})"), "22023",
          "'participant.attributes.user_id'"},
@@ -710,8 +712,8 @@ std::vector<BadBody> bad_bodies() {
          bad_participant(R"({"sid":"PA_1","identity":"u","joinedAt":253402300800})"), "22023",
          "'participant.joinedAt'"},
         {"PermissionHiddenYes",
-         bad_participant(R"({"sid":"PA_1","identity":"u","permission":{"hidden":"yes"}})"),
-         "22023", "'participant.permission.hidden'"},
+         bad_participant(R"({"sid":"PA_1","identity":"u","permission":{"hidden":"yes"}})"), "22023",
+         "'participant.permission.hidden'"},
         {"PermissionRecorderNumber",
          bad_participant(R"({"sid":"PA_1","identity":"u","permission":{"recorder":1}})"), "22023",
          "'participant.permission.recorder'"},
@@ -720,8 +722,8 @@ std::vector<BadBody> bad_bodies() {
          "'participant.permission'"},
         {"KindFractional", bad_participant(R"({"sid":"PA_1","identity":"u","kind":2.5})"), "22023",
          "'participant.kind'"},
-        {"StateBoolean", bad_participant(R"({"sid":"PA_1","identity":"u","state":true})"),
-         "22023", "'participant.state'"},
+        {"StateBoolean", bad_participant(R"({"sid":"PA_1","identity":"u","state":true})"), "22023",
+         "'participant.state'"},
         {"DisconnectReasonObject",
          bad_participant(R"({"sid":"PA_1","identity":"u","disconnectReason":{}})"), "22023",
          "'participant.disconnectReason'"},
@@ -735,8 +737,8 @@ std::vector<BadBody> bad_bodies() {
         {"DepthUnbalancedOverLimit", std::string(70, '['), "54000", "deeper than 64"},
         {"BodyOverLimit", valid, "54000", "over the limit of 100",
          ParseLimits{.max_body_bytes = 100}},
-        {"BodyOverDefaultLimit", with_unknown("\"" + std::string(1024 * 1024, 'a') + "\""),
-         "54000", "over the limit of 1048576"},
+        {"BodyOverDefaultLimit", with_unknown("\"" + std::string(1024 * 1024, 'a') + "\""), "54000",
+         "over the limit of 1048576"},
     };
     return v;
 }

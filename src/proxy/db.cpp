@@ -1,0 +1,77 @@
+#include "proxy/db.hpp"
+
+#include "proxy/status.hpp"
+
+namespace attendance::proxy {
+
+namespace {
+
+constexpr const char* kIngestStatement = "attendance_ingest";
+constexpr Oid kTextOid = 25;
+
+// Frees the PGresult however the function returns.
+struct Result {
+    PGresult* r;
+    explicit Result(PGresult* res) : r(res) {}
+    ~Result() { PQclear(r); }
+    Result(const Result&) = delete;
+    Result& operator=(const Result&) = delete;
+};
+
+DbResult failure(const Result& res, Connection& c) {
+    DbResult out;
+    const char* state = res.r != nullptr ? PQresultErrorField(res.r, PG_DIAG_SQLSTATE) : nullptr;
+    const char* primary = res.r != nullptr ? PQresultErrorField(res.r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+    out.sqlstate = state != nullptr ? state : "";
+    if (primary != nullptr) {
+        out.message = primary;
+    } else {
+        out.message = PQerrorMessage(c.pg);
+        while (!out.message.empty() && (out.message.back() == '\n' || out.message.back() == ' ')) {
+            out.message.pop_back();
+        }
+        if (out.message.empty()) out.message = "database call failed";
+    }
+    out.broken = PQstatus(c.pg) != CONNECTION_OK || is_connection_error(out.sqlstate) ||
+                 PQtransactionStatus(c.pg) != PQTRANS_IDLE;
+    return out;
+}
+
+DbResult single_value(const Result& res, Connection& c) {
+    if (PQresultStatus(res.r) != PGRES_TUPLES_OK) return failure(res, c);
+    DbResult out;
+    out.broken = PQtransactionStatus(c.pg) != PQTRANS_IDLE;
+    if (PQntuples(res.r) != 1 || PQnfields(res.r) != 1 || PQgetisnull(res.r, 0, 0)) {
+        out.message = "the database answered no value";
+        return out;
+    }
+    out.ok = true;
+    out.value.assign(PQgetvalue(res.r, 0, 0), static_cast<std::size_t>(PQgetlength(res.r, 0, 0)));
+    return out;
+}
+
+}  // namespace
+
+DbResult call_ingest(Connection& c, const std::string& body, const std::optional<std::string>& authorization) {
+    if (!c.prepared) {
+        const Oid types[2] = {kTextOid, kTextOid};
+        Result prep(PQprepare(c.pg, kIngestStatement, kIngestSql, 2, types));
+        if (PQresultStatus(prep.r) != PGRES_COMMAND_OK) return failure(prep, c);
+        c.prepared = true;
+    }
+    // Binary format for text is the raw bytes with an explicit length: nothing is cut
+    // at a NUL and nothing is re-encoded. The server still checks the encoding.
+    const char* values[2] = {body.data(), authorization ? authorization->data() : nullptr};
+    const int lengths[2] = {static_cast<int>(body.size()),
+                            authorization ? static_cast<int>(authorization->size()) : 0};
+    const int formats[2] = {1, 1};
+    Result res(PQexecPrepared(c.pg, kIngestStatement, 2, values, lengths, formats, 0));
+    return single_value(res, c);
+}
+
+DbResult ping(Connection& c) {
+    Result res(PQexec(c.pg, "SELECT 1"));
+    return single_value(res, c);
+}
+
+}  // namespace attendance::proxy

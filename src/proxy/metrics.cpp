@@ -1,0 +1,110 @@
+#include "proxy/metrics.hpp"
+
+#include <cstdio>
+#include <sstream>
+
+namespace attendance::proxy {
+
+namespace {
+
+// Label values: backslash, double quote and newline escaped.
+std::string label(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (char c : v) {
+        if (c == '\\') {
+            out += "\\\\";
+        } else if (c == '"') {
+            out += "\\\"";
+        } else if (c == '\n') {
+            out += "\\n";
+        } else {
+            out.push_back(c);
+        }
+    }
+    return out;
+}
+
+std::string number(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    return buf;
+}
+
+void header(std::ostringstream& out, const char* name, const char* type, const char* help) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+}
+
+}  // namespace
+
+void Metrics::request_done(std::string_view handler, int status, std::string_view result, double seconds) {
+    std::lock_guard lock(mu_);
+    ++requests_[{std::string(handler), status, std::string(result)}];
+    if (handler != "webhook") return;
+    std::size_t i = 0;
+    while (i < kBuckets.size() && seconds > kBuckets[i]) ++i;
+    ++buckets_[i];
+    latency_sum_ += seconds;
+    ++latency_count_;
+}
+
+void Metrics::db_error(std::string_view sqlstate) {
+    std::lock_guard lock(mu_);
+    ++db_errors_[sqlstate.empty() ? std::string("none") : std::string(sqlstate)];
+}
+
+std::string Metrics::render(const PoolStats& pool) const {
+    std::ostringstream out;
+    std::lock_guard lock(mu_);
+
+    header(out, "attendance_proxy_requests_total", "counter",
+           "HTTP requests answered, by handler, status and ingest result.");
+    for (const auto& [key, count] : requests_) {
+        const auto& [handler, status, result] = key;
+        out << "attendance_proxy_requests_total{handler=\"" << label(handler) << "\",status=\"" << status
+            << "\",result=\"" << label(result) << "\"} " << count << "\n";
+    }
+
+    header(out, "attendance_proxy_webhook_duration_seconds", "histogram",
+           "Time from request start to response for webhook requests.");
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+        cumulative += buckets_[i];
+        out << "attendance_proxy_webhook_duration_seconds_bucket{le=\"" << number(kBuckets[i]) << "\"} "
+            << cumulative << "\n";
+    }
+    cumulative += buckets_[kBuckets.size()];
+    out << "attendance_proxy_webhook_duration_seconds_bucket{le=\"+Inf\"} " << cumulative << "\n";
+    out << "attendance_proxy_webhook_duration_seconds_sum " << number(latency_sum_) << "\n";
+    out << "attendance_proxy_webhook_duration_seconds_count " << latency_count_ << "\n";
+
+    header(out, "attendance_proxy_db_errors_total", "counter",
+           "Failed database calls by SQLSTATE (none: the connection was lost).");
+    for (const auto& [sqlstate, count] : db_errors_) {
+        out << "attendance_proxy_db_errors_total{sqlstate=\"" << label(sqlstate) << "\"} " << count << "\n";
+    }
+
+    header(out, "attendance_proxy_db_connect_failures_total", "counter",
+           "Failed attempts to open a PostgreSQL connection.");
+    out << "attendance_proxy_db_connect_failures_total " << connect_failures_.load() << "\n";
+    header(out, "attendance_proxy_db_connections_opened_total", "counter",
+           "PostgreSQL connections opened (the first ones and every reconnect).");
+    out << "attendance_proxy_db_connections_opened_total " << connections_opened_.load() << "\n";
+    header(out, "attendance_proxy_pool_timeouts_total", "counter",
+           "Requests that waited longer than --pool-timeout-ms for a connection.");
+    out << "attendance_proxy_pool_timeouts_total " << pool_timeouts_.load() << "\n";
+
+    header(out, "attendance_proxy_pool_size", "gauge", "Maximum number of PostgreSQL connections.");
+    out << "attendance_proxy_pool_size " << pool.size << "\n";
+    header(out, "attendance_proxy_pool_connections", "gauge", "PostgreSQL connections open now.");
+    out << "attendance_proxy_pool_connections " << pool.open << "\n";
+    header(out, "attendance_proxy_pool_in_use", "gauge", "PostgreSQL connections serving a request now.");
+    out << "attendance_proxy_pool_in_use " << pool.in_use << "\n";
+    header(out, "attendance_proxy_in_flight_requests", "gauge", "Requests being handled now.");
+    out << "attendance_proxy_in_flight_requests " << in_flight_.load() << "\n";
+    header(out, "attendance_proxy_start_time_seconds", "gauge", "Start time of the process (Unix seconds).");
+    out << "attendance_proxy_start_time_seconds " << number(start_time_) << "\n";
+    return out.str();
+}
+
+}  // namespace attendance::proxy

@@ -1,0 +1,71 @@
+// Prometheus metrics of the proxy, rendered in the text exposition format (0.0.4).
+// Thread-safe; render() is pure with respect to its inputs, so it is unit-tested.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+namespace attendance::proxy {
+
+struct PoolStats {
+    int size = 0;    // configured maximum
+    int open = 0;    // connections currently open (idle + in use)
+    int in_use = 0;  // connections lent to a request right now
+};
+
+class Metrics {
+public:
+    // Upper bounds (seconds) of the webhook latency histogram buckets; +Inf is implied.
+    static constexpr std::array<double, 13> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                        0.25,  0.5,    1.0,   2.5,  5.0,  10.0};
+
+    // One answered request. handler: webhook, healthz, metrics or other; result: the
+    // ingest result (recorded, duplicate, ignored) or "" when there is none.
+    void request_done(std::string_view handler, int status, std::string_view result, double seconds);
+
+    // One failed database call; sqlstate "" when libpq reported it (connection lost).
+    void db_error(std::string_view sqlstate);
+    void connect_failed() { connect_failures_.fetch_add(1, std::memory_order_relaxed); }
+    void connection_opened() { connections_opened_.fetch_add(1, std::memory_order_relaxed); }
+    void pool_timeout() { pool_timeouts_.fetch_add(1, std::memory_order_relaxed); }
+
+    void in_flight_add(int delta) { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
+
+    void set_start_time(double unix_seconds) { start_time_ = unix_seconds; }
+
+    std::string render(const PoolStats& pool) const;
+
+private:
+    mutable std::mutex mu_;
+    std::map<std::tuple<std::string, int, std::string>, std::uint64_t> requests_;
+    std::map<std::string, std::uint64_t> db_errors_;
+    std::array<std::uint64_t, kBuckets.size() + 1> buckets_{};  // last one: +Inf
+    double latency_sum_ = 0;
+    std::uint64_t latency_count_ = 0;
+
+    std::atomic<std::uint64_t> connect_failures_{0};
+    std::atomic<std::uint64_t> connections_opened_{0};
+    std::atomic<std::uint64_t> pool_timeouts_{0};
+    std::atomic<std::int64_t> in_flight_{0};
+    double start_time_ = 0;
+};
+
+// RAII: counts a request as in flight for the lifetime of the guard.
+class InFlight {
+public:
+    explicit InFlight(Metrics& m) : m_(m) { m_.in_flight_add(1); }
+    ~InFlight() { m_.in_flight_add(-1); }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+
+private:
+    Metrics& m_;
+};
+
+}  // namespace attendance::proxy

@@ -1,0 +1,195 @@
+#include "proxy/text.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+
+namespace attendance::proxy {
+
+namespace {
+
+// Length of the well-formed UTF-8 sequence starting at s[i] (1..4), or 0 when the
+// bytes there are not one (RFC 3629 table: no overlongs, no surrogates, <= U+10FFFF).
+std::size_t sequence_length(std::string_view s, std::size_t i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) return 1;
+    std::size_t len = 0;
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c == 0xE0) {
+        len = 3;
+        lo = 0xA0;
+    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+        len = 3;
+    } else if (c == 0xED) {
+        len = 3;
+        hi = 0x9F;
+    } else if (c == 0xF0) {
+        len = 4;
+        lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+        len = 4;
+    } else if (c == 0xF4) {
+        len = 4;
+        hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (i + len > s.size()) return 0;
+    const auto c1 = static_cast<unsigned char>(s[i + 1]);
+    if (c1 < lo || c1 > hi) return 0;
+    for (std::size_t k = 2; k < len; ++k) {
+        const auto ck = static_cast<unsigned char>(s[i + k]);
+        if (ck < 0x80 || ck > 0xBF) return 0;
+    }
+    return len;
+}
+
+std::size_t skip_ws(std::string_view s, std::size_t i) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+    return i;
+}
+
+// s[i] is an opening quote. Returns the index after the closing quote; when `out` is
+// set, appends the string's content with simple escapes resolved (\uXXXX kept as is).
+std::size_t scan_string(std::string_view s, std::size_t i, std::string* out) {
+    ++i;
+    while (i < s.size()) {
+        const char c = s[i];
+        if (c == '"') return i + 1;
+        if (c == '\\' && i + 1 < s.size()) {
+            const char e = s[i + 1];
+            if (e == 'u') {
+                const std::size_t len = std::min<std::size_t>(6, s.size() - i);
+                if (out) out->append(s.substr(i, len));
+                i += len;
+                continue;
+            }
+            if (out) {
+                switch (e) {
+                    case 'n': out->push_back('\n'); break;
+                    case 't': out->push_back('\t'); break;
+                    case 'r': out->push_back('\r'); break;
+                    case 'b': out->push_back('\b'); break;
+                    case 'f': out->push_back('\f'); break;
+                    default: out->push_back(e); break;  // \" \\ \/
+                }
+            }
+            i += 2;
+            continue;
+        }
+        if (out) out->push_back(c);
+        ++i;
+    }
+    return s.size();
+}
+
+}  // namespace
+
+std::optional<std::size_t> first_invalid_utf8(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const std::size_t len = sequence_length(s, i);
+        if (len == 0) return i;
+        i += len;
+    }
+    return std::nullopt;
+}
+
+std::string json_escape(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 8);
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x80) {
+            const std::size_t len = sequence_length(s, i);
+            if (len == 0) {
+                out += "\\ufffd";
+                ++i;
+            } else {
+                out.append(s.substr(i, len));
+                i += len;
+            }
+            continue;
+        }
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20 || c == 0x7f) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                    out += buf;
+                } else {
+                    out.push_back(static_cast<char>(c));
+                }
+        }
+        ++i;
+    }
+    return out;
+}
+
+std::optional<std::string> json_top_level_string(std::string_view s, std::string_view key) {
+    int depth = 0;
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const char c = s[i];
+        if (c == '"') {
+            std::string text;
+            const std::size_t end = scan_string(s, i, depth == 1 ? &text : nullptr);
+            if (depth != 1) {
+                i = end;
+                continue;
+            }
+            std::size_t j = skip_ws(s, end);
+            if (j >= s.size() || s[j] != ':') {  // a value, not a key
+                i = end;
+                continue;
+            }
+            if (text != key) {
+                i = j + 1;
+                continue;
+            }
+            j = skip_ws(s, j + 1);
+            if (j >= s.size()) return std::nullopt;
+            if (s[j] == '"') {
+                std::string value;
+                scan_string(s, j, &value);
+                return value;
+            }
+            if (s[j] == '{' || s[j] == '[') return std::nullopt;
+            std::size_t k = j;
+            while (k < s.size() && s[k] != ',' && s[k] != '}' && s[k] != ' ' && s[k] != '\n') ++k;
+            std::string_view raw = s.substr(j, k - j);
+            if (raw == "null" || raw.empty()) return std::nullopt;
+            return std::string(raw);
+        }
+        if (c == '{' || c == '[') {
+            ++depth;
+        } else if (c == '}' || c == ']') {
+            --depth;
+        }
+        ++i;
+    }
+    return std::nullopt;
+}
+
+std::string iso8601_utc(std::chrono::system_clock::time_point t) {
+    using namespace std::chrono;
+    const auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+    return buf;
+}
+
+}  // namespace attendance::proxy

@@ -1,0 +1,31 @@
+// Small text helpers of the proxy. The proxy never parses JSON (the extension does);
+// json_top_level_string only picks a few fields out of the function's own answer for
+// the access log and the metrics. Pure: testable without a server.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace attendance::proxy {
+
+// Offset of the first byte that makes `s` invalid UTF-8 (overlong forms, surrogates
+// and code points above U+10FFFF are invalid), or nullopt when `s` is valid.
+std::optional<std::size_t> first_invalid_utf8(std::string_view s);
+
+// `s` as the inside of a JSON string literal (no quotes added). Invalid UTF-8 bytes
+// become U+FFFD, so the output is always valid JSON.
+std::string json_escape(std::string_view s);
+
+// The value of `key` in the top-level object of `json` when it is a string (escapes
+// other than \uXXXX resolved), or its raw text when it is a number or boolean; nullopt
+// when the key is missing or null. A tiny scanner, not a JSON parser: it assumes `json`
+// is well formed, which the function's jsonb output always is.
+std::optional<std::string> json_top_level_string(std::string_view json, std::string_view key);
+
+// 2025-11-14T14:30:00.123Z
+std::string iso8601_utc(std::chrono::system_clock::time_point t);
+
+}  // namespace attendance::proxy

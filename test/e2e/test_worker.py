@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""The background scheduler against the test cluster (attendance.database_name =
+postgres, attendance.calculation_delay = 2s): sessions become final by themselves,
+failures are isolated, kill -9 is survived, reconciliation runs."""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from pgtest import case, finish, psql, wait_for, wait_ready  # noqa: E402
+
+psql("SET client_min_messages = warning; DROP EXTENSION IF EXISTS attendance CASCADE; CREATE EXTENSION attendance")
+psql("SELECT attendance_add_webhook_key('APIworker', 'worker-secret-0123456789abcdef')")
+
+
+def join(session, user, sid, joined_ms):
+    body = ('{"event":"participant_joined","id":"EV_w%s","createdAt":"%d","room":{"name":"session-%d"},'
+            '"participant":{"sid":"%s","identity":"user-%d","joinedAtMs":"%d"}}'
+            % (sid, joined_ms // 1000, session, sid, user, joined_ms))
+    q = body.replace("'", "''")
+    return psql(f"SELECT attendance_ingest_webhook('{q}', attendance_sign_webhook('{q}', 'APIworker'))->>'result'")
+
+
+def status():
+    return psql("SELECT attendance_worker_status()")
+
+
+@case("scheduler running and visible in attendance_worker_status")
+def _():
+    ok = wait_for(lambda: '"running": true' in status(), 20)
+    assert ok, status()
+
+
+@case("a session becomes final by itself within 2 s of its due time")
+def _():
+    now_ms = int(float(psql("SELECT extract(epoch FROM now()) * 1000")))
+    psql("SELECT attendance_schedule_session(2001, 'session-2001', now() - interval '10 minutes', now() + interval '1 second')")
+    psql("SELECT attendance_expect(2001, 5)")
+    assert join(2001, 5, "PA_w2001", now_ms - 300_000) == "recorded"
+    calculated = wait_for(lambda: psql(
+        "SELECT is_calculated FROM meeting_attendances WHERE session_id = 2001 AND user_key = '5'") == "t", 30)
+    assert calculated, "session 2001 was not calculated within 30 s"
+    lag = float(psql("SELECT extract(epoch FROM calculated_at - (ends_at + interval '2 seconds')) "
+                     "FROM attendance_session_schedule WHERE session_id = 2001"))
+    print(f"    final {lag:.3f} s after its due time")
+    assert -0.5 <= lag <= 2.0, f"calculated {lag:.3f} s after due (bound 2 s)"
+    row = psql("SELECT attendance_status, attendance_percentage FROM meeting_attendances WHERE session_id = 2001")
+    assert row.startswith("present|"), row
+    runs = psql("SELECT count(*) FROM attendance_job_runs WHERE job = 'calculate' AND status = 'succeeded' AND processed >= 1")
+    assert int(runs) >= 1, runs
+
+
+@case("a failing session is recorded and the next one is still calculated")
+def _():
+    psql("""CREATE OR REPLACE FUNCTION public.fail_2002() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.session_id = 2002 THEN RAISE EXCEPTION 'boom in session 2002'; END IF; RETURN NEW; END $$""")
+    psql("CREATE TRIGGER fail_2002 BEFORE INSERT OR UPDATE ON meeting_attendances FOR EACH ROW EXECUTE FUNCTION public.fail_2002()")
+    try:
+        psql("SELECT attendance_schedule_session(2002, 'session-2002', now() - interval '1 hour', now() - interval '1 minute')")
+        psql("SELECT attendance_schedule_session(2003, 'session-2003', now() - interval '1 hour', now() - interval '1 minute')")
+        psql("SELECT attendance_expect(2002, 6); SELECT attendance_expect(2003, 6)")
+        done = wait_for(lambda: psql("SELECT calculated_at IS NOT NULL FROM attendance_session_schedule WHERE session_id = 2003") == "t"
+                        and psql("SELECT failed_attempts > 0 FROM attendance_session_schedule WHERE session_id = 2002") == "t", 30)
+        assert done, psql("SELECT session_id, calculated_at, failed_attempts, last_error FROM attendance_session_schedule")
+        err = psql("SELECT last_error FROM attendance_session_schedule WHERE session_id = 2002")
+        assert "boom in session 2002" in err, err
+        run = psql("SELECT failed, message FROM attendance_job_runs WHERE job = 'calculate' AND failed > 0 ORDER BY id DESC LIMIT 1")
+        assert run.startswith("1|") and "session 2002" in run, run
+        assert psql("SELECT attendance_status FROM meeting_attendances WHERE session_id = 2003") == "absent"
+        # the worker survived and still answers
+        assert '"running": true' in status()
+    finally:
+        psql("DROP TRIGGER IF EXISTS fail_2002 ON meeting_attendances; DROP FUNCTION IF EXISTS public.fail_2002()")
+    # without the fault the retry (with backoff) succeeds
+    ok = wait_for(lambda: psql("SELECT calculated_at IS NOT NULL FROM attendance_session_schedule WHERE session_id = 2002") == "t", 30)
+    assert ok, "session 2002 was not retried"
+
+
+@case("after kill -9 of a run the scheduler comes back, marks the run failed, and calculates")
+def _():
+    psql("""CREATE OR REPLACE FUNCTION public.slow_2004() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.session_id = 2004 THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END $$""")
+    psql("CREATE TRIGGER slow_2004 BEFORE INSERT OR UPDATE ON meeting_attendances FOR EACH ROW EXECUTE FUNCTION public.slow_2004()")
+    psql("SELECT attendance_schedule_session(2004, 'session-2004', now() - interval '1 hour', now() - interval '1 minute')")
+    psql("SELECT attendance_expect(2004, 8)")
+    running = wait_for(lambda: psql("SELECT id || ':' || pid FROM attendance_job_runs WHERE status = 'running' AND job = 'calculate'"), 30)
+    assert running, "no run was seen in progress"
+    run_id, pid = running.split(":")
+    os.kill(int(pid), signal.SIGKILL)
+    time.sleep(1)
+    assert wait_ready(60), "server did not recover"
+    psql("DROP TRIGGER IF EXISTS slow_2004 ON meeting_attendances; DROP FUNCTION IF EXISTS public.slow_2004()")
+    marked = wait_for(lambda: psql(f"SELECT status FROM attendance_job_runs WHERE id = {run_id}") == "failed", 30)
+    assert marked, psql(f"SELECT status, message FROM attendance_job_runs WHERE id = {run_id}")
+    msg = psql(f"SELECT message FROM attendance_job_runs WHERE id = {run_id}")
+    assert "interrupted" in msg, msg
+    ok = wait_for(lambda: psql("SELECT calculated_at IS NOT NULL FROM attendance_session_schedule WHERE session_id = 2004") == "t", 40)
+    assert ok, "session 2004 was not calculated after the restart"
+    assert wait_for(lambda: '"running": true' in status(), 20), status()
+
+
+@case("reconciliation closes an orphaned connection with a labelled synthetic leave")
+def _():
+    now_ms = int(float(psql("SELECT extract(epoch FROM now()) * 1000")))
+    psql("SELECT attendance_schedule_session(2005, 'session-2005', now() - interval '2 hours', now() - interval '1 hour')")
+    assert join(2005, 9, "PA_w2005", now_ms - 7_000_000) == "recorded"
+    run = psql("SELECT status || ':' || (processed >= 1) FROM attendance_run_job('reconcile')")
+    assert run == "succeeded:true", run
+    row = psql("SELECT end_reason, leave_is_synthetic, abs(extract(epoch FROM leave_time - (SELECT ends_at "
+               "FROM attendance_session_schedule WHERE session_id = 2005))) < 0.001 "
+               "FROM attendance_sessions WHERE participant_sid = 'PA_w2005'")
+    assert row == "reconciled|t|t", row
+    scheduled = psql("SELECT count(*) FROM attendance_job_runs WHERE job = 'reconcile' AND pid <> pg_backend_pid() AND status = 'succeeded'")
+    assert int(scheduled) >= 1, "the scheduler never ran reconcile by itself"
+
+
+@case("a late webhook after calculation wakes the scheduler and is recalculated")
+def _():
+    now_ms = int(float(psql("SELECT extract(epoch FROM now()) * 1000")))
+    psql("SELECT attendance_schedule_session(2006, 'session-2006', now() - interval '30 minutes', now() - interval '10 seconds')")
+    psql("SELECT attendance_expect(2006, 11)")
+    assert wait_for(lambda: psql("SELECT is_calculated FROM meeting_attendances WHERE session_id = 2006") == "t", 20)
+    assert psql("SELECT attendance_status FROM meeting_attendances WHERE session_id = 2006") == "absent"
+    assert join(2006, 11, "PA_w2006", now_ms - 1_500_000) == "recorded"
+    ok = wait_for(lambda: psql("SELECT attendance_status FROM meeting_attendances WHERE session_id = 2006 AND is_calculated") == "present", 20)
+    assert ok, psql("SELECT * FROM meeting_attendances WHERE session_id = 2006")
+    audit = psql("SELECT old_status || '>' || new_status || ':' || cause FROM attendance_status_changes WHERE session_id = 2006")
+    assert audit == "absent>present:late webhook", audit
+
+
+@case("DROP EXTENSION is not blocked by the scheduler")
+def _():
+    out = psql("SET statement_timeout = '10s'; SET client_min_messages = warning; DROP EXTENSION attendance CASCADE; SELECT 'dropped'")
+    assert out.endswith("dropped"), out
+    psql("CREATE EXTENSION attendance")
+
+
+finish()
