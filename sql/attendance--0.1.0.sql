@@ -518,3 +518,72 @@ LEFT JOIN @extschema@.attendance_overrides o ON o.session_id = m.session_id AND 
 
 -- A scheduler that is already running picks the new extension up at once.
 SELECT @extschema@._attendance_wake_worker();
+
+-------------------------------------------------------------------------------
+-- Views for operators (docs/operations.md)
+-------------------------------------------------------------------------------
+-- The latest webhooks, newest first, with what each one did.
+CREATE VIEW @extschema@.attendance_recent_events AS
+SELECT e.id, e.received_at, e.event_timestamp, e.event_type, e.result, e.session_id, e.room_name, e.user_id,
+       e.user_key, e.participant_name, e.participant_sid, e.joined_at,
+       CASE WHEN e.event_type = 'participant_left' AND e.joined_at IS NOT NULL
+            THEN e.event_timestamp - e.joined_at END AS connection_duration,
+       e.reason, e.event_id
+FROM @extschema@.meeting_attendance_events e
+ORDER BY e.id DESC
+LIMIT 1000;
+
+-- Webhook activity per event type and result in the last N minutes.
+CREATE FUNCTION @extschema@.attendance_webhook_activity(minutes integer DEFAULT 60)
+RETURNS TABLE (event_type text, result text, webhooks bigint, first_received timestamptz, last_received timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.event_type, e.result, count(*), min(e.received_at), max(e.received_at)
+    FROM @extschema@.meeting_attendance_events e
+    WHERE e.created_at >= now() - make_interval(mins => $1)
+    GROUP BY e.event_type, e.result ORDER BY 3 DESC, 1, 2;
+$$;
+
+-- Who is in a meeting right now: connections joined and not (yet) left.
+CREATE VIEW @extschema@.attendance_in_meeting_now AS
+SELECT c.session_id, c.room_name, c.user_id, c.user_key, c.participant_name, c.participant_sid, c.join_time,
+       now() - c.join_time AS in_meeting_for
+FROM @extschema@.attendance_sessions c
+WHERE c.leave_time IS NULL AND c.join_time IS NOT NULL AND c.end_reason IS NULL
+ORDER BY c.join_time;
+
+-- Events that could not be attached: unknown room, or no user id for the person.
+CREATE VIEW @extschema@.attendance_unmatched_events AS
+SELECT e.id, e.received_at, e.event_type, e.room_name, e.participant_identity, e.participant_sid,
+       CASE WHEN e.session_id IS NULL THEN 'unknown room' ELSE 'no user id for identity' END AS problem,
+       e.event_id
+FROM @extschema@.meeting_attendance_events e
+WHERE e.result = 'recorded'
+  AND (e.session_id IS NULL
+       OR (e.participant_sid IS NOT NULL AND e.user_id IS NULL))
+ORDER BY e.id DESC;
+
+-- Sessions waiting for calculation, when they are due, and whether they are overdue.
+CREATE VIEW @extschema@.attendance_sessions_due AS
+SELECT s.session_id, s.room_name, s.starts_at, s.ends_at,
+       greatest(s.ends_at + coalesce(nullif(current_setting('attendance.calculation_delay', true), '')::interval,
+                                     interval '5 minutes'),
+                coalesce(s.next_attempt_at, '-infinity')) AS due_at,
+       s.recalculation_cause, s.failed_attempts, s.last_error, s.calculated_at
+FROM @extschema@.attendance_session_schedule s
+WHERE s.needs_calculation;
+
+CREATE VIEW @extschema@.attendance_sessions_overdue AS
+SELECT d.*, now() - d.due_at AS overdue_by
+FROM @extschema@.attendance_sessions_due d
+WHERE d.due_at < now() - interval '1 minute';
+
+-- The scheduler's jobs: the last run of each, failures in the last day.
+CREATE VIEW @extschema@.attendance_job_status AS
+SELECT j.job, last.status AS last_status, last.started_at AS last_started, last.finished_at AS last_finished,
+       last.processed AS last_processed, last.failed AS last_failed, last.message AS last_message,
+       (SELECT count(*) FROM @extschema@.attendance_job_runs f
+         WHERE f.job = j.job AND (f.status = 'failed' OR f.failed > 0) AND f.started_at > now() - interval '1 day')
+         AS failures_last_day
+FROM (VALUES ('calculate'), ('reconcile'), ('cleanup')) j(job)
+LEFT JOIN LATERAL (SELECT * FROM @extschema@.attendance_job_runs r WHERE r.job = j.job ORDER BY r.id DESC LIMIT 1) last
+  ON true;

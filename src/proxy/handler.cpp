@@ -109,13 +109,13 @@ void App::install(httplib::Server& server) {
 
     // Statuses set by httplib itself (404, 413 from Content-Length, 400 for a bad
     // request line ...) get the same JSON error body as ours.
-    server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
         if (!res.body.empty()) return HandlerResponse::Unhandled;
         if (res.status == 413) res.set_header("Connection", "close");
         t_request.error = reason_phrase(res.status);
         res.set_content(error_body(reason_phrase(res.status), ""), kJson);
         return HandlerResponse::Handled;
-    });
+    }));
     server.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "unknown exception";
         try {
@@ -199,14 +199,9 @@ void App::webhook(const httplib::Request& req, httplib::Response& res, const htt
         return;
     }
     metrics_.db_error(r.sqlstate);
-    int status = 500;
-    if (r.broken && is_connection_error(r.sqlstate)) {
-        status = 503;  // the connection died: whether or not it committed, a retry is safe
-    } else if (!r.sqlstate.empty()) {
-        status = http_status_for_sqlstate(r.sqlstate);
-    } else if (r.broken) {
-        status = 503;
-    }
+    // No SQLSTATE: libpq failed by itself (connection lost: retry) or the answer was
+    // unusable (unexpected).
+    const int status = r.sqlstate.empty() ? (r.broken ? 503 : 500) : http_status_for_sqlstate(r.sqlstate);
     if (status >= 500) log_.warn("webhook not stored: " + r.message + (r.sqlstate.empty() ? "" : " [" + r.sqlstate + "]"));
     fail(res, status, r.message, r.sqlstate);
 }
