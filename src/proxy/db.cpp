@@ -1,6 +1,7 @@
 #include "proxy/db.hpp"
 
 #include "proxy/status.hpp"
+#include "proxy/text.hpp"
 
 namespace attendance::proxy {
 
@@ -26,10 +27,7 @@ DbResult failure(const Result& res, Connection& c) {
     if (primary != nullptr) {
         out.message = primary;
     } else {
-        out.message = PQerrorMessage(c.pg);
-        while (!out.message.empty() && (out.message.back() == '\n' || out.message.back() == ' ')) {
-            out.message.pop_back();
-        }
+        out.message = one_line(PQerrorMessage(c.pg));
         if (out.message.empty()) out.message = "database call failed";
     }
     out.broken = PQstatus(c.pg) != CONNECTION_OK || is_connection_error(out.sqlstate) ||

@@ -145,16 +145,20 @@ void App::webhook(const httplib::Request& req, httplib::Response& res, const htt
     if (req.has_header("Content-Length")) {
         body.reserve(std::min<uint64_t>(req.get_header_value<uint64_t>("Content-Length"), config_.max_body_bytes));
     }
-    bool too_large = false;
+    // Past the limit the rest of a chunked body (no Content-Length to check up front)
+    // is drained, up to a bound, so that the connection stays usable.
+    std::size_t received = 0;
+    const std::size_t drain_limit = 4 * config_.max_body_bytes;
     const bool complete = reader([&](const char* data, std::size_t len) {
-        if (body.size() + len > config_.max_body_bytes) {
-            too_large = true;  // chunked bodies have no Content-Length to check up front
-            return false;
+        received += len;
+        if (received <= config_.max_body_bytes) {
+            body.append(data, len);
+            return true;
         }
-        body.append(data, len);
-        return true;
+        return received <= drain_limit;
     });
-    if (!complete) {
+    const bool too_large = received > config_.max_body_bytes;
+    if (!complete || too_large) {
         res.set_header("Connection", "close");
         if (too_large || res.status == 413) {
             fail(res, 413, "body larger than the proxy's limit of " + std::to_string(config_.max_body_bytes) + " bytes",

@@ -1,5 +1,7 @@
 #include "proxy/pool.hpp"
 
+#include "proxy/text.hpp"
+
 #include <algorithm>
 
 namespace attendance::proxy {
@@ -7,18 +9,35 @@ namespace attendance::proxy {
 namespace {
 
 std::string trimmed(const char* s) {
-    std::string out = s != nullptr ? s : "";
-    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    std::string out = one_line(s != nullptr ? s : "");
     return out.empty() ? std::string("unknown libpq error") : out;
+}
+
+// Server messages outside a query: NOTICEs, and the FATAL a backend sends before it
+// closes an idle connection (server shutdown, pg_terminate_backend). libpq's default
+// would print them raw on stderr; here they go to the log, and a FATAL dooms the
+// connection so that no request is sent on it.
+void on_notice(void* arg, const PGresult* res) {
+    auto* conn = static_cast<Connection*>(arg);
+    const char* severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const std::string sev = severity != nullptr ? severity : "NOTICE";
+    if (sev == "FATAL" || sev == "PANIC") conn->doomed = true;
+    if (conn->log == nullptr) return;
+    const std::string text = "PostgreSQL " + sev + ": " + trimmed(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    if (sev == "NOTICE" || sev == "INFO" || sev == "LOG" || sev == "DEBUG") {
+        conn->log->info(text);
+    } else {
+        conn->log->warn(text);
+    }
 }
 
 // Usable: connected, idle, and the server has not closed it meanwhile. PQconsumeInput
 // does not block (libpq's socket is non-blocking); it reads a pending FATAL or EOF,
 // which turns the status to CONNECTION_BAD.
 bool healthy(Connection& c) {
-    if (c.pg == nullptr || PQstatus(c.pg) != CONNECTION_OK) return false;
+    if (c.pg == nullptr || c.doomed || PQstatus(c.pg) != CONNECTION_OK) return false;
     if (PQconsumeInput(c.pg) == 0) return false;
-    return PQstatus(c.pg) == CONNECTION_OK && PQtransactionStatus(c.pg) == PQTRANS_IDLE;
+    return !c.doomed && PQstatus(c.pg) == CONNECTION_OK && PQtransactionStatus(c.pg) == PQTRANS_IDLE;
 }
 
 }  // namespace
@@ -120,7 +139,9 @@ std::unique_ptr<Connection> Pool::open(std::string& error) {
     values.push_back(nullptr);
 
     auto conn = std::make_unique<Connection>();
+    conn->log = &log_;
     conn->pg = PQconnectdbParams(keys.data(), values.data(), 1);
+    if (conn->pg != nullptr) PQsetNoticeReceiver(conn->pg, on_notice, conn.get());
     if (conn->pg == nullptr || PQstatus(conn->pg) != CONNECTION_OK) {
         error = "could not connect to PostgreSQL: " + trimmed(conn->pg ? PQerrorMessage(conn->pg) : nullptr);
         metrics_.connect_failed();

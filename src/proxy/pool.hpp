@@ -30,6 +30,8 @@ struct PoolOptions {
 struct Connection {
     PGconn* pg = nullptr;
     bool prepared = false;  // the ingest statement is prepared on this connection
+    bool doomed = false;    // the server announced it is closing it (FATAL while idle)
+    Log* log = nullptr;     // where server notices go
     Connection() = default;
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;

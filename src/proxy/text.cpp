@@ -180,6 +180,22 @@ std::optional<std::string> json_top_level_string(std::string_view s, std::string
     return std::nullopt;
 }
 
+std::string one_line(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    bool blank = false;
+    for (char c : s) {
+        if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+            blank = !out.empty();
+            continue;
+        }
+        if (blank) out.push_back(' ');
+        blank = false;
+        out.push_back(c);
+    }
+    return out;
+}
+
 std::string iso8601_utc(std::chrono::system_clock::time_point t) {
     using namespace std::chrono;
     const auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();

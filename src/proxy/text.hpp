@@ -25,6 +25,10 @@ std::string json_escape(std::string_view s);
 // is well formed, which the function's jsonb output always is.
 std::optional<std::string> json_top_level_string(std::string_view json, std::string_view key);
 
+// libpq messages span lines ("...\n\tHINT"): every run of blanks becomes one space,
+// and the ends are trimmed, so a message fits one log line.
+std::string one_line(std::string_view s);
+
 // 2025-11-14T14:30:00.123Z
 std::string iso8601_utc(std::chrono::system_clock::time_point t);
 

@@ -129,6 +129,32 @@ def _():
     assert audit == "absent>present:late webhook", audit
 
 
+@case("NOTIFY attendance_calculated carries the session id")
+def _():
+    import subprocess
+    out = subprocess.run(["psql", "-X", "-q", "-c", "LISTEN attendance_calculated",
+                          "-c", "SELECT count(*) FROM attendance_calculate(2001)"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert 'notification "attendance_calculated" with payload "2001"' in out, out
+
+
+@case("an old SQL schema under the library makes the scheduler idle with a WARNING")
+def _():
+    psql("UPDATE pg_extension SET extversion = '0.0.1' WHERE extname = 'attendance'")
+    try:
+        psql("SELECT attendance_schedule_session(2007, 'session-2007', now() - interval '1 hour', now() - interval '30 minutes')")
+        idle = wait_for(lambda: "ALTER EXTENSION attendance UPDATE" in status(), 20)
+        assert idle, status()
+        log = open(os.path.join(os.environ["ATTENDANCE_PGDIR"], "server.log"), errors="replace").read()
+        assert "attendance scheduler is idle: the SQL schema of attendance is version 0.0.1" in log
+        assert psql("SELECT calculated_at IS NULL FROM attendance_session_schedule WHERE session_id = 2007") == "t"
+    finally:
+        psql("UPDATE pg_extension SET extversion = '0.1.0' WHERE extname = 'attendance'")
+    psql("SELECT attendance_schedule_session(2007, 'session-2007', now() - interval '1 hour', now() - interval '30 minutes')")
+    ok = wait_for(lambda: psql("SELECT calculated_at IS NOT NULL FROM attendance_session_schedule WHERE session_id = 2007") == "t", 20)
+    assert ok, "the scheduler did not resume after the schema was current again"
+
+
 @case("DROP EXTENSION is not blocked by the scheduler")
 def _():
     out = psql("SET statement_timeout = '10s'; SET client_min_messages = warning; DROP EXTENSION attendance CASCADE; SELECT 'dropped'")
