@@ -241,9 +241,20 @@ LANGUAGE C VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_tem
 REVOKE ALL ON FUNCTION @extschema@.attendance_sign_webhook(text, text, integer) FROM PUBLIC;
 
 CREATE FUNCTION @extschema@.attendance_add_webhook_key(api_key text, secret text, note text DEFAULT NULL)
-RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO @extschema@.attendance_webhook_keys (api_key, secret, note) VALUES ($1, $2, $3)
-    ON CONFLICT (api_key) DO UPDATE SET secret = excluded.secret, note = excluded.note, retired_at = NULL;
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- Checked here so that no constraint error ever prints the row (and the secret).
+    IF coalesce($1, '') = '' THEN
+        RAISE EXCEPTION 'attendance_add_webhook_key: api_key is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $2 IS NULL OR length($2) < 16 THEN
+        RAISE EXCEPTION 'attendance_add_webhook_key: the secret must have at least 16 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.attendance_webhook_keys AS k (api_key, secret, note) VALUES ($1, $2, $3)
+    ON CONFLICT ON CONSTRAINT attendance_webhook_keys_pkey
+    DO UPDATE SET secret = excluded.secret, note = excluded.note, retired_at = NULL;
+END;
 $$;
 REVOKE ALL ON FUNCTION @extschema@.attendance_add_webhook_key(text, text, text) FROM PUBLIC;
 
@@ -516,9 +527,6 @@ FROM @extschema@.meeting_attendances m
 LEFT JOIN @extschema@.attendance_session_schedule s ON s.session_id = m.session_id
 LEFT JOIN @extschema@.attendance_overrides o ON o.session_id = m.session_id AND o.user_key = m.user_key;
 
--- A scheduler that is already running picks the new extension up at once.
-SELECT @extschema@._attendance_wake_worker();
-
 -------------------------------------------------------------------------------
 -- Views for operators (docs/operations.md)
 -------------------------------------------------------------------------------
@@ -587,3 +595,56 @@ SELECT j.job, last.status AS last_status, last.started_at AS last_started, last.
 FROM (VALUES ('calculate'), ('reconcile'), ('cleanup')) j(job)
 LEFT JOIN LATERAL (SELECT * FROM @extschema@.attendance_job_runs r WHERE r.job = j.job ORDER BY r.id DESC LIMIT 1) last
   ON true;
+
+-------------------------------------------------------------------------------
+-- Privileges (docs/security.md): nothing is granted to PUBLIC.
+--   attendance_ingest  may only call attendance_ingest_webhook (what the proxy logs in as)
+--   attendance_reader  may read attendance, the log, sessions and the scheduler's state
+--   the owner          everything, including keys, schedule, roster, overrides, policies
+-- The roles are cluster-wide NOLOGIN groups; they are created if missing and kept on
+-- DROP EXTENSION (other databases may use them).
+-------------------------------------------------------------------------------
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'attendance_ingest') THEN
+        CREATE ROLE attendance_ingest NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'attendance_reader') THEN
+        CREATE ROLE attendance_reader NOLOGIN;
+    END IF;
+END;
+$$;
+
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+        WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+          AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'attendance')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END;
+$$;
+
+GRANT USAGE ON SCHEMA @extschema@ TO attendance_ingest, attendance_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.attendance_ingest_webhook(text, text) TO attendance_ingest;
+
+GRANT SELECT ON @extschema@.meeting_attendances, @extschema@.meeting_attendance_events,
+    @extschema@.attendance_sessions, @extschema@.attendance_session_schedule, @extschema@.attendance_roster,
+    @extschema@.attendance_policies, @extschema@.attendance_policy_roles, @extschema@.attendance_overrides,
+    @extschema@.attendance_status_changes, @extschema@.attendance_job_runs,
+    @extschema@.attendance_session_report, @extschema@.attendance_recent_events,
+    @extschema@.attendance_in_meeting_now, @extschema@.attendance_unmatched_events,
+    @extschema@.attendance_sessions_due, @extschema@.attendance_sessions_overdue,
+    @extschema@.attendance_job_status
+  TO attendance_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.attendance_explain(bigint, bigint), @extschema@.attendance_explain(bigint, text),
+    @extschema@.attendance_worker_status(), @extschema@.attendance_webhook_activity(integer)
+  TO attendance_reader;
+
+-- A scheduler that is already running picks the new extension up at once.
+SELECT @extschema@._attendance_wake_worker();
