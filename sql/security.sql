@@ -56,7 +56,8 @@ RESET client_min_messages;
 -- not one hostile call
 SELECT count(*) AS hostile_calls FROM public.hostile_calls;
 -- control: the planted objects are live for unpinned SQL under this search_path
-SELECT lower('ABC') AS control, (SELECT count(*) FROM public.hostile_calls) AS hostile_calls_after_control;
+SELECT lower('ABC') AS control;
+SELECT what AS hostile_calls_after_control FROM public.hostile_calls;
 RESET search_path;
 
 -- Roles: the proxy's role may only ingest; the reader may only read; secrets stay with the owner.
