@@ -240,6 +240,12 @@ WebhookEvent parse_webhook(std::string_view body, const ParseLimits& limits) {
         throw Error(sqlstate::kInvalidText,
                     "invalid JSON in webhook body: " +
                         (pos == std::string::npos ? what : what.substr(pos + 2)));
+    } catch (const json::exception& e) {
+        // e.g. out_of_range.406 "number overflow parsing '1e400'": valid JSON grammar,
+        // but no LiveKit webhook carries such a number.
+        std::string what = e.what();
+        auto pos = what.find("] ");
+        not_a_webhook(pos == std::string::npos ? what : what.substr(pos + 2));
     }
     if (body.find("\\u0000") != std::string_view::npos && has_nul(doc))
         throw Error(sqlstate::kUntranslatable,

@@ -592,6 +592,9 @@ std::vector<BadBody> bad_bodies() {
         {"SingleQuotes", "{'event':'room_started','id':'EV_1','createdAt':'1763130580'}", "22P02",
          "invalid JSON"},
         {"TrailingComma", R"({"event":"room_started","id":"EV_1",})", "22P02", "invalid JSON"},
+        // Valid JSON grammar, but a number no double holds (found by the abuse suite)
+        {"NumberOverflow", R"({"event":"track_published","id":"EV_1","createdAt":"1763130580","x":1e400})",
+         "22023", "number overflow"},
         {"InvalidUtf8InString",
          join_with("{\"sid\":\"PA_1\",\"identity\":\"user-7\",\"name\":\"a\xff b\"}"), "22P02",
          "invalid JSON"},
