@@ -56,15 +56,17 @@ core::PolicyNumbers numbers_from(const Row& r, size_t at) {
     return n;
 }
 
-SessionData load_session(SpiSession& spi, int64_t session_id, bool lock_persons) {
-    if (lock_persons)  // serialises with ingestion of the same persons and other calculations
-        spi.query(
-            "SELECT 1 FROM @s.meeting_attendances WHERE session_id = $1 ORDER BY user_key FOR "
-            "UPDATE",
-            {Arg::int8(session_id)});
-    auto s = spi.query("SELECT " MS("starts_at") ", " MS("ends_at") ", " MS("room_finished_at") ", policy_name, " MS(
-                           "now()") " FROM @s.attendance_session_schedule WHERE session_id = $1",
-                       {Arg::int8(session_id)}, true);
+// lock: take the session row FOR UPDATE first. Ingestion holds FOR KEY SHARE on it while
+// it records a webhook, so a calculation sees every webhook committed before it and any
+// later one flags the session again (see ingest.cpp). Locks are always taken in the
+// order session row, then person rows, then connections.
+SessionData load_session(SpiSession& spi, int64_t session_id, bool lock) {
+    std::string sql = "SELECT " MS("starts_at") ", " MS("ends_at") ", " MS("room_finished_at") ", policy_name, " MS(
+        "now()") " FROM @s.attendance_session_schedule WHERE session_id = $1";
+    // After waiting for the lock, read with fresh snapshots (read_only = false): what was
+    // committed while we waited must be seen.
+    const bool ro = !lock;
+    auto s = spi.query(lock ? sql + " FOR UPDATE" : sql, {Arg::int8(session_id)}, ro);
     if (s.empty())
         throw core::Error("42704", "session " + std::to_string(session_id) +
                                        " is not scheduled (see attendance_schedule_session)");
@@ -86,7 +88,7 @@ SessionData load_session(SpiSession& spi, int64_t session_id, bool lock_persons)
         return out;
     };
     auto pol = spi.query("SELECT " + cols("p") + " FROM @s.attendance_policies p WHERE p.name = $1",
-                         {Arg::text(d.policy.name)}, true);
+                         {Arg::text(d.policy.name)}, ro);
     if (pol.empty()) throw core::Error("42704", "policy \"" + d.policy.name + "\" does not exist");
     d.policy.numbers = numbers_from(pol[0], 0);
     auto roles =
@@ -98,13 +100,13 @@ SessionData load_session(SpiSession& spi, int64_t session_id, bool lock_persons)
                       "coalesce(r.late_after, p.late_after) AS late_after, coalesce(r.late_max, "
                       "p.late_max) AS late_max, "
                       "coalesce(r.merge_gap, p.merge_gap) AS merge_gap) x WHERE r.policy_name = $1",
-                  {Arg::text(d.policy.name)}, true);
+                  {Arg::text(d.policy.name)}, ro);
     for (const auto& r : roles) d.policy.by_role[r[0].value_or("")] = numbers_from(r, 1);
 
     // Persons: live rows, then the roster (its role wins), then overrides.
     for (const auto& r : spi.query(
              "SELECT user_key, user_id, role FROM @s.meeting_attendances WHERE session_id = $1",
-             {Arg::int8(session_id)}, true)) {
+             {Arg::int8(session_id)}, ro)) {
         Person& p = d.persons[r[0].value_or("")];
         p.input.user_key = r[0].value_or("");
         p.user_id = opt_i64(r[1]);
@@ -112,7 +114,7 @@ SessionData load_session(SpiSession& spi, int64_t session_id, bool lock_persons)
     }
     for (const auto& r : spi.query(
              "SELECT user_id::text, user_id, role FROM @s.attendance_roster WHERE session_id = $1",
-             {Arg::int8(session_id)}, true)) {
+             {Arg::int8(session_id)}, ro)) {
         Person& p = d.persons[r[0].value_or("")];
         p.input.user_key = r[0].value_or("");
         p.user_id = opt_i64(r[1]);
@@ -123,7 +125,7 @@ SessionData load_session(SpiSession& spi, int64_t session_id, bool lock_persons)
                        "c.leave_time") ", "
                                        "c.end_reason = 'aborted', c.leave_is_synthetic FROM "
                                        "@s.attendance_sessions c WHERE c.session_id = $1",
-                   {Arg::int8(session_id)}, true)) {
+                   {Arg::int8(session_id)}, ro)) {
         auto it = d.persons.find(r[0].value_or(""));
         if (it == d.persons.end()) continue;  // no live row: a non-attending participant
         core::Connection c;
@@ -136,7 +138,7 @@ SessionData load_session(SpiSession& spi, int64_t session_id, bool lock_persons)
     }
     for (const auto& r : spi.query(
              "SELECT user_key, status, reason FROM @s.attendance_overrides WHERE session_id = $1",
-             {Arg::int8(session_id)}, true)) {
+             {Arg::int8(session_id)}, ro)) {
         auto it = d.persons.find(r[0].value_or(""));
         if (it == d.persons.end()) continue;
         it->second.input.override_status = r[1];
@@ -277,33 +279,48 @@ ReconcileResult reconcile(SpiSession& spi, int64_t max_age_ms) {
     ReconcileResult out;
     auto open = spi.query(
         "SELECT c.participant_sid, c.session_id, c.user_key, " MS("c.join_time") ", " MS("s.room_finished_at") ", " MS(
-            "s.ends_at") ", " MS("now()") ", s.calculated_at IS NOT NULL "
+            "s.ends_at") ", " MS("now()") " "
         "FROM @s.attendance_sessions c LEFT JOIN @s.attendance_session_schedule s USING (session_id) "
         "WHERE c.leave_time IS NULL AND c.join_time IS NOT NULL AND c.end_reason IS NULL "
-        "ORDER BY c.participant_sid FOR UPDATE OF c");
-    std::map<int64_t, bool> touched;  // session -> was calculated
+        "ORDER BY c.session_id NULLS FIRST, c.participant_sid",
+        {}, true);
+    struct Close {
+        std::string sid, user_key;
+        core::Closing closing;
+    };
+    std::map<std::optional<int64_t>, std::vector<Close>> by_session;
     for (const auto& r : open) {
         core::OpenConnection c{to_i64(r[3]), opt_i64(r[4]), opt_i64(r[5])};
-        auto closing = core::reconcile_close(c, to_i64(r[6]), max_age_ms);
-        if (!closing) continue;
-        spi.exec(
-            "UPDATE @s.attendance_sessions SET leave_time = $2, end_reason = 'reconciled', "
-            "leave_is_synthetic = true, "
-            "disconnect_reason = 'reconciled: ' || $3, updated_at = now() "
-            "WHERE participant_sid = $1 AND leave_time IS NULL",
-            {Arg::text(r[0].value_or("")), Arg::ts_ms(closing->leave_ms),
-             Arg::text(closing->because)});
-        ++out.closed;
-        if (auto session = opt_i64(r[1])) {
-            spi.query("SELECT @s._attendance_refresh_live($1, $2)",
-                      {Arg::int8(*session), Arg::text(r[2].value_or(""))});
-            touched[*session] = touched[*session] || r[7] == std::optional<std::string>("t");
-        }
+        if (auto closing = core::reconcile_close(c, to_i64(r[6]), max_age_ms))
+            by_session[opt_i64(r[1])].push_back({r[0].value_or(""), r[2].value_or(""), *closing});
     }
-    for (const auto& [session, calculated] : touched) {
-        if (!calculated) continue;
-        calculate_session(spi, session, "reconciliation");
-        ++out.sessions_recalculated;
+    for (const auto& [session, closes] : by_session) {
+        // Same lock order as ingestion and calculation: the session row first.
+        bool calculated = false;
+        if (session) {
+            auto lock = spi.query(
+                "SELECT calculated_at IS NOT NULL FROM @s.attendance_session_schedule WHERE session_id = $1 FOR UPDATE",
+                {Arg::int8(*session)});
+            calculated = !lock.empty() && lock[0][0] == std::optional<std::string>("t");
+        }
+        std::map<std::string, bool> persons;
+        for (const Close& c : closes) {
+            uint64_t n = spi.exec(
+                "UPDATE @s.attendance_sessions SET leave_time = $2, end_reason = 'reconciled', "
+                "leave_is_synthetic = true, disconnect_reason = 'reconciled: ' || $3, updated_at = now() "
+                "WHERE participant_sid = $1 AND leave_time IS NULL AND end_reason IS NULL",
+                {Arg::text(c.sid), Arg::ts_ms(c.closing.leave_ms), Arg::text(c.closing.because)});
+            if (n == 0) continue;  // its real leave arrived meanwhile
+            ++out.closed;
+            persons[c.user_key] = true;
+        }
+        if (!session) continue;
+        for (const auto& [user_key, _] : persons)
+            spi.query("SELECT @s._attendance_refresh_live($1, $2)", {Arg::int8(*session), Arg::text(user_key)});
+        if (calculated && !persons.empty()) {
+            calculate_session(spi, *session, "reconciliation");
+            ++out.sessions_recalculated;
+        }
     }
     return out;
 }

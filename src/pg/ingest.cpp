@@ -44,11 +44,14 @@ std::optional<std::string> active_secret(SpiSession& spi, const std::string& api
 
 std::optional<int64_t> resolve_session(SpiSession& spi, const std::string& room_name,
                                        int64_t event_ms) {
+    // FOR KEY SHARE: concurrent webhooks of a session do not block each other, but a
+    // calculation of the session (FOR UPDATE) waits for them and they wait for it, so
+    // a webhook is either seen by a calculation or flags the session afterwards.
     auto rows = spi.query(
         "SELECT session_id FROM @s.attendance_session_schedule WHERE room_name = $1 "
         "ORDER BY ($2 BETWEEN starts_at - interval '1 hour' AND ends_at + interval '1 hour') DESC, "
-        "abs(extract(epoch FROM starts_at - $2)), session_id DESC LIMIT 1",
-        {Arg::text(room_name), Arg::ts_ms(event_ms)}, true, 1);
+        "abs(extract(epoch FROM starts_at - $2)), session_id DESC LIMIT 1 FOR KEY SHARE",
+        {Arg::text(room_name), Arg::ts_ms(event_ms)});
     if (!rows.empty()) return to_int64(rows[0][0]);
     return core::session_from_room(
         room_name, settings.room_pattern ? settings.room_pattern : core::kDefaultRoomPattern);
@@ -192,7 +195,7 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     if (rows.empty()) {
         auto existing =
             spi.query("SELECT id, session_id FROM @s.meeting_attendance_events WHERE event_id = $1",
-                      {Arg::text(ev.id)}, true, 1);
+                      {Arg::text(ev.id)}, false, 1);  // fresh snapshot: the first delivery may have just committed
         Outcome dup;
         dup.user_key = person.user_key;
         dup.result = "duplicate";
