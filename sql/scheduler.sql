@@ -32,3 +32,14 @@ SELECT (attendance_expect(456, 50)).user_id;
 SELECT session_id, recalculation_cause FROM attendance_sessions_due;
 SELECT user_id, attendance_status FROM attendance_calculate(456) WHERE user_id = 50;
 SELECT attendance_expect(456, 51, 'guest');
+
+-- a cancel (here a statement timeout) stops the whole run instead of being recorded as
+-- the session's failure
+CREATE FUNCTION pg_temp.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$;
+CREATE TRIGGER slow BEFORE UPDATE ON meeting_attendances FOR EACH ROW EXECUTE FUNCTION pg_temp.slow();
+SELECT (attendance_expect(456, 52)).user_id;
+SET statement_timeout = '300ms';
+SELECT * FROM attendance_calculate();
+RESET statement_timeout;
+SELECT session_id, failed_attempts, last_error FROM attendance_session_schedule;
+DROP TRIGGER slow ON meeting_attendances;

@@ -147,6 +147,14 @@ SessionData load_session(SpiSession& spi, int64_t session_id, bool lock) {
     return d;
 }
 
+// core::Error keeps a const char* SQLSTATE: intern the few codes used here.
+const char* interned_state(const std::string& state) {
+    if (state == "57014") return "57014";
+    if (state == "57P01") return "57P01";
+    if (state == "57P02") return "57P02";
+    return "XX000";
+}
+
 std::string numeric_pct(int64_t hundredths) { return core::format_percentage(hundredths); }
 
 }  // namespace
@@ -241,6 +249,7 @@ DueResult calculate_due(SpiSession& spi, int delay_s) {
         ResourceOwner owner = CurrentResourceOwner;
         pg_call([] { BeginInternalSubTransaction(nullptr); });
         std::string error;
+        std::string interrupted;
         try {
             calculate_session(spi, id, cause);
             pg_call([&] {
@@ -251,7 +260,12 @@ DueResult calculate_due(SpiSession& spi, int delay_s) {
             ++out.processed;
             continue;
         } catch (const PgError& e) {
+            // Copied now: the error lives in the subtransaction's memory.
             error = e.what();
+            int code = e.edata() ? e.edata()->sqlerrcode : 0;
+            if (code == ERRCODE_QUERY_CANCELED || code == ERRCODE_ADMIN_SHUTDOWN ||
+                code == ERRCODE_CRASH_SHUTDOWN)
+                interrupted = unpack_sql_state(code);
         } catch (const std::exception& e) {
             error = e.what();
         }
@@ -261,6 +275,8 @@ DueResult calculate_due(SpiSession& spi, int delay_s) {
             MemoryContextSwitchTo(context);
             CurrentResourceOwner = owner;
         });
+        // A cancel or shutdown is not the session's fault: it stops the whole run.
+        if (!interrupted.empty()) throw core::Error(interned_state(interrupted), error);
         ++out.failed;
         if (!out.message.empty()) out.message += "; ";
         out.message += "session " + std::to_string(id) + ": " + error;
@@ -299,7 +315,8 @@ ReconcileResult reconcile(SpiSession& spi, int64_t max_age_ms) {
         bool calculated = false;
         if (session) {
             auto lock = spi.query(
-                "SELECT calculated_at IS NOT NULL FROM @s.attendance_session_schedule WHERE session_id = $1 FOR UPDATE",
+                "SELECT calculated_at IS NOT NULL FROM @s.attendance_session_schedule WHERE "
+                "session_id = $1 FOR UPDATE",
                 {Arg::int8(*session)});
             calculated = !lock.empty() && lock[0][0] == std::optional<std::string>("t");
         }
@@ -307,7 +324,8 @@ ReconcileResult reconcile(SpiSession& spi, int64_t max_age_ms) {
         for (const Close& c : closes) {
             uint64_t n = spi.exec(
                 "UPDATE @s.attendance_sessions SET leave_time = $2, end_reason = 'reconciled', "
-                "leave_is_synthetic = true, disconnect_reason = 'reconciled: ' || $3, updated_at = now() "
+                "leave_is_synthetic = true, disconnect_reason = 'reconciled: ' || $3, updated_at = "
+                "now() "
                 "WHERE participant_sid = $1 AND leave_time IS NULL AND end_reason IS NULL",
                 {Arg::text(c.sid), Arg::ts_ms(c.closing.leave_ms), Arg::text(c.closing.because)});
             if (n == 0) continue;  // its real leave arrived meanwhile
@@ -316,7 +334,8 @@ ReconcileResult reconcile(SpiSession& spi, int64_t max_age_ms) {
         }
         if (!session) continue;
         for (const auto& [user_key, _] : persons)
-            spi.query("SELECT @s._attendance_refresh_live($1, $2)", {Arg::int8(*session), Arg::text(user_key)});
+            spi.query("SELECT @s._attendance_refresh_live($1, $2)",
+                      {Arg::int8(*session), Arg::text(user_key)});
         if (calculated && !persons.empty()) {
             calculate_session(spi, *session, "reconciliation");
             ++out.sessions_recalculated;

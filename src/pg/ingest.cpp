@@ -195,7 +195,8 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     if (rows.empty()) {
         auto existing =
             spi.query("SELECT id, session_id FROM @s.meeting_attendance_events WHERE event_id = $1",
-                      {Arg::text(ev.id)}, false, 1);  // fresh snapshot: the first delivery may have just committed
+                      {Arg::text(ev.id)}, false,
+                      1);  // fresh snapshot: the first delivery may have just committed
         Outcome dup;
         dup.user_key = person.user_key;
         dup.result = "duplicate";

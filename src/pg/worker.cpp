@@ -334,6 +334,7 @@ bool start_run_and_wait() {
 
 void launcher_loop() {
     int64 next_run = 0;  // run at once: mark interrupted runs, catch up on what is due
+    int failures = 0;    // runs in a row that could not start or died
     for (;;) {
         CHECK_FOR_INTERRUPTS();
         if (ConfigReloadPending) {
@@ -361,8 +362,12 @@ void launcher_loop() {
             SpinLockRelease(&shared->mutex);
             now = now_ms();
             if (!started || !reported) {
-                next_run = now + 10'000;  // the run could not start or died: retry soon
+                // The run could not start or died (e.g. the database is missing): retry
+                // with backoff, 10 s doubling up to 5 min.
+                failures = std::min(failures + 1, 5);
+                next_run = now + std::min<int64>(10'000LL << (failures - 1), 300'000);
             } else {
+                failures = 0;
                 next_run = now + 10 * 60'000;  // a safety net; normally woken or due earlier
                 if (due >= 0 && due < next_run) next_run = due;
                 if (rec >= 0 && rec < next_run) next_run = rec;
