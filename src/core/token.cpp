@@ -203,6 +203,11 @@ void verify_token(const ParsedToken& token, std::string_view body, std::string_v
     if (options.check_expiry) check_token_window(token, options.now_s, options.leeway_s, "now");
 }
 
+bool token_window_holds(const ParsedToken& token, int64_t at_s, int64_t leeway_s) {
+    if (!token.exp || at_s - leeway_s > *token.exp) return false;
+    return !(token.nbf && *token.nbf > at_s + leeway_s);
+}
+
 void check_token_window(const ParsedToken& token, int64_t at_s, int64_t leeway_s,
                         const char* what) {
     if (!token.exp) throw auth_error("token has no 'exp' claim");

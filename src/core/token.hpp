@@ -45,6 +45,9 @@ void verify_token(const ParsedToken& token, std::string_view body, std::string_v
 // own createdAt, so a token that had expired when it was sent is still rejected).
 void check_token_window(const ParsedToken& token, int64_t at_s, int64_t leeway_s, const char* what);
 
+// The same test without an error: true when exp/nbf admit `at_s` (exp must be present).
+bool token_window_holds(const ParsedToken& token, int64_t at_s, int64_t leeway_s);
+
 // A token LiveKit would send for this body: HS256, iss, nbf/iat = now, exp = now + ttl.
 std::string sign_token(std::string_view body, std::string_view api_key, std::string_view secret,
                        int64_t now_s, int64_t ttl_s = 600);

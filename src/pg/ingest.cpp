@@ -65,6 +65,8 @@ struct Outcome {
     std::string user_key;
 };
 
+int64_t options_now() { return int64_t(std::time(nullptr)); }
+
 const char* log_verb(EventKind kind) {
     switch (kind) {
         case EventKind::ParticipantJoined:
@@ -344,9 +346,11 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
         }
 
         core::WebhookEvent ev = core::parse_webhook(body, limits);
-        // Replay mode skips the expiry check against the clock only: the token must
-        // still have been valid when LiveKit sent the webhook (its createdAt).
-        if (parsed && settings.replay_mode)
+        // Replay mode skips the expiry check against the clock only: a token valid now
+        // (e.g. re-signed) passes as always; otherwise it must still have been valid
+        // when LiveKit sent the webhook (its createdAt).
+        if (parsed && settings.replay_mode &&
+            !core::token_window_holds(*parsed, options_now(), settings.token_leeway_s))
             core::check_token_window(*parsed, ev.created_at_s, settings.token_leeway_s,
                                      "webhook createdAt");
         if (unsigned_accepted)

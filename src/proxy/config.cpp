@@ -17,7 +17,8 @@ std::string parse_int(const std::string& text, T lo, T hi, T& out) {
     auto [ptr, ec] = std::from_chars(first, last, value);
     if (text.empty() || ec != std::errc() || ptr != last) return "'" + text + "' is not an integer";
     if (value < lo || value > hi) {
-        return "'" + text + "' is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+        return "'" + text + "' is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) +
+               "]";
     }
     out = value;
     return "";
@@ -52,7 +53,8 @@ const std::vector<Option>& options() {
          [](const Config& c) { return std::to_string(c.port); }},
         {"path", "ATTENDANCE_PROXY_PATH", "PATH", "webhook path (the URL LiveKit posts to)",
          [](Config& c, const std::string& v) {
-             if (v.empty() || v[0] != '/') return std::string("the webhook path must start with '/'");
+             if (v.empty() || v[0] != '/')
+                 return std::string("the webhook path must start with '/'");
              if (v == "/healthz" || v == "/metrics") return "the webhook path must not be " + v;
              c.path = v;
              return std::string();
@@ -80,15 +82,21 @@ const std::vector<Option>& options() {
          [](const Config& c) { return std::to_string(c.max_body_bytes); }},
         {"pool-timeout-ms", "ATTENDANCE_PROXY_POOL_TIMEOUT_MS", "MS",
          "how long a request waits for a free connection before answering 503",
-         [](Config& c, const std::string& v) { return int_setter(v, 0, kIntMax, c.pool_timeout_ms); },
+         [](Config& c, const std::string& v) {
+             return int_setter(v, 0, kIntMax, c.pool_timeout_ms);
+         },
          [](const Config& c) { return std::to_string(c.pool_timeout_ms); }},
         {"connect-timeout", "ATTENDANCE_PROXY_CONNECT_TIMEOUT", "S",
          "libpq connect_timeout (a connect_timeout in the conninfo wins)",
-         [](Config& c, const std::string& v) { return int_setter(v, 1, 3600, c.connect_timeout_s); },
+         [](Config& c, const std::string& v) {
+             return int_setter(v, 1, 3600, c.connect_timeout_s);
+         },
          [](const Config& c) { return std::to_string(c.connect_timeout_s); }},
         {"statement-timeout-ms", "ATTENDANCE_PROXY_STATEMENT_TIMEOUT_MS", "MS",
          "statement_timeout set on each connection (0: leave the server's)",
-         [](Config& c, const std::string& v) { return int_setter(v, 0, kIntMax, c.statement_timeout_ms); },
+         [](Config& c, const std::string& v) {
+             return int_setter(v, 0, kIntMax, c.statement_timeout_ms);
+         },
          [](const Config& c) { return std::to_string(c.statement_timeout_ms); }},
         {"read-timeout", "ATTENDANCE_PROXY_READ_TIMEOUT", "S", "HTTP read timeout",
          [](Config& c, const std::string& v) { return int_setter(v, 1, 3600, c.read_timeout_s); },
@@ -98,7 +106,9 @@ const std::vector<Option>& options() {
          [](const Config& c) { return std::to_string(c.write_timeout_s); }},
         {"keepalive-timeout", "ATTENDANCE_PROXY_KEEPALIVE_TIMEOUT", "S",
          "idle time before a keep-alive connection is closed (also bounds shutdown)",
-         [](Config& c, const std::string& v) { return int_setter(v, 1, 3600, c.keepalive_timeout_s); },
+         [](Config& c, const std::string& v) {
+             return int_setter(v, 1, 3600, c.keepalive_timeout_s);
+         },
          [](const Config& c) { return std::to_string(c.keepalive_timeout_s); }},
         {"retry-after", "ATTENDANCE_PROXY_RETRY_AFTER", "S", "Retry-After value sent with 503",
          [](Config& c, const std::string& v) { return int_setter(v, 0, 86400, c.retry_after_s); },
@@ -200,14 +210,16 @@ std::string usage() {
         std::string left = std::string("  --") + o.flag + " " + o.metavar;
         out << left;
         if (left.size() < 32) out << std::string(32 - left.size(), ' ');
-        out << o.help << "\n" << std::string(32, ' ') << "env " << o.env << ", default " << o.show(defaults) << "\n";
+        out << o.help << "\n"
+            << std::string(32, ' ') << "env " << o.env << ", default " << o.show(defaults) << "\n";
     }
     out << "  --help                        this text\n"
            "  --version                     print the version\n"
            "\n"
            "Standard libpq variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSFILE, PGSERVICE,\n"
            "PGOPTIONS, ...) apply to whatever the connection string leaves out.\n"
-           "Stops gracefully on SIGTERM or SIGINT: no new connections, in-flight requests finish.\n";
+           "Stops gracefully on SIGTERM or SIGINT: no new connections, in-flight requests "
+           "finish.\n";
     return out.str();
 }
 

@@ -22,12 +22,20 @@ struct Result {
 DbResult failure(const Result& res, Connection& c) {
     DbResult out;
     const char* state = res.r != nullptr ? PQresultErrorField(res.r, PG_DIAG_SQLSTATE) : nullptr;
-    const char* primary = res.r != nullptr ? PQresultErrorField(res.r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+    const char* primary =
+        res.r != nullptr ? PQresultErrorField(res.r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
     out.sqlstate = state != nullptr ? state : "";
     if (primary != nullptr) {
         out.message = primary;
     } else {
-        out.message = one_line(PQerrorMessage(c.pg));
+        // libpq's own text (connection lost: the server's fields are gone): its first
+        // line says what happened; the rest would be the internal query's context.
+        std::string text = PQerrorMessage(c.pg);
+        text = text.substr(0, text.find('\n'));
+        for (const char* prefix : {"FATAL:", "ERROR:"}) {
+            if (text.rfind(prefix, 0) == 0) text.erase(0, std::string(prefix).size());
+        }
+        out.message = one_line(text);
         if (out.message.empty()) out.message = "database call failed";
     }
     out.broken = PQstatus(c.pg) != CONNECTION_OK || is_connection_error(out.sqlstate) ||
@@ -50,7 +58,8 @@ DbResult single_value(const Result& res, Connection& c) {
 
 }  // namespace
 
-DbResult call_ingest(Connection& c, const std::string& body, const std::optional<std::string>& authorization) {
+DbResult call_ingest(Connection& c, const std::string& body,
+                     const std::optional<std::string>& authorization) {
     if (!c.prepared) {
         const Oid types[2] = {kTextOid, kTextOid};
         Result prep(PQprepare(c.pg, kIngestStatement, kIngestSql, 2, types));

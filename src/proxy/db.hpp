@@ -21,7 +21,8 @@ struct DbResult {
 
 // Calls attendance_ingest_webhook(body, authorization) as one autocommitted statement:
 // ok means the row is committed. The body goes out as the exact bytes received.
-DbResult call_ingest(Connection& c, const std::string& body, const std::optional<std::string>& authorization);
+DbResult call_ingest(Connection& c, const std::string& body,
+                     const std::optional<std::string>& authorization);
 
 // SELECT 1.
 DbResult ping(Connection& c);

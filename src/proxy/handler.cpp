@@ -51,16 +51,11 @@ constexpr const char* kJson = "application/json";
 
 }  // namespace
 
-std::string error_body(std::string_view message, std::string_view sqlstate) {
-    std::string out = "{\"error\": \"" + json_escape(message) + "\", \"sqlstate\": ";
-    out += sqlstate.empty() ? std::string("null") : "\"" + json_escape(sqlstate) + "\"";
-    out += "}\n";
-    return out;
-}
-
 void App::install(httplib::Server& server) {
     const int threads = config_.threads;
-    server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+    server.new_task_queue = [threads] {
+        return new httplib::ThreadPool(static_cast<std::size_t>(threads));
+    };
     server.set_read_timeout(config_.read_timeout_s, 0);
     server.set_write_timeout(config_.write_timeout_s, 0);
     server.set_keep_alive_timeout(config_.keepalive_timeout_s);
@@ -80,20 +75,24 @@ void App::install(httplib::Server& server) {
         return HandlerResponse::Unhandled;
     });
     // curl and others ask before sending a large body: refuse it before it is sent.
-    server.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
-        if (req.has_header("Content-Length") &&
-            req.get_header_value<uint64_t>("Content-Length") > config_.max_body_bytes) {
-            begin_request();
-            fail(res, 413, "body larger than the proxy's limit of " + std::to_string(config_.max_body_bytes) + " bytes",
-                 "");
-            return 413;
-        }
-        return 100;
-    });
+    server.set_expect_100_continue_handler(
+        [this](const httplib::Request& req, httplib::Response& res) {
+            if (req.has_header("Content-Length") &&
+                req.get_header_value<uint64_t>("Content-Length") > config_.max_body_bytes) {
+                begin_request();
+                fail(res, 413,
+                     "body larger than the proxy's limit of " +
+                         std::to_string(config_.max_body_bytes) + " bytes",
+                     "");
+                return 413;
+            }
+            return 100;
+        });
 
     const std::string pattern = literal_pattern(config_.path);
-    server.Post(pattern, [this](const httplib::Request& req, httplib::Response& res,
-                                const httplib::ContentReader& reader) { webhook(req, res, reader); });
+    server.Post(pattern,
+                [this](const httplib::Request& req, httplib::Response& res,
+                       const httplib::ContentReader& reader) { webhook(req, res, reader); });
     auto not_allowed = [this](const httplib::Request&, httplib::Response& res) {
         res.set_header("Allow", "POST");
         fail(res, 405, "method not allowed: webhooks are POSTed", "");
@@ -104,33 +103,40 @@ void App::install(httplib::Server& server) {
     server.Delete(pattern, not_allowed);
     server.Options(pattern, not_allowed);
 
-    server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) { healthz(res); });
-    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) { metrics(res); });
+    server.Get("/healthz",
+               [this](const httplib::Request&, httplib::Response& res) { healthz(res); });
+    server.Get("/metrics",
+               [this](const httplib::Request&, httplib::Response& res) { metrics(res); });
 
     // Statuses set by httplib itself (404, 413 from Content-Length, 400 for a bad
     // request line ...) get the same JSON error body as ours.
-    server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
-        if (!res.body.empty()) return HandlerResponse::Unhandled;
-        if (res.status == 413) res.set_header("Connection", "close");
-        t_request.error = reason_phrase(res.status);
-        res.set_content(error_body(reason_phrase(res.status), ""), kJson);
-        return HandlerResponse::Handled;
-    }));
-    server.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-            if (ep) std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-            what = e.what();
-        } catch (...) {
-        }
-        log_.error("request failed: " + what);
-        fail(res, 500, "internal error", "");
+    server.set_error_handler(
+        httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+            if (!res.body.empty()) return HandlerResponse::Unhandled;
+            if (res.status == 413) res.set_header("Connection", "close");
+            t_request.error = reason_phrase(res.status);
+            res.set_content(error_body(reason_phrase(res.status), ""), kJson);
+            return HandlerResponse::Handled;
+        }));
+    server.set_exception_handler(
+        [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+            std::string what = "unknown exception";
+            try {
+                if (ep) std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                what = e.what();
+            } catch (...) {
+            }
+            log_.error("request failed: " + what);
+            fail(res, 500, "internal error", "");
+        });
+    server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+        log_request(req, res);
     });
-    server.set_logger([this](const httplib::Request& req, const httplib::Response& res) { log_request(req, res); });
 }
 
-void App::fail(httplib::Response& res, int status, std::string_view message, std::string_view sqlstate) {
+void App::fail(httplib::Response& res, int status, std::string_view message,
+               std::string_view sqlstate) {
     res.status = status;
     if (status == 503) res.set_header("Retry-After", std::to_string(config_.retry_after_s));
     res.set_content(error_body(message, sqlstate), kJson);
@@ -138,12 +144,14 @@ void App::fail(httplib::Response& res, int status, std::string_view message, std
     t_request.sqlstate = std::string(sqlstate);
 }
 
-void App::webhook(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+void App::webhook(const httplib::Request& req, httplib::Response& res,
+                  const httplib::ContentReader& reader) {
     InFlight in_flight(metrics_);
 
     std::string body;
     if (req.has_header("Content-Length")) {
-        body.reserve(std::min<uint64_t>(req.get_header_value<uint64_t>("Content-Length"), config_.max_body_bytes));
+        body.reserve(std::min<uint64_t>(req.get_header_value<uint64_t>("Content-Length"),
+                                        config_.max_body_bytes));
     }
     // Past the limit the rest of a chunked body (no Content-Length to check up front)
     // is drained, up to a bound, so that the connection stays usable.
@@ -161,7 +169,9 @@ void App::webhook(const httplib::Request& req, httplib::Response& res, const htt
     if (!complete || too_large) {
         res.set_header("Connection", "close");
         if (too_large || res.status == 413) {
-            fail(res, 413, "body larger than the proxy's limit of " + std::to_string(config_.max_body_bytes) + " bytes",
+            fail(res, 413,
+                 "body larger than the proxy's limit of " + std::to_string(config_.max_body_bytes) +
+                     " bytes",
                  "");
         } else {
             fail(res, 400, "could not read the request body", "");
@@ -180,7 +190,8 @@ void App::webhook(const httplib::Request& req, httplib::Response& res, const htt
     }
     std::optional<std::string> authorization;
     if (req.has_header("Authorization")) authorization = req.get_header_value("Authorization");
-    if (authorization && (first_invalid_utf8(*authorization) || authorization->find('\0') != std::string::npos)) {
+    if (authorization &&
+        (first_invalid_utf8(*authorization) || authorization->find('\0') != std::string::npos)) {
         fail(res, 401, "Authorization header is not valid UTF-8", "");
         return;
     }
@@ -205,8 +216,11 @@ void App::webhook(const httplib::Request& req, httplib::Response& res, const htt
     metrics_.db_error(r.sqlstate);
     // No SQLSTATE: libpq failed by itself (connection lost: retry) or the answer was
     // unusable (unexpected).
-    const int status = r.sqlstate.empty() ? (r.broken ? 503 : 500) : http_status_for_sqlstate(r.sqlstate);
-    if (status >= 500) log_.warn("webhook not stored: " + r.message + (r.sqlstate.empty() ? "" : " [" + r.sqlstate + "]"));
+    const int status =
+        r.sqlstate.empty() ? (r.broken ? 503 : 500) : http_status_for_sqlstate(r.sqlstate);
+    if (status >= 500)
+        log_.warn("webhook not stored: " + r.message +
+                  (r.sqlstate.empty() ? "" : " [" + r.sqlstate + "]"));
     fail(res, status, r.message, r.sqlstate);
 }
 

@@ -8,27 +8,25 @@
 #include "proxy/metrics.hpp"
 #include "proxy/pool.hpp"
 
-#include <string>
 #include <string_view>
 
 namespace attendance::proxy {
 
-// {"error": "...", "sqlstate": "..."} (sqlstate null when there is none).
-std::string error_body(std::string_view message, std::string_view sqlstate);
-
 class App {
-public:
+  public:
     App(const Config& config, Pool& pool, Metrics& metrics, Log& log)
         : config_(config), pool_(pool), metrics_(metrics), log_(log) {}
 
     // Registers every route and hook, and applies the HTTP settings of the config.
     void install(httplib::Server& server);
 
-private:
-    void webhook(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader);
+  private:
+    void webhook(const httplib::Request& req, httplib::Response& res,
+                 const httplib::ContentReader& reader);
     void healthz(httplib::Response& res);
     void metrics(httplib::Response& res);
-    void fail(httplib::Response& res, int status, std::string_view message, std::string_view sqlstate);
+    void fail(httplib::Response& res, int status, std::string_view message,
+              std::string_view sqlstate);
     void log_request(const httplib::Request& req, const httplib::Response& res);
 
     const Config& config_;

@@ -31,14 +31,14 @@ std::string format_message(std::chrono::system_clock::time_point time, std::stri
 
 // Writes whole lines under a lock, flushed, so lines from many threads never mix.
 class Log {
-public:
+  public:
     explicit Log(LogFormat format) : format_(format) {}
     void access(const AccessRecord& r);
     void info(std::string_view message) { message_line("info", message); }
     void warn(std::string_view message) { message_line("warning", message); }
     void error(std::string_view message) { message_line("error", message); }
 
-private:
+  private:
     void message_line(std::string_view level, std::string_view message);
     LogFormat format_;
     std::mutex mu_;

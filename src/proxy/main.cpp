@@ -39,7 +39,8 @@ int run(const Config& config) {
     Metrics metrics;
     metrics.set_start_time(
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
-    Pool pool(PoolOptions{config.conninfo, config.pool_size, config.connect_timeout_s, config.statement_timeout_ms},
+    Pool pool(PoolOptions{config.conninfo, config.pool_size, config.connect_timeout_s,
+                          config.statement_timeout_ms},
               metrics, log);
     App app(config, pool, metrics, log);
 
@@ -67,8 +68,9 @@ int run(const Config& config) {
     });
 
     log.info("attendance-proxy " + std::string(kVersion) + " listening on " + config.listen + ":" +
-             std::to_string(config.port) + ", webhook path " + config.path + ", " + std::to_string(config.threads) +
-             " threads, pool of " + std::to_string(config.pool_size) + ", max body " +
+             std::to_string(config.port) + ", webhook path " + config.path + ", " +
+             std::to_string(config.threads) + " threads, pool of " +
+             std::to_string(config.pool_size) + ", max body " +
              std::to_string(config.max_body_bytes) + " bytes");
     // Returns once stopped and every worker thread finished its connection.
     server.listen_after_bind();
@@ -100,7 +102,8 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (!parsed.config) {
-        std::fprintf(stderr, "attendance-proxy: %s\nTry 'attendance-proxy --help'.\n", parsed.error.c_str());
+        std::fprintf(stderr, "attendance-proxy: %s\nTry 'attendance-proxy --help'.\n",
+                     parsed.error.c_str());
         return 2;
     }
     return run(*parsed.config);

@@ -37,7 +37,8 @@ void header(std::ostringstream& out, const char* name, const char* type, const c
 
 }  // namespace
 
-void Metrics::request_done(std::string_view handler, int status, std::string_view result, double seconds) {
+void Metrics::request_done(std::string_view handler, int status, std::string_view result,
+                           double seconds) {
     std::lock_guard lock(mu_);
     ++requests_[{std::string(handler), status, std::string(result)}];
     if (handler != "webhook") return;
@@ -61,8 +62,8 @@ std::string Metrics::render(const PoolStats& pool) const {
            "HTTP requests answered, by handler, status and ingest result.");
     for (const auto& [key, count] : requests_) {
         const auto& [handler, status, result] = key;
-        out << "attendance_proxy_requests_total{handler=\"" << label(handler) << "\",status=\"" << status
-            << "\",result=\"" << label(result) << "\"} " << count << "\n";
+        out << "attendance_proxy_requests_total{handler=\"" << label(handler) << "\",status=\""
+            << status << "\",result=\"" << label(result) << "\"} " << count << "\n";
     }
 
     header(out, "attendance_proxy_webhook_duration_seconds", "histogram",
@@ -70,8 +71,8 @@ std::string Metrics::render(const PoolStats& pool) const {
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < kBuckets.size(); ++i) {
         cumulative += buckets_[i];
-        out << "attendance_proxy_webhook_duration_seconds_bucket{le=\"" << number(kBuckets[i]) << "\"} "
-            << cumulative << "\n";
+        out << "attendance_proxy_webhook_duration_seconds_bucket{le=\"" << number(kBuckets[i])
+            << "\"} " << cumulative << "\n";
     }
     cumulative += buckets_[kBuckets.size()];
     out << "attendance_proxy_webhook_duration_seconds_bucket{le=\"+Inf\"} " << cumulative << "\n";
@@ -81,7 +82,8 @@ std::string Metrics::render(const PoolStats& pool) const {
     header(out, "attendance_proxy_db_errors_total", "counter",
            "Failed database calls by SQLSTATE (none: the connection was lost).");
     for (const auto& [sqlstate, count] : db_errors_) {
-        out << "attendance_proxy_db_errors_total{sqlstate=\"" << label(sqlstate) << "\"} " << count << "\n";
+        out << "attendance_proxy_db_errors_total{sqlstate=\"" << label(sqlstate) << "\"} " << count
+            << "\n";
     }
 
     header(out, "attendance_proxy_db_connect_failures_total", "counter",
@@ -98,11 +100,13 @@ std::string Metrics::render(const PoolStats& pool) const {
     out << "attendance_proxy_pool_size " << pool.size << "\n";
     header(out, "attendance_proxy_pool_connections", "gauge", "PostgreSQL connections open now.");
     out << "attendance_proxy_pool_connections " << pool.open << "\n";
-    header(out, "attendance_proxy_pool_in_use", "gauge", "PostgreSQL connections serving a request now.");
+    header(out, "attendance_proxy_pool_in_use", "gauge",
+           "PostgreSQL connections serving a request now.");
     out << "attendance_proxy_pool_in_use " << pool.in_use << "\n";
     header(out, "attendance_proxy_in_flight_requests", "gauge", "Requests being handled now.");
     out << "attendance_proxy_in_flight_requests " << in_flight_.load() << "\n";
-    header(out, "attendance_proxy_start_time_seconds", "gauge", "Start time of the process (Unix seconds).");
+    header(out, "attendance_proxy_start_time_seconds", "gauge",
+           "Start time of the process (Unix seconds).");
     out << "attendance_proxy_start_time_seconds " << number(start_time_) << "\n";
     return out.str();
 }

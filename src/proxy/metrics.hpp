@@ -20,14 +20,15 @@ struct PoolStats {
 };
 
 class Metrics {
-public:
+  public:
     // Upper bounds (seconds) of the webhook latency histogram buckets; +Inf is implied.
-    static constexpr std::array<double, 13> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                        0.25,  0.5,    1.0,   2.5,  5.0,  10.0};
+    static constexpr std::array<double, 13> kBuckets = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
 
     // One answered request. handler: webhook, healthz, metrics or other; result: the
     // ingest result (recorded, duplicate, ignored) or "" when there is none.
-    void request_done(std::string_view handler, int status, std::string_view result, double seconds);
+    void request_done(std::string_view handler, int status, std::string_view result,
+                      double seconds);
 
     // One failed database call; sqlstate "" when libpq reported it (connection lost).
     void db_error(std::string_view sqlstate);
@@ -41,7 +42,7 @@ public:
 
     std::string render(const PoolStats& pool) const;
 
-private:
+  private:
     mutable std::mutex mu_;
     std::map<std::tuple<std::string, int, std::string>, std::uint64_t> requests_;
     std::map<std::string, std::uint64_t> db_errors_;
@@ -58,13 +59,13 @@ private:
 
 // RAII: counts a request as in flight for the lifetime of the guard.
 class InFlight {
-public:
+  public:
     explicit InFlight(Metrics& m) : m_(m) { m_.in_flight_add(1); }
     ~InFlight() { m_.in_flight_add(-1); }
     InFlight(const InFlight&) = delete;
     InFlight& operator=(const InFlight&) = delete;
 
-private:
+  private:
     Metrics& m_;
 };
 

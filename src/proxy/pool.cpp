@@ -23,7 +23,8 @@ void on_notice(void* arg, const PGresult* res) {
     const std::string sev = severity != nullptr ? severity : "NOTICE";
     if (sev == "FATAL" || sev == "PANIC") conn->doomed = true;
     if (conn->log == nullptr) return;
-    const std::string text = "PostgreSQL " + sev + ": " + trimmed(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    const std::string text =
+        "PostgreSQL " + sev + ": " + trimmed(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
     if (sev == "NOTICE" || sev == "INFO" || sev == "LOG" || sev == "DEBUG") {
         conn->log->info(text);
     } else {
@@ -32,12 +33,14 @@ void on_notice(void* arg, const PGresult* res) {
 }
 
 // Usable: connected, idle, and the server has not closed it meanwhile. PQconsumeInput
-// does not block (libpq's socket is non-blocking); it reads a pending FATAL or EOF,
-// which turns the status to CONNECTION_BAD.
+// does not block (libpq's socket is non-blocking); it reads what the server sent
+// (EOF turns the status to CONNECTION_BAD), and PQisBusy parses it.
 bool healthy(Connection& c) {
     if (c.pg == nullptr || c.doomed || PQstatus(c.pg) != CONNECTION_OK) return false;
     if (PQconsumeInput(c.pg) == 0) return false;
-    return !c.doomed && PQstatus(c.pg) == CONNECTION_OK && PQtransactionStatus(c.pg) == PQTRANS_IDLE;
+    (void)PQisBusy(c.pg);  // parses what was read: a FATAL reaches on_notice and dooms it
+    return !c.doomed && PQstatus(c.pg) == CONNECTION_OK &&
+           PQtransactionStatus(c.pg) == PQTRANS_IDLE;
 }
 
 }  // namespace
@@ -118,8 +121,10 @@ std::unique_ptr<Connection> Pool::open(std::string& error) {
         std::lock_guard lock(mu_);
         const auto now = std::chrono::steady_clock::now();
         if (now < next_attempt_) {
-            const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt_ - now).count();
-            error = "database unavailable (next connection attempt in " + std::to_string(ms) + " ms): " + last_error_;
+            const auto ms =
+                std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt_ - now).count();
+            error = "database unavailable (next connection attempt in " + std::to_string(ms) +
+                    " ms): " + last_error_;
             return nullptr;
         }
     }
@@ -143,13 +148,15 @@ std::unique_ptr<Connection> Pool::open(std::string& error) {
     conn->pg = PQconnectdbParams(keys.data(), values.data(), 1);
     if (conn->pg != nullptr) PQsetNoticeReceiver(conn->pg, on_notice, conn.get());
     if (conn->pg == nullptr || PQstatus(conn->pg) != CONNECTION_OK) {
-        error = "could not connect to PostgreSQL: " + trimmed(conn->pg ? PQerrorMessage(conn->pg) : nullptr);
+        error = "could not connect to PostgreSQL: " +
+                trimmed(conn->pg ? PQerrorMessage(conn->pg) : nullptr);
         metrics_.connect_failed();
         note_failure(error);
         return nullptr;
     }
     if (options_.statement_timeout_ms > 0) {
-        const std::string sql = "SET statement_timeout = " + std::to_string(options_.statement_timeout_ms);
+        const std::string sql =
+            "SET statement_timeout = " + std::to_string(options_.statement_timeout_ms);
         PGresult* res = PQexec(conn->pg, sql.c_str());
         const bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         if (!ok) error = "could not set statement_timeout: " + trimmed(PQerrorMessage(conn->pg));
@@ -176,7 +183,8 @@ void Pool::note_failure(const std::string& error) {
         failing_ = true;
     }
     if (first) {
-        log_.warn(error + " (retrying with backoff up to " + std::to_string(kBackoffMax.count()) + " ms)");
+        log_.warn(error + " (retrying with backoff up to " + std::to_string(kBackoffMax.count()) +
+                  " ms)");
     }
 }
 

@@ -41,10 +41,10 @@ struct Connection {
 };
 
 class Pool {
-public:
+  public:
     // A connection lent to one request; returned to the pool when destroyed.
     class Lease {
-    public:
+      public:
         Lease(Lease&& other) noexcept;
         Lease& operator=(Lease&&) = delete;
         ~Lease();
@@ -52,7 +52,7 @@ public:
         // The connection is broken (or in an unknown state): close it, don't reuse it.
         void discard() { discard_ = true; }
 
-    private:
+      private:
         friend class Pool;
         Lease(Pool* pool, std::unique_ptr<Connection> conn) : pool_(pool), conn_(std::move(conn)) {}
         Pool* pool_;
@@ -76,7 +76,7 @@ public:
     // Closes the idle connections (at shutdown, after the last request).
     void close_idle();
 
-private:
+  private:
     void release(std::unique_ptr<Connection> conn, bool discard);
     std::unique_ptr<Connection> open(std::string& error);
     void note_failure(const std::string& error);

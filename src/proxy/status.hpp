@@ -3,6 +3,7 @@
 // and 5xx; every other 4xx is final. Pure: testable without a server.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace attendance::proxy {
@@ -18,5 +19,9 @@ bool is_connection_error(std::string_view sqlstate);
 
 // Short reason phrase used in error bodies for statuses without a database error.
 const char* reason_phrase(int status);
+
+// The JSON body of every error answer: {"error": "...", "sqlstate": "..."}, with
+// sqlstate null when the database raised nothing.
+std::string error_body(std::string_view message, std::string_view sqlstate);
 
 }  // namespace attendance::proxy

@@ -69,12 +69,24 @@ std::size_t scan_string(std::string_view s, std::size_t i, std::string* out) {
             }
             if (out) {
                 switch (e) {
-                    case 'n': out->push_back('\n'); break;
-                    case 't': out->push_back('\t'); break;
-                    case 'r': out->push_back('\r'); break;
-                    case 'b': out->push_back('\b'); break;
-                    case 'f': out->push_back('\f'); break;
-                    default: out->push_back(e); break;  // \" \\ \/
+                    case 'n':
+                        out->push_back('\n');
+                        break;
+                    case 't':
+                        out->push_back('\t');
+                        break;
+                    case 'r':
+                        out->push_back('\r');
+                        break;
+                    case 'b':
+                        out->push_back('\b');
+                        break;
+                    case 'f':
+                        out->push_back('\f');
+                        break;
+                    default:
+                        out->push_back(e);
+                        break;  // \" \\ \/
                 }
             }
             i += 2;
@@ -116,11 +128,21 @@ std::string json_escape(std::string_view s) {
             continue;
         }
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20 || c == 0x7f) {
                     char buf[8];
@@ -203,8 +225,9 @@ std::string iso8601_utc(std::chrono::system_clock::time_point t) {
     std::tm tm{};
     gmtime_r(&secs, &tm);
     char buf[96];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms % 1000));
     return buf;
 }
 

@@ -231,7 +231,7 @@ def test_fixture_replay(proxy):
     a, b = snapshot(DB), snapshot(DB_SQL)
     diff = [x for x in set(a) ^ set(b)]
     check(a == b, f"state differs from the SQL replay ({len(diff)} rows), e.g. {diff[:2]}")
-    note(f"fixture results: {', '.join(via_proxy)}")
+    note(f"fixture results: {', '.join(via_proxy)}; {len(a)} rows identical to the SQL replay")
 
 
 def test_negatives(proxies):
@@ -359,15 +359,66 @@ def test_database_restart(proxy):
     note(f"first 200 {time.time() - started:.2f} s after PostgreSQL was up again")
 
 
+def test_connection_killed_mid_request(proxy):
+    """The backend serving a request dies mid-statement: 503, nothing stored, and the
+    next request gets a fresh connection."""
+    body = (b'{"event":"participant_joined","room":{"sid":"RM_kill","name":"session-456"},'
+            b'"participant":{"sid":"PA_kill_1","identity":"user-9002","state":"ACTIVE",'
+            b'"joinedAtMs":"1763131000123"},"id":"EV_kill_1","createdAt":"1763131000"}')
+    token = sign(body)
+    locker = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", DB], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    answer = {}
+    try:
+        locker.stdin.write("BEGIN; LOCK TABLE meeting_attendance_events IN ACCESS EXCLUSIVE MODE;\n")
+        locker.stdin.flush()
+        wait_for(lambda: scalar("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                                " WHERE c.relname = 'meeting_attendance_events' AND l.granted"
+                                " AND l.mode = 'AccessExclusiveLock'") == "1", "the table lock")
+        t = threading.Thread(target=lambda: answer.update(r=post(proxy.port, body, token)))
+        t.start()
+        waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()" \
+                  " AND application_name = 'attendance-proxy' AND wait_event_type = 'Lock'"
+        wait_for(lambda: scalar(waiting) != "", "the proxy's statement to wait on the lock")
+        scalar(f"SELECT pg_terminate_backend(pid) FROM ({waiting}) w")
+        t.join(30)
+    finally:
+        locker.stdin.write("COMMIT;\n")
+        locker.stdin.close()
+        locker.wait(30)
+    check("r" in answer, "no answer")
+    status, headers, text = answer["r"]
+    check(status == 503, f"status {status} {text[:200]!r}")
+    check("retry-after" in headers, f"503 without Retry-After: {headers}")
+    # libpq keeps the server's SQLSTATE (57P01) only when it read the error before EOF.
+    check(json.loads(text).get("sqlstate") in ("57P01", None), f"answer {text[:200]!r}")
+    check(scalar("SELECT count(*) FROM meeting_attendance_events WHERE event_id = 'EV_kill_1'") == "0",
+          "the event was stored although 503 was answered")
+    status, _, text = post(proxy.port, body, token)
+    check(status == 200 and json.loads(text)["result"] == "recorded", f"retry: {status} {text[:200]!r}")
+
+
+def wait_for(cond, what, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise Failure(f"timed out waiting for {what}")
+
+
 def test_sigterm_under_load(conninfo):
+    """Load from 4 clients; a table lock holds some requests inside the database; SIGTERM;
+    the proxy must wait for them, answer them after their commit, and exit 0."""
     pairs = sign_bulk("term", 3000)
     proxy = Proxy("sigterm", conninfo)
     acked, answered, failed = [], {}, []
     lock = threading.Lock()
     next_item = iter(pairs)
+    sigterm_at = [None]
 
     def client():
-        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60)
         while True:
             with lock:
                 item = next(next_item, None)
@@ -382,7 +433,7 @@ def test_sigterm_under_load(conninfo):
                 with lock:
                     answered[event_id] = r.status
                     if r.status == 200:
-                        acked.append((event_id, json.loads(answer)["result"]))
+                        acked.append((event_id, json.loads(answer)["result"], sigterm_at[0] is not None))
             except (OSError, http.client.HTTPException) as e:
                 with lock:
                     failed.append((event_id, type(e).__name__))
@@ -391,25 +442,40 @@ def test_sigterm_under_load(conninfo):
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
         t.start()
-    while True:
+    wait_for(lambda: len(acked) >= 300, "300 acknowledged webhooks")
+    locker = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", DB], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    try:
+        locker.stdin.write("BEGIN; LOCK TABLE meeting_attendance_events IN ACCESS EXCLUSIVE MODE;\n")
+        locker.stdin.flush()
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                   " AND application_name = 'attendance-proxy' AND wait_event_type = 'Lock'")
+        wait_for(lambda: int(scalar(waiting)) >= 2, "requests held inside the database")
         with lock:
-            if len(acked) >= 300:
-                break
-        time.sleep(0.01)
-    proxy.proc.send_signal(signal.SIGTERM)
+            sigterm_at[0] = time.time()
+        proxy.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        check(proxy.proc.poll() is None, "the proxy exited with requests still in flight")
+    finally:
+        locker.stdin.write("COMMIT;\n")
+        locker.stdin.close()
+        locker.wait(30)
     for t in threads:
         t.join(60)
     rc = proxy.terminate(30)
     check(rc == 0, f"proxy exit status {rc}: {proxy.tail()}")
     stored = set(psql("SELECT event_id FROM meeting_attendance_events WHERE event_id LIKE 'EV_term_%'").split())
-    lost = [e for e, _ in acked if e not in stored]
+    lost = [e for e, _, _ in acked if e not in stored]
     check(not lost, f"{len(lost)} acknowledged webhooks are not stored, e.g. {lost[:3]}")
-    check(all(r == "recorded" for _, r in acked), "an acknowledged webhook was not 'recorded'")
+    check(all(r == "recorded" for _, r, _ in acked), "an acknowledged webhook was not 'recorded'")
+    after = sum(1 for _, _, late in acked if late)
+    check(after >= 2, f"only {after} in-flight requests were answered after SIGTERM")
     bad = {e: s for e, s in answered.items() if s != 200}
     check(len(acked) < len(pairs), "every request finished before SIGTERM took effect")
     check("SIGTERM" in proxy.tail(50), "no shutdown message in the proxy's log")
-    note(f"SIGTERM: {len(acked)} acknowledged and all stored, {len(bad)} other answers {sorted(set(bad.values()))},"
-         f" {len(failed)} refused/closed, {len(pairs) - len(answered) - len(failed)} never sent; exit 0")
+    note(f"SIGTERM: {len(acked)} acknowledged and all stored ({after} of them in flight at SIGTERM),"
+         f" {len(bad)} other answers {sorted(set(bad.values()))}, {len(failed)} refused/closed,"
+         f" {len(pairs) - len(answered) - len(failed)} never sent; exit 0")
 
 
 def test_concurrency(proxy):
@@ -510,6 +576,7 @@ def main():
             ("garbage_and_invalid_utf8_400", lambda: test_bad_bodies(proxy)),
             ("oversized_body_413", lambda: test_oversized(proxy)),
             ("healthz_and_metrics", lambda: test_health_and_metrics(replay)),
+            ("backend_killed_mid_request_503", lambda: test_connection_killed_mid_request(proxy)),
             ("postgres_restart_503_then_200", lambda: test_database_restart(proxy)),
             ("sigterm_under_load_loses_nothing", lambda: test_sigterm_under_load(f"dbname={DB}")),
             ("concurrency_10000_plus_1000_duplicates", lambda: test_concurrency(proxy)),

@@ -558,3 +558,19 @@ TEST(TokenHandMade, ExpOverInt64Rejected) {
 
 }  // namespace
 }  // namespace attendance::core
+
+namespace {
+TEST(TokenWindowHolds, AgreesWithCheckTokenWindow) {
+    using attendance::core::ParsedToken;
+    ParsedToken t;
+    t.exp = 1000;
+    t.nbf = 500;
+    EXPECT_TRUE(attendance::core::token_window_holds(t, 1000, 60));
+    EXPECT_TRUE(attendance::core::token_window_holds(t, 1060, 60));
+    EXPECT_FALSE(attendance::core::token_window_holds(t, 1061, 60));
+    EXPECT_TRUE(attendance::core::token_window_holds(t, 440, 60));
+    EXPECT_FALSE(attendance::core::token_window_holds(t, 439, 60));
+    t.exp.reset();
+    EXPECT_FALSE(attendance::core::token_window_holds(t, 700, 60));
+}
+}  // namespace
