@@ -45,7 +45,7 @@ SQL
 SHIFT=$(psql -X -At -c "SELECT floor(extract(epoch FROM now()))::bigint + 10 - 1763133300")
 START=$(psql -X -At -c "SELECT to_timestamp(1763130600 + $SHIFT)")
 END=$(psql -X -At -c "SELECT to_timestamp(1763133300 + $SHIFT)")
-psql -X -q -v ON_ERROR_STOP=1 <<SQL
+psql -X -q -o /dev/null -v ON_ERROR_STOP=1 <<SQL
 SELECT attendance_schedule_session(456, 'session-456', '$START', '$END');
 SELECT attendance_expect(456, u, r) FROM (VALUES (7, 'teacher'), (12, 'student'), (19, 'student'),
        (23, 'student'), (31, 'student'), (40, 'student')) v(u, r);
@@ -101,13 +101,23 @@ step "attendance of session 456"
 psql -X -P pager=off -c "SELECT user_id AS user, role, enter_time::time(0) AS entered, leave_time::time(0) AS left,
        minutes, percentage, status FROM attendance_session_report WHERE session_id = 456 ORDER BY user_id"
 echo "user 12's last leave was never delivered (still open: closed at the scheduled end); the recorder has no row."
+# The class is the fixture's story: the result must be the fixture README's table.
+got=$(psql -X -At -c "SELECT string_agg(user_id || ':' || status || ':' || percentage, ' ' ORDER BY user_id)
+                      FROM attendance_session_report WHERE session_id = 456 AND is_calculated")
+want="7:present:100.00 12:present:94.99 19:partial:33.33 23:absent:0.00 31:absent:0.00 40:late:61.85"
+if [ "$got" = "$want" ]; then
+  echo "matches the expected attendance of the fixture (test/fixtures/livekit/README.md)"
+else
+  echo "MISMATCH: got '$got', expected '$want'" >&2
+  exit 1
+fi
 
 step "where to look next"
 cat <<TXT
   psql: SELECT attendance_explain(456, 12);      -- the trace behind a status
         SELECT * FROM attendance_recent_events;   -- the webhook log
         SELECT attendance_worker_status();        -- the scheduler
-  logs: $PGDIR/server.log, $PGDIR/proxy.log
+  logs: server.log and proxy.log in the data directory (kept with scripts/demo.sh --keep)
 TXT
 if [ $KEEP -eq 1 ]; then
   echo "kept running: PGHOST=$PGDIR PGPORT=$PORT; proxy pid $PROXY_PID on port $HTTP_PORT"
