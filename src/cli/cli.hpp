@@ -42,7 +42,7 @@ struct Context {
     // Drops the connection (the next db() reconnects), e.g. after it was lost.
     void disconnect() { db_.reset(); }
 
-private:
+  private:
     std::optional<Db> db_;
 };
 
@@ -74,11 +74,22 @@ Command sign_command();
 Command status_command();
 Command replay_command();
 
+// The scheduler, job and due-session summary shown by `status` and `debug`;
+// `runs`: also the latest job runs.
+std::string render_system_status(Context& ctx, bool runs);
+
+// SQL that formats a timestamptz column for people (in the session's TimeZone).
+#define ATTENDANCECTL_TS(col) "to_char(" col ", 'YYYY-MM-DD HH24:MI:SS')"
+// ... and an interval as H:MM:SS (hours not wrapped at a day).
+#define ATTENDANCECTL_DURATION(col)                                         \
+    "(CASE WHEN " col " IS NULL THEN '' ELSE lpad((extract(epoch FROM " col \
+    ")::bigint / 3600)::text, 2, '0') || to_char(" col ", ':MI:SS') END)"
+
 // Shared helpers for the commands.
 int64_t session_arg(const std::string& text);
-// Runs `sql` wrapped as jsonb_pretty(coalesce(jsonb_agg(to_jsonb(q)), '[]')) and prints it.
+// Prints the rows of `sql` (a constant of this program) as a JSON array of objects.
 void print_json_rows(Context& ctx, const std::string& sql, const std::vector<Param>& params);
-// Prints one jsonb value (already text) pretty-printed by the server.
-void print_json_value(Context& ctx, const std::string& jsonb_text);
+// Pretty-prints one JSON value given as text.
+void print_json_value(const std::string& json_text);
 
 }  // namespace attendancectl

@@ -42,7 +42,8 @@ int Result::col(const char* name) const {
 Db Db::connect(const std::string& conninfo) {
     // expand_dbname: "dbname" may be a whole connection string or URI, as with psql -d.
     const char* keys[] = {"dbname", "fallback_application_name", nullptr};
-    const char* values[] = {conninfo.empty() ? nullptr : conninfo.c_str(), "attendancectl", nullptr};
+    const char* values[] = {conninfo.empty() ? nullptr : conninfo.c_str(), "attendancectl",
+                            nullptr};
     PGconn* c = PQconnectdbParams(keys, values, 1);
     if (c == nullptr) throw ConnectError("out of memory");
     Db db(c);
@@ -86,9 +87,11 @@ void Db::use_extension_schema() {
         "FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
         "WHERE e.extname = 'attendance'");
     if (r.rows() == 0) {
-        throw DbError("extension \"attendance\" is not installed in database \"" + database() + "\"",
-                      "42704", "", "Run CREATE EXTENSION attendance in that database, or pick "
-                      "another one with -d or PGDATABASE.");
+        throw DbError(
+            "extension \"attendance\" is not installed in database \"" + database() + "\"", "42704",
+            "",
+            "Run CREATE EXTENSION attendance in that database, or pick "
+            "another one with -d or PGDATABASE.");
     }
 }
 

@@ -34,7 +34,7 @@ struct ConnectError : std::runtime_error {
 using Param = std::optional<std::string>;  // std::nullopt is SQL NULL
 
 class Result {
-public:
+  public:
     explicit Result(PGresult* r) : res_(r, &PQclear) {}
     int rows() const { return PQntuples(res_.get()); }
     int cols() const { return PQnfields(res_.get()); }
@@ -52,12 +52,12 @@ public:
     // Column index by name; throws std::out_of_range for an unknown column.
     int col(const char* name) const;
 
-private:
+  private:
     std::unique_ptr<PGresult, decltype(&PQclear)> res_;
 };
 
 class Db {
-public:
+  public:
     // Connects with the standard libpq environment; conninfo (a connection string, URI
     // or plain database name) overrides parts of it. Throws ConnectError.
     static Db connect(const std::string& conninfo);
@@ -78,7 +78,7 @@ public:
     std::string database() const { return PQdb(conn_.get()); }
     PGconn* raw() { return conn_.get(); }
 
-private:
+  private:
     explicit Db(PGconn* c) : conn_(c, &PQfinish) {}
     Result check(PGresult* r);
     std::unique_ptr<PGconn, decltype(&PQfinish)> conn_;

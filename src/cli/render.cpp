@@ -12,15 +12,24 @@ namespace {
 
 const char* sgr(Color c) {
     switch (c) {
-        case Color::Bold: return "1";
-        case Color::Dim: return "2";
-        case Color::Red: return "31";
-        case Color::Green: return "32";
-        case Color::Yellow: return "33";
-        case Color::Blue: return "34";
-        case Color::Magenta: return "35";
-        case Color::Cyan: return "36";
-        case Color::None: break;
+        case Color::Bold:
+            return "1";
+        case Color::Dim:
+            return "2";
+        case Color::Red:
+            return "31";
+        case Color::Green:
+            return "32";
+        case Color::Yellow:
+            return "33";
+        case Color::Blue:
+            return "34";
+        case Color::Magenta:
+            return "35";
+        case Color::Cyan:
+            return "36";
+        case Color::None:
+            break;
     }
     return nullptr;
 }
@@ -107,13 +116,15 @@ bool want_color(int fd, int force) {
     return isatty(fd) != 0;
 }
 
-std::string sanitize(std::string_view text) {
+std::string sanitize(std::string_view text, bool keep_newlines) {
     std::string out;
     out.reserve(text.size());
     for (std::size_t i = 0; i < text.size();) {
         std::size_t len = 1;
         int32_t cp = decode(text, i, len);
-        if (cp < 0 || cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F)) {
+        if (cp == '\n' && keep_newlines) {
+            out += '\n';
+        } else if (cp < 0 || cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F)) {
             out += "\xEF\xBF\xBD";  // U+FFFD
         } else {
             out.append(text.substr(i, len));
@@ -176,7 +187,8 @@ std::string render_table(const Table& t, const Style& style, bool footer) {
     std::string out;
     for (std::size_t c = 0; c < n; ++c) {
         // psql centres headers; left-aligned headers read as well and are simpler.
-        out += (c ? " | " : " ") + style.bold(pad(t.headers[c], width[c], Align::Left));
+        std::string h = c + 1 < n ? pad(t.headers[c], width[c], Align::Left) : t.headers[c];
+        out += (c ? " | " : " ") + style.bold(h);
     }
     out += "\n";
     for (std::size_t c = 0; c < n; ++c) out += (c ? "-+-" : "-") + std::string(width[c], '-');

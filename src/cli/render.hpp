@@ -11,14 +11,14 @@ namespace attendancectl {
 enum class Color { None, Bold, Dim, Red, Green, Yellow, Blue, Magenta, Cyan };
 
 class Style {
-public:
+  public:
     explicit Style(bool enabled = false) : enabled_(enabled) {}
     bool enabled() const { return enabled_; }
     std::string paint(std::string_view text, Color c) const;
     std::string bold(std::string_view t) const { return paint(t, Color::Bold); }
     std::string dim(std::string_view t) const { return paint(t, Color::Dim); }
 
-private:
+  private:
     bool enabled_;
 };
 
@@ -27,8 +27,9 @@ private:
 bool want_color(int fd, int force /* -1 never, 0 auto, 1 always */);
 
 // Replaces control characters (C0, DEL, C1) and invalid UTF-8 with U+FFFD so that a
-// participant name can never move the cursor or recolour the terminal.
-std::string sanitize(std::string_view text);
+// participant name can never move the cursor or recolour the terminal. Newlines are
+// kept when `keep_newlines`.
+std::string sanitize(std::string_view text, bool keep_newlines = false);
 
 // Columns a UTF-8 string occupies on a terminal (wide CJK = 2, combining marks = 0).
 std::size_t display_width(std::string_view text);
