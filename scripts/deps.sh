@@ -3,7 +3,7 @@
 # Does nothing when everything is already there.
 set -euo pipefail
 packages=(
-  build-essential cmake pkg-config clang-format
+  build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
   postgresql-15 postgresql-server-dev-15 libpq-dev
   nlohmann-json3-dev libssl-dev libcpp-httplib-dev libgtest-dev
   python3 curl
