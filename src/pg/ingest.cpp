@@ -214,16 +214,19 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     if (out.result != "recorded") return out;
 
     if (ev.kind == EventKind::RoomFinished) {
-        if (out.session_id &&
-            spi.exec(
+        if (out.session_id) {
+            auto updated = spi.query(
                 "UPDATE @s.attendance_session_schedule SET room_finished_at = $2, updated_at = "
                 "now(), "
                 "needs_calculation = needs_calculation OR calculated_at IS NOT NULL, "
                 "recalculation_cause = CASE WHEN calculated_at IS NOT NULL THEN 'late webhook' "
                 "                           ELSE recalculation_cause END "
                 "WHERE session_id = $1 RETURNING calculated_at IS NOT NULL",
-                {Arg::int8(*out.session_id), Arg::ts_ms(event_ms)}) > 0)
-            wake_worker_at_commit();
+                {Arg::int8(*out.session_id), Arg::ts_ms(event_ms)});
+            // Only an already calculated session needs the scheduler now.
+            if (!updated.empty() && updated[0][0] == std::optional<std::string>("t"))
+                wake_worker_at_commit();
+        }
         return out;
     }
     if (!participant_event) return out;
