@@ -50,11 +50,24 @@ std::string lower(std::string s) {
 }
 
 std::optional<int64_t> json_int(const nlohmann::json& v) {
-    if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t(INT64_MAX))
+    // nlohmann reports unsigned numbers as integers too: check the unsigned form first.
+    if (v.is_number_unsigned()) {
+        if (v.get<uint64_t>() > uint64_t(INT64_MAX)) return std::nullopt;
         return int64_t(v.get<uint64_t>());
+    }
+    if (v.is_number_integer()) return v.get<int64_t>();
     if (v.is_string()) return to_int64(v.get_ref<const std::string&>());
     return std::nullopt;
+}
+
+// A role is a short lower-case word; anything else (NUL bytes, spaces, 1 kB of text
+// from metadata) is not a role and is ignored.
+std::string clean_role(const std::string& raw) {
+    std::string role = lower(raw);
+    if (role.empty() || role.size() > 32) return "";
+    for (char c : role)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return "";
+    return role;
 }
 
 void evaluate_attendance(Person& person) {
@@ -109,10 +122,10 @@ Person resolve_person(const Participant& participant, std::string_view identity_
     }
 
     if (auto it = participant.attributes.find("role"); it != participant.attributes.end())
-        person.role = lower(it->second);
+        person.role = clean_role(it->second);
     else if (metadata.is_object())
         if (auto r = metadata.find("role"); r != metadata.end() && r->is_string())
-            person.role = lower(r->get<std::string>());
+            person.role = clean_role(r->get<std::string>());
 
     evaluate_attendance(person);
     const std::string& kind = participant.kind;
@@ -144,7 +157,8 @@ std::optional<int64_t> session_from_room(std::string_view room_name,
     std::match_results<std::string_view::const_iterator> m;
     if (std::regex_search(room_name.begin(), room_name.end(), m, compiled(room_pattern)) &&
         m[1].matched && m[1].length() > 0)
-        return to_int64(room_name.substr(size_t(m[1].first - room_name.begin()), size_t(m[1].length())));
+        return to_int64(
+            room_name.substr(size_t(m[1].first - room_name.begin()), size_t(m[1].length())));
     return std::nullopt;
 }
 

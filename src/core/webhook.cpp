@@ -122,7 +122,9 @@ std::string get_enum(const json& obj, const char* camel, const char* snake, cons
                      std::string (*name_of)(int64_t)) {
     const json* v = field(obj, camel, snake);
     if (!v) return name_of(0);  // omitted = the enum's default
-    if (v->is_string()) return v->get<std::string>();
+    // An empty name is the enum's default, as if the field were omitted.
+    if (v->is_string())
+        return v->get_ref<const std::string&>().empty() ? name_of(0) : v->get<std::string>();
     if (v->is_number_unsigned())
         return name_of(v->get<uint64_t>() > 1000 ? -1 : int64_t(v->get<uint64_t>()));
     if (v->is_number_integer()) return name_of(v->get<int64_t>());

@@ -384,5 +384,26 @@ TEST(PersonRobustnessDeathTest, LongRoomNameDoesNotCrash) {
         ::testing::ExitedWithCode(0), "");
 }
 
+// Found by fuzz_webhook (test/fuzz/crashes/webhook/): metadata is JSON text inside a
+// string, so its own \u0000 escapes reach us decoded.
+TEST(PersonFuzzFindings, NulOrJunkRoleFromMetadataIsNoRole) {
+    EXPECT_EQ(resolve(participant("user-5", R"({"role":"\u0000"})")).role, "");
+    EXPECT_EQ(resolve(participant("user-5", R"({"role":"stu\u0000dent"})")).role, "");
+    EXPECT_EQ(resolve(participant("user-5", R"({"role":"te acher"})")).role, "");
+    EXPECT_EQ(resolve(participant("user-5", R"({"role":"Teacher"})")).role, "teacher");
+    EXPECT_EQ(resolve(participant("user-5", "{\"role\":\"" + std::string(40, 'a') + "\"}")).role,
+              "");
+}
+
+TEST(PersonFuzzFindings, MetadataUserIdBeyondInt64IsNoUserId) {
+    auto p = resolve(participant("user-5", R"({"user_id":18446744073709551615})"));
+    EXPECT_EQ(p.user_id, std::optional<int64_t>(5));  // falls through to the identity
+    EXPECT_EQ(p.user_id_from, "identity_pattern");
+    auto q = resolve(participant("user-5", R"({"user_id":9223372036854775808})"));
+    EXPECT_EQ(q.user_id, std::optional<int64_t>(5));
+    auto r = resolve(participant("user-5", R"({"user_id":9223372036854775807})"));
+    EXPECT_EQ(r.user_id, std::optional<int64_t>(INT64_MAX));
+}
+
 }  // namespace
 }  // namespace attendance::core

@@ -593,8 +593,9 @@ std::vector<BadBody> bad_bodies() {
          "invalid JSON"},
         {"TrailingComma", R"({"event":"room_started","id":"EV_1",})", "22P02", "invalid JSON"},
         // Valid JSON grammar, but a number no double holds (found by the abuse suite)
-        {"NumberOverflow", R"({"event":"track_published","id":"EV_1","createdAt":"1763130580","x":1e400})",
-         "22023", "number overflow"},
+        {"NumberOverflow",
+         R"({"event":"track_published","id":"EV_1","createdAt":"1763130580","x":1e400})", "22023",
+         "number overflow"},
         {"InvalidUtf8InString",
          join_with("{\"sid\":\"PA_1\",\"identity\":\"user-7\",\"name\":\"a\xff b\"}"), "22P02",
          "invalid JSON"},
@@ -780,3 +781,14 @@ TEST(WebhookMessages, SayWhatIsWrong) {
 
 }  // namespace
 }  // namespace attendance::core
+
+// Found by the fuzz harness's invariants: an empty enum name means the default.
+TEST(WebhookFuzzFindings, EmptyEnumNamesAreTheDefaults) {
+    auto ev = attendance::core::parse_webhook(
+        R"({"event":"participant_left","id":"EV_1","createdAt":"1763130580","room":{"name":"r"},)"
+        R"("participant":{"sid":"PA_1","identity":"u","kind":"","state":"","disconnectReason":""}})");
+    ASSERT_TRUE(ev.participant);
+    EXPECT_EQ(ev.participant->kind, "STANDARD");
+    EXPECT_EQ(ev.participant->state, "JOINING");
+    EXPECT_EQ(ev.participant->disconnect_reason, "UNKNOWN_REASON");
+}
