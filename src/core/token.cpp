@@ -229,7 +229,13 @@ std::string sign_token(std::string_view body, std::string_view api_key, std::str
                              {"iat", now_s},
                              {"exp", now_s + ttl_s},
                              {"sha256", sha256_base64(body)}};
-    std::string input = base64url_encode(header.dump()) + "." + base64url_encode(claims.dump());
+    std::string payload;
+    try {
+        payload = claims.dump();
+    } catch (const nlohmann::json::exception&) {  // only the key is text we did not make
+        throw Error(sqlstate::kInvalidParameter, "the API key is not valid UTF-8");
+    }
+    std::string input = base64url_encode(header.dump()) + "." + base64url_encode(payload);
     return input + "." + base64url_encode(hmac_sha256(secret, input));
 }
 

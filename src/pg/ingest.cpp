@@ -23,8 +23,13 @@ namespace {
 
 using core::EventKind;
 
+// At most 80 bytes of an attacker-chosen string in a message, cut at a UTF-8 boundary
+// (the message is stored as text: it must stay valid UTF-8).
 std::string clip_for_message(const std::string& s) {
-    return s.size() > 80 ? s.substr(0, 80) + "..." : s;
+    if (s.size() <= 80) return s;
+    size_t n = 80;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+    return s.substr(0, n) + "...";
 }
 
 std::optional<int64_t> to_int64(const std::optional<std::string>& v) {

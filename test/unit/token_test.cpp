@@ -574,3 +574,14 @@ TEST(TokenWindowHolds, AgreesWithCheckTokenWindow) {
     EXPECT_FALSE(attendance::core::token_window_holds(t, 700, 60));
 }
 }  // namespace
+
+namespace {
+TEST(TokenSigning, KeyThatIsNotUtf8IsAClearError) {
+    try {
+        attendance::core::sign_token("{}", "API\xff", "secret-0123456789abcdef", 1000);
+        FAIL() << "expected an error";
+    } catch (const attendance::core::Error& e) {
+        EXPECT_STREQ(e.sqlstate(), "22023");
+    }
+}
+}  // namespace
