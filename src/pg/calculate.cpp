@@ -238,7 +238,7 @@ DueResult calculate_due(SpiSession& spi, int delay_s) {
     auto due = spi.query(
         "SELECT session_id, coalesce(recalculation_cause, 'scheduled') FROM "
         "@s.attendance_session_schedule "
-        "WHERE needs_calculation AND ends_at + make_interval(secs => $1) <= now() "
+        "WHERE needs_calculation AND ends_at <= now() - make_interval(secs => $1) "
         "AND (next_attempt_at IS NULL OR next_attempt_at <= now()) ORDER BY ends_at, session_id "
         "LIMIT 10000",
         {Arg::int4(delay_s)}, true);

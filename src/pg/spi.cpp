@@ -131,8 +131,16 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
         int rc = SPI_execute_plan(plan, values.data(), nulls.c_str(), read_only, limit);
         if (rc < 0)
             elog(ERROR, "attendance: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-        if (table) *table = SPI_tuptable;
         processed = SPI_processed;
+        // Free what this call allocated in the SPI procedure context at once: a run of the
+        // scheduler keeps one SPI connection for thousands of statements.
+        for (size_t i = 0; i < params.size(); ++i)
+            if (params[i].kind == Arg::Kind::Text && nulls[i] != 'n')
+                pfree(DatumGetPointer(values[i]));
+        if (table)
+            *table = SPI_tuptable;
+        else
+            SPI_freetuptable(SPI_tuptable);
     });
     return processed;
 }
@@ -149,10 +157,14 @@ std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg
         Row row(static_cast<size_t>(ncols));
         for (int c = 0; c < ncols; ++c) {
             char* v = pg_call([&] { return SPI_getvalue(table->vals[r], table->tupdesc, c + 1); });
-            if (v) row[size_t(c)] = std::string(v);
+            if (v) {
+                row[size_t(c)] = std::string(v);
+                pfree(v);  // a palloc'd copy made just above: cannot fail
+            }
         }
         rows.push_back(std::move(row));
     }
+    pg_call([&] { SPI_freetuptable(table); });
     return rows;
 }
 

@@ -200,7 +200,7 @@ void run_once() {
             "WHERE status = 'running' AND pid IS DISTINCT FROM pg_backend_pid()");
         auto r = spi.query(
             "SELECT EXISTS (SELECT 1 FROM @s.attendance_session_schedule WHERE needs_calculation "
-            "  AND ends_at + make_interval(secs => $1) <= now() "
+            "  AND ends_at <= now() - make_interval(secs => $1) "
             "  AND (next_attempt_at IS NULL OR next_attempt_at <= now())), "
             "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'reconcile') "
             "  <= now() - make_interval(secs => $2), true), "
