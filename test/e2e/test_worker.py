@@ -57,9 +57,10 @@ def _():
             BEGIN IF NEW.session_id = 2002 THEN RAISE EXCEPTION 'boom in session 2002'; END IF; RETURN NEW; END $$""")
     psql("CREATE TRIGGER fail_2002 BEFORE INSERT OR UPDATE ON meeting_attendances FOR EACH ROW EXECUTE FUNCTION public.fail_2002()")
     try:
-        psql("SELECT attendance_schedule_session(2002, 'session-2002', now() - interval '1 hour', now() - interval '1 minute')")
-        psql("SELECT attendance_schedule_session(2003, 'session-2003', now() - interval '1 hour', now() - interval '1 minute')")
-        psql("SELECT attendance_expect(2002, 6); SELECT attendance_expect(2003, 6)")
+        # one transaction: the scheduler sees the sessions with their rosters
+        psql("SELECT attendance_schedule_session(2002, 'session-2002', now() - interval '1 hour', now() - interval '1 minute');"
+             "SELECT attendance_schedule_session(2003, 'session-2003', now() - interval '1 hour', now() - interval '1 minute');"
+             "SELECT attendance_expect(2002, 6); SELECT attendance_expect(2003, 6)")
         done = wait_for(lambda: psql("SELECT calculated_at IS NOT NULL FROM attendance_session_schedule WHERE session_id = 2003") == "t"
                         and psql("SELECT failed_attempts > 0 FROM attendance_session_schedule WHERE session_id = 2002") == "t", 30)
         assert done, psql("SELECT session_id, calculated_at, failed_attempts, last_error FROM attendance_session_schedule")
@@ -79,8 +80,13 @@ def _():
 
 @case("after kill -9 of a run the scheduler comes back, marks the run failed, and calculates")
 def _():
+    # The run blocks while public.slow_2004_hold has a row (re-read by each loop
+    # statement), so it is surely in progress when killed, and releases at once after.
+    psql("CREATE TABLE IF NOT EXISTS public.slow_2004_hold (x int); INSERT INTO public.slow_2004_hold VALUES (1)")
     psql("""CREATE OR REPLACE FUNCTION public.slow_2004() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN IF NEW.session_id = 2004 THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END $$""")
+            BEGIN IF NEW.session_id = 2004 THEN
+              WHILE EXISTS (SELECT 1 FROM public.slow_2004_hold) LOOP PERFORM pg_sleep(0.1); END LOOP;
+            END IF; RETURN NEW; END $$""")
     psql("CREATE TRIGGER slow_2004 BEFORE INSERT OR UPDATE ON meeting_attendances FOR EACH ROW EXECUTE FUNCTION public.slow_2004()")
     psql("SELECT attendance_schedule_session(2004, 'session-2004', now() - interval '1 hour', now() - interval '1 minute')")
     psql("SELECT attendance_expect(2004, 8)")
@@ -90,7 +96,9 @@ def _():
     os.kill(int(pid), signal.SIGKILL)
     time.sleep(1)
     assert wait_ready(60), "server did not recover"
-    psql("DROP TRIGGER IF EXISTS slow_2004 ON meeting_attendances; DROP FUNCTION IF EXISTS public.slow_2004()")
+    psql("DELETE FROM public.slow_2004_hold")
+    psql("DROP TRIGGER IF EXISTS slow_2004 ON meeting_attendances; DROP FUNCTION IF EXISTS public.slow_2004();"
+         "DROP TABLE public.slow_2004_hold")
     marked = wait_for(lambda: psql(f"SELECT status FROM attendance_job_runs WHERE id = {run_id}") == "failed", 30)
     assert marked, psql(f"SELECT status, message FROM attendance_job_runs WHERE id = {run_id}")
     msg = psql(f"SELECT message FROM attendance_job_runs WHERE id = {run_id}")
@@ -118,8 +126,8 @@ def _():
 @case("a late webhook after calculation wakes the scheduler and is recalculated")
 def _():
     now_ms = int(float(psql("SELECT extract(epoch FROM now()) * 1000")))
-    psql("SELECT attendance_schedule_session(2006, 'session-2006', now() - interval '30 minutes', now() - interval '10 seconds')")
-    psql("SELECT attendance_expect(2006, 11)")
+    psql("SELECT attendance_schedule_session(2006, 'session-2006', now() - interval '30 minutes', now() - interval '10 seconds');"
+         "SELECT attendance_expect(2006, 11)")
     assert wait_for(lambda: psql("SELECT is_calculated FROM meeting_attendances WHERE session_id = 2006") == "t", 20)
     assert psql("SELECT attendance_status FROM meeting_attendances WHERE session_id = 2006") == "absent"
     assert join(2006, 11, "PA_w2006", now_ms - 1_500_000) == "recorded"
