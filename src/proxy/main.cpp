@@ -1,6 +1,10 @@
 // attendance-proxy: LiveKit webhooks over HTTP into attendance_ingest_webhook().
 // It parses HTTP only: the body and the Authorization header go to PostgreSQL as
 // received, and the extension verifies, parses and records them (docs/proxy.md).
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include "proxy/config.hpp"
 #include "proxy/handler.hpp"
 #include "proxy/httplib.hpp"
@@ -18,6 +22,34 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+// Debian's compiled cpp-httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG is
+// fixed when the library is built): a burst of new connections from LiveKit would overflow
+// it and wait a second for SYN retries. Linux accepts a second listen() on the listening
+// socket and takes the new backlog, so find that socket by its port and widen it.
+static bool widen_listen_backlog(int port) {
+    DIR* dir = opendir("/proc/self/fd");
+    if (!dir) return false;
+    bool done = false;
+    while (dirent* entry = readdir(dir)) {
+        int fd = std::atoi(entry->d_name);
+        if (fd <= 2) continue;
+        int accepting = 0;
+        socklen_t len = sizeof accepting;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting)
+            continue;
+        sockaddr_storage addr{};
+        socklen_t alen = sizeof addr;
+        if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+        int bound =
+            addr.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
+            : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                         : -1;
+        if (bound == port && ::listen(fd, SOMAXCONN) == 0) done = true;
+    }
+    closedir(dir);
+    return done;
+}
 
 namespace {
 
@@ -50,6 +82,8 @@ int run(const Config& config) {
         log.error("cannot listen on " + config.listen + ":" + std::to_string(config.port));
         return 1;
     }
+    if (!widen_listen_backlog(config.port))
+        log.info("could not widen the listen backlog; bursts of new connections may be retried");
 
     std::atomic<bool> listening_done{false};
     std::atomic<bool> stop_requested{false};
