@@ -1,0 +1,1 @@
+SELECT bench_baseline.ingest_webhook(h.body, h.tok) FROM bench.hooks h WHERE h.id = (SELECT nextval('bench.seq'));

@@ -1,0 +1,1 @@
+SELECT attendance_ingest_webhook(h.body, h.tok) FROM bench.hooks h WHERE h.id = (SELECT nextval('bench.seq'));

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# One command for every attendance benchmark (issue 6):
+#   bench/run.sh [--quick] [--max-log N] [--no-build] [--no-profile]
+# As root on Debian 12: installs what it needs, builds the extension, the proxy and the
+# load generator in /tmp (the extension goes into a private copy of the PostgreSQL tree,
+# not into the system), starts a throwaway PostgreSQL as an unprivileged user, generates the deterministic
+# workload, runs every measurement (extension, PL/pgSQL baseline and floor in the same
+# run), writes docs/performance.md and leaves nothing running.
+#
+#   --quick       1 repetition and short runs (a smoke test of the bench, not results)
+#   --max-log N   largest event-log size of the growth measurement (default 10000000;
+#                 1000000 saves about 7 minutes and 30 GB of disk)
+#   --no-build    use the system-wide installed extension and an existing proxy build
+#   --no-profile  skip the perf profiles
+# Environment: BENCH_PG_PORT (55440), BENCH_HTTP_PORT (18480), BENCH_WORKDIR (mktemp).
+# The run takes about 20 minutes on 2 cores and needs ~45 GB of free disk in /tmp for
+# the 10^7-event log (without it, the 10^7 step is skipped and said so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+COMMAND="bench/run.sh${*:+ $*}"
+export PATH="/usr/lib/postgresql/15/bin:$PATH"
+
+QUICK=0 BUILD=1 PROFILE=1 MAX_LOG=10000000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --no-build) BUILD=0 ;;
+    --no-profile) PROFILE=0 ;;
+    --max-log) MAX_LOG=$2; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+PG_PORT=${BENCH_PG_PORT:-55440}
+HTTP_PORT=${BENCH_HTTP_PORT:-18480}
+WORK=${BENCH_WORKDIR:-$(mktemp -d /tmp/attendance-bench.XXXXXX)}
+mkdir -p "$WORK"
+chmod 755 "$WORK"
+BUILD_DIR=/tmp/attendance-bench-build
+echo "== work directory $WORK"
+
+# ---- dependencies (Debian packages) ------------------------------------------------------
+scripts/deps.sh
+if [ "$PROFILE" = 1 ] && ! command -v perf >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf >/dev/null 2>&1 || true
+  fi
+fi
+PERF=""
+if [ "$PROFILE" = 1 ] && command -v perf >/dev/null && perf record -o "$WORK/perf-probe.data" -- true >/dev/null 2>&1; then
+  PERF=$(command -v perf)
+fi
+
+# ---- builds (all outputs under /tmp) -------------------------------------------------------
+# The extension is built from a copy of the sources and installed into a private copy of
+# the PostgreSQL 15 tree ($WORK/pgroot: the server binaries copied, everything else
+# linked), so the cluster runs exactly this build even when someone else runs
+# `make install` meanwhile, and the system-wide installation is left alone. PostgreSQL
+# finds its lib and share directories relative to its own binary.
+SYS_BIN=/usr/lib/postgresql/15/bin
+SYS_LIB=$(pg_config --pkglibdir)
+SYS_SHARE=$(pg_config --sharedir)
+PGROOT="$WORK/pgroot"
+PRIV_BIN="$PGROOT$SYS_BIN" PRIV_LIB="$PGROOT$SYS_LIB" PRIV_SHARE="$PGROOT$SYS_SHARE"
+if [ "$BUILD" = 1 ]; then
+  echo "== building the extension (a copy of the sources in $WORK/ext)"
+  mkdir -p "$WORK/ext"
+  tar -C "$ROOT" --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - Makefile attendance.control sql src \
+    | tar -C "$WORK/ext" -xf -
+  make -C "$WORK/ext" -j2 >"$WORK/make.log" 2>&1 && make -C "$WORK/ext" install DESTDIR="$WORK/stage" >>"$WORK/make.log" 2>&1 ||
+    { tail -30 "$WORK/make.log"; echo "bench/run.sh: the extension does not build" >&2; exit 1; }
+  # Release at -O2 (the extension's optimisation level; GCC 12 at -O3 reports false
+  # -Wrestrict positives that -Werror turns into errors).
+  echo "== building the proxy (Release, -O2) in $BUILD_DIR"
+  if cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
+       >"$WORK/cmake.log" 2>&1 &&
+     cmake --build "$BUILD_DIR" -j2 --target attendance-proxy >>"$WORK/cmake.log" 2>&1; then
+    :
+  else
+    echo "   the proxy does not build: HTTP ingestion will not be measured (see $WORK/cmake.log)"
+    rm -f "$BUILD_DIR/attendance-proxy"
+  fi
+fi
+mkdir -p "$PRIV_BIN" "$PRIV_LIB" "$PRIV_SHARE/extension"
+cp "$SYS_BIN/postgres" "$SYS_BIN/initdb" "$SYS_BIN/pg_ctl" "$PRIV_BIN/"
+for f in "$SYS_LIB"/*; do [ "$(basename "$f")" = attendance.so ] || ln -sfn "$f" "$PRIV_LIB/"; done
+for f in "$SYS_SHARE"/*; do [ "$(basename "$f")" = extension ] || ln -sfn "$f" "$PRIV_SHARE/"; done
+for f in "$SYS_SHARE"/extension/*; do
+  case "$(basename "$f")" in attendance.control|attendance--*) ;; *) ln -sfn "$f" "$PRIV_SHARE/extension/" ;; esac
+done
+if [ "$BUILD" = 1 ]; then
+  cp "$WORK/stage$SYS_LIB/attendance.so" "$PRIV_LIB/"
+  cp "$WORK/stage$SYS_SHARE"/extension/attendance* "$PRIV_SHARE/extension/"
+else
+  cp "$SYS_LIB/attendance.so" "$PRIV_LIB/"
+  cp "$SYS_SHARE"/extension/attendance* "$PRIV_SHARE/extension/"
+fi
+chmod -R a+rX "$PGROOT"
+export BENCH_PKGLIBDIR="$PRIV_LIB"
+PROXY=""
+[ -x "$BUILD_DIR/attendance-proxy" ] && PROXY="$BUILD_DIR/attendance-proxy"
+echo "== building the load generator"
+g++ -std=c++20 -O2 -pthread "$ROOT/bench/loadgen.cpp" -o "$WORK/loadgen"
+
+# ---- the throwaway cluster -------------------------------------------------------------------
+# The same settings for all three variants. pg.sh adds fsync = off (so every variant
+# measures CPU work, not the disk) and preloads the extension (its scheduler runs).
+PG_SETTINGS=(
+  "shared_preload_libraries = 'attendance,pg_stat_statements'"
+  "shared_buffers = '1GB'"
+  "max_wal_size = '8GB'"
+  "checkpoint_timeout = '30min'"
+  "jit = off"
+  "attendance.calculation_delay = '7d'"
+  "attendance.reconcile_interval = '7d'"
+  "attendance.webhook_log_level = 'off'"
+)
+PG_BIN="$PRIV_BIN"
+. scripts/pg.sh
+PGDIR="$WORK/pg"
+cleanup() {
+  local rc=$?
+  pg_stop "$PGDIR"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+echo "== starting PostgreSQL on port $PG_PORT"
+pg_start "$PGDIR" "$PG_PORT" "${PG_SETTINGS[@]}"
+
+ARGS=(--workdir "$WORK" --http-port "$HTTP_PORT" --loadgen "$WORK/loadgen" --max-log "$MAX_LOG")
+[ -n "$PROXY" ] && ARGS+=(--proxy "$PROXY")
+[ -n "$PERF" ] && ARGS+=(--perf "$PERF")
+if [ "$QUICK" = 1 ]; then
+  ARGS+=(--reps 1 --large-reps 1 --ingest-seconds 3 --http-seconds 3 --stream-sessions 1500 --growth-webhooks 2000
+         --max-log 100000)
+fi
+python3 bench/bench.py "${ARGS[@]}"
+python3 bench/report.py "$WORK/results.json" --command "$COMMAND" --out docs/performance.md
+echo "== wrote docs/performance.md (raw results: $WORK/results.json)"
