@@ -281,7 +281,7 @@ VACUUM ANALYZE;
         self.R["ingest_sql"] = {
             "seconds_per_run": a.ingest_seconds, "runs": runs,
             "median": {v: {str(c): median(runs[v][c]) for c in a.clients} for v in VARIANTS},
-            "result_mix": mix.replace("\n", ", "),
+            "result_mix": mix.replace("\n", ", "), "result_mix_of": 10000,
             "scheduler_runs_per_1000_webhooks": round(1000 * sum(w for w, _ in wakes) / max(sum(n for _, n in wakes), 1), 2),
         }
         self.save()
@@ -788,8 +788,20 @@ def library_md5():
         return None
 
 
+def source_revision():
+    """The commit the sources were copied from, and whether the working tree differed."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip().splitlines()
+        return head + (" with %d modified files in the working tree" % len(dirty) if dirty else "")
+    except Exception:
+        return None
+
+
 def machine_facts(env):
-    facts = {"attendance_so_md5": library_md5()}
+    facts = {"attendance_so_md5": library_md5(), "source": source_revision()}
     facts["nproc"] = os.cpu_count()
     try:
         cpu = [l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")]

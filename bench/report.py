@@ -62,7 +62,7 @@ def main():
 
     add("# Performance")
     add("")
-    add("Measured by `%s` on %s (%s of wall time for the whole run). Everything below —"
+    add("Measured by `%s` on %s (%s for the measurements, plus a few minutes of building). Everything below —"
         " numbers, tables, target verdicts — is written by that command; only the section"
         " *What limits the extension* is hand-written (`bench/analysis.md`) from the profiles"
         " of the run it was written with." % (a.command, R.get("started", "?"),
@@ -124,8 +124,11 @@ def main():
         reached = int(labels[-1][2:])
         verdict = met(us1 <= 1.25 * us0) if reached >= 7 else (
             "10^7 not measured; to 10^%d: %s" % (reached, met(us1 <= 1.25 * us0)))
+        f0 = first["ingest_us_per_webhook"].get("floor")
+        f1 = last["ingest_us_per_webhook"].get("floor")
         rows.append(["Flat per-webhook cost from 10^5 to 10^7 logged events (within 25 %)",
-                     "%s µs at 10^%s → %s µs at 10^%d" % (fmt(us0), labels[0][2:], fmt(us1), reached), verdict])
+                     "%s µs at 10^%s → %s µs at 10^%d (floor: %s → %s µs)" % (
+                         fmt(us0), labels[0][2:], fmt(us1), reached, fmt(f0), fmt(f1)), verdict])
     add("## Targets")
     add("")
     add(table(["target", "measured", "verdict"], rows))
@@ -138,6 +141,9 @@ def main():
         " (pgbench, the HTTP load generator) run on the same two cores as PostgreSQL." % (
             M.get("nproc"), M.get("cpu"), M.get("ram_gb"), M.get("os", "?"), M.get("kernel", "?")))
     add("* %s" % M.get("postgres", "?"))
+    if M.get("source"):
+        add("* Sources: git %s; the extension and the proxy were built from a copy of the working tree"
+            " when the run started." % M["source"])
     add("* Cluster settings (the same for all three variants; `scripts/pg.sh` adds `fsync = off`, so"
         " every variant measures CPU work and not this VM's disk): `%s`." % "`, `".join(M.get("settings", [])))
     add("* `attendance.webhook_log_level = off` (the baseline and the floor write no log line either);"
@@ -158,8 +164,15 @@ def main():
     add("  * calculation workload: %s sessions, %s webhooks (%s distinct), ingested by each variant"
         " one webhook per statement; 10,000 sessions = 100 copies of it with new session ids and sids." % (
             cw.get("sessions"), fmt(cw.get("webhooks")), fmt(cw.get("distinct_webhooks"))))
-    add("  * ingestion stream: %s sessions, %s webhooks in delivery order (%s)." % (
-        fmt(sw.get("sessions")), fmt(sw.get("webhooks")), R.get("ingest_sql", {}).get("result_mix", "")))
+    mix = dict(kv.split("=") for kv in R.get("ingest_sql", {}).get("result_mix", "").split(", ") if "=" in kv)
+    of = R.get("ingest_sql", {}).get("result_mix_of", 10000)
+    mix_text = ""
+    if mix:
+        rec, ign = int(mix.get("recorded", 0)), int(mix.get("ignored", 0))
+        mix_text = "; of its first %s webhooks the extension recorded %s, ignored %s (room_started, recorder)" \
+                   " and answered %s as duplicates" % (fmt(of), fmt(rec), fmt(ign), fmt(of - rec - ign))
+    add("  * ingestion stream: %s sessions, %s webhooks in delivery order%s." % (
+        fmt(sw.get("sessions")), fmt(sw.get("webhooks")), mix_text))
     add("")
 
     # ---------------- 1 ----------------
@@ -347,16 +360,46 @@ def main():
         add(analysis.read_text().rstrip())
         add("")
 
+    # ---------------- raw repetitions ----------------
+    add("## Every repetition")
+    add("")
+    add("The medians above come from these runs (in the order they ran).")
+    add("")
+    raw = []
+    for v, byc in R.get("ingest_sql", {}).get("runs", {}).items():
+        for c, xs in byc.items():
+            raw.append(["SQL ingestion, %s, %s client%s (/s)" % (v, c, "" if str(c) == "1" else "s"),
+                        ", ".join(fmt(x) for x in xs)])
+    for k, rs in http.get("runs", {}).items():
+        raw.append(["HTTP %s: achieved /s; p99 ms" % ("closed loop" if k == "max" else "offered %s/s" % fmt(int(k))),
+                    "; ".join("%s, %s" % (fmt(r["achieved_rate"]), fmt(r["p99_ms"], 2)) for r in rs)])
+    for k, rs in http.get("sql_at_rate_runs", {}).items():
+        raw.append(["SQL at %s/s (pgbench --rate): p99 ms" % fmt(int(k)), ", ".join(fmt(r["p99_ms"], 2) for r in rs)])
+    for key, label in (("c100", "100 sessions"), ("c100_at_100x", "100 sessions, 100× data"),
+                       ("c10000", "10,000 sessions")):
+        for v, xs in calc.get(key, {}).get("runs_ms", {}).items():
+            raw.append(["calculation %s, %s (ms)" % (label, v), ", ".join(fmt(x, 1) for x in xs)])
+    for lab in sorted(growth, key=lambda s: int(s[2:])):
+        g = growth[lab]
+        for v, xs in g["ingest_runs"].items():
+            raw.append(["growth 10^%s ingestion, %s (/s)" % (lab[2:], v), ", ".join(fmt(x) for x in xs)])
+        for v, xs in g["calc100"]["runs_ms"].items():
+            raw.append(["growth 10^%s calculation of 100, %s (ms)" % (lab[2:], v), ", ".join(fmt(x, 1) for x in xs)])
+    if raw:
+        add(table(["measurement", "repetitions"], raw))
+        add("")
+
     add("## Reproduce")
     add("")
-    add("```sh\n%s        # as root on Debian 12; ~%d min; installs packages, builds in /tmp, leaves nothing running\n```" % (
+    add("```sh\n%s        # as root on Debian 12; ~%d min; ~45 GB free in /tmp; builds in /tmp, leaves nothing running\n```" % (
         a.command, round(R.get("total_seconds", 0) / 60) + 2))
     add("")
     add("Files: `bench/run.sh` (the command), `bench/bench.py` (the measurements), `bench/gen_workload.py`"
         " (the workload), `bench/baseline/baseline.sql` (the PL/pgSQL baseline), `bench/sql/setup.sql` and"
         " `bench/pgbench/*.sql` (the floor and the pgbench scripts), `bench/loadgen.cpp` (the HTTP load"
-        " generator), `bench/report.py` (this page). Raw results of every repetition: the `results.json` the"
-        " run prints at the end. Phase times of this run: %s." % ", ".join(
+        " generator), `bench/report.py` (this page), `bench/analysis.md` (the hand-written analysis). The run"
+        " keeps its `results.json` and logs in the work directory it names and removes the cluster."
+        " Phase times of this run: %s." % ", ".join(
             "%s %d s" % kv for kv in R.get("phase_seconds", {}).items()))
     Path(a.out).write_text("\n".join(L) + "\n")
 

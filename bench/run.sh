@@ -12,7 +12,8 @@
 #                 1000000 saves about 7 minutes and 30 GB of disk)
 #   --no-build    use the system-wide installed extension and an existing proxy build
 #   --no-profile  skip the perf profiles
-# Environment: BENCH_PG_PORT (55440), BENCH_HTTP_PORT (18480), BENCH_WORKDIR (mktemp).
+# Environment: BENCH_PG_PORT (55440), BENCH_HTTP_PORT (18480), BENCH_WORKDIR (mktemp),
+# BENCH_KEEP=1 (keep the cluster and the workload files in the work directory).
 # The run takes about 20 minutes on 2 cores and needs ~45 GB of free disk in /tmp for
 # the 10^7-event log (without it, the 10^7 step is skipped and said so).
 set -euo pipefail
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --no-profile) PROFILE=0 ;;
     --max-log) MAX_LOG=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -124,6 +125,10 @@ PGDIR="$WORK/pg"
 cleanup() {
   local rc=$?
   pg_stop "$PGDIR"
+  # Keep results.json and the logs; the cluster (tens of GB at 10^7 events) goes.
+  if [ "${BENCH_KEEP:-0}" != 1 ]; then
+    rm -rf "$PGDIR" "$PGROOT" "$WORK/stage" "$WORK/ext" "$WORK"/*.csv "$WORK"/*.tsv "$WORK"/perf-*.data
+  fi
   exit $rc
 }
 trap cleanup EXIT
