@@ -103,18 +103,15 @@ SessionData load_session(SpiSession& spi, int64_t session_id, bool lock) {
                   {Arg::text(d.policy.name)}, ro);
     for (const auto& r : roles) d.policy.by_role[r[0].value_or("")] = numbers_from(r, 1);
 
-    // Persons: live rows, then the roster (its role wins), then overrides.
-    for (const auto& r : spi.query(
-             "SELECT user_key, user_id, role FROM @s.meeting_attendances WHERE session_id = $1",
-             {Arg::int8(session_id)}, ro)) {
-        Person& p = d.persons[r[0].value_or("")];
-        p.input.user_key = r[0].value_or("");
-        p.user_id = opt_i64(r[1]);
-        p.input.role = r[2].value_or("student");
-    }
-    for (const auto& r : spi.query(
-             "SELECT user_id::text, user_id, role FROM @s.attendance_roster WHERE session_id = $1",
-             {Arg::int8(session_id)}, ro)) {
+    // Persons: live rows, then the roster (sorted after them, so its role wins).
+    for (const auto& r : spi.query("SELECT user_key, user_id, role FROM ("
+                                   " SELECT user_key, user_id, role, 1 AS source FROM "
+                                   "@s.meeting_attendances WHERE session_id = $1"
+                                   " UNION ALL"
+                                   " SELECT user_id::text, user_id, role, 2 FROM "
+                                   "@s.attendance_roster WHERE session_id = $1) p "
+                                   "ORDER BY source",
+                                   {Arg::int8(session_id)}, ro)) {
         Person& p = d.persons[r[0].value_or("")];
         p.input.user_key = r[0].value_or("");
         p.user_id = opt_i64(r[1]);

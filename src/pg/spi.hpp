@@ -18,42 +18,21 @@ struct Arg {
     bool b = false;
     bool is_null = false;
 
-    static Arg null_of(Kind k) {
+    static Arg make(Kind k, int64_t i = 0, std::string s = {}, bool b = false, bool null = false) {
         Arg p;
         p.kind = k;
-        p.is_null = true;
+        p.i = i;
+        p.s = std::move(s);
+        p.b = b;
+        p.is_null = null;
         return p;
     }
-    static Arg int8(int64_t v) {
-        Arg p;
-        p.kind = Kind::Int8;
-        p.i = v;
-        return p;
-    }
-    static Arg int4(int32_t v) {
-        Arg p;
-        p.kind = Kind::Int4;
-        p.i = v;
-        return p;
-    }
-    static Arg text(std::string v) {
-        Arg p;
-        p.kind = Kind::Text;
-        p.s = std::move(v);
-        return p;
-    }
-    static Arg ts_ms(int64_t ms) {
-        Arg p;
-        p.kind = Kind::Timestamptz;
-        p.i = ms;
-        return p;
-    }
-    static Arg boolean(bool v) {
-        Arg p;
-        p.kind = Kind::Bool;
-        p.b = v;
-        return p;
-    }
+    static Arg null_of(Kind k) { return make(k, 0, {}, false, true); }
+    static Arg int8(int64_t v) { return make(Kind::Int8, v); }
+    static Arg int4(int32_t v) { return make(Kind::Int4, v); }
+    static Arg text(std::string v) { return make(Kind::Text, 0, std::move(v)); }
+    static Arg ts_ms(int64_t ms) { return make(Kind::Timestamptz, ms); }
+    static Arg boolean(bool v) { return make(Kind::Bool, 0, {}, v); }
     template <typename T>
     static Arg opt_int8(const std::optional<T>& v) {
         return v ? int8(int64_t(*v)) : null_of(Kind::Int8);

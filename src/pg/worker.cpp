@@ -290,10 +290,11 @@ void run_once() {
 
 // ---- the launcher ----------------------------------------------------------------
 
-volatile sig_atomic_t got_sigusr1 = 0;
+// The postmaster announces a run's start and exit with SIGUSR1 (bgw_notify_pid), which a
+// worker without a database connection ignores by default: without this handler
+// WaitForBackgroundWorkerStartup/Shutdown would sleep until something else set the latch.
 void launcher_sigusr1(SIGNAL_ARGS) {
     int save_errno = errno;
-    got_sigusr1 = 1;
     SetLatch(MyLatch);
     errno = save_errno;
 }
@@ -347,7 +348,6 @@ void launcher_loop() {
         woken = shared->wake_pending;
         shared->wake_pending = false;
         SpinLockRelease(&shared->mutex);
-        got_sigusr1 = 0;
 
         int64 now = now_ms();
         if (woken || now >= next_run) {
