@@ -27,6 +27,10 @@ include $(PGXS)
 override CXXFLAGS += -std=c++20 -fPIC -Wall -Wextra -Werror -Wno-missing-field-initializers
 # GCC 12 reports false positives on std::optional in -O2 builds.
 override CXXFLAGS += -Wno-maybe-uninitialized
+# Objects depend on the headers they include (a changed struct must rebuild its users).
+override CXXFLAGS += -MMD -MP
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN += $(OBJS:.o=.d)
 override CPPFLAGS := -Isrc -isystem $(includedir_server) -isystem $(includedir_internal) $(CPPFLAGS)
 SHLIB_LINK += -lcrypto -lstdc++
 
