@@ -27,6 +27,10 @@ CREATE FUNCTION public.pg_notify(a text, b text) RETURNS void LANGUAGE plpgsql A
   $$ BEGIN INSERT INTO public.hostile_calls VALUES ('pg_notify'); END $$;
 CREATE FUNCTION public.jsonb_to_recordset(j jsonb) RETURNS SETOF record LANGUAGE plpgsql AS
   $$ BEGIN INSERT INTO public.hostile_calls VALUES ('jsonb_to_recordset'); END $$;
+CREATE FUNCTION public.unnest(a bigint[]) RETURNS SETOF bigint LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO public.hostile_calls VALUES ('unnest(bigint[])'); RETURN QUERY SELECT pg_catalog.unnest(a); END $$;
+CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO public.hostile_calls VALUES ('unnest(text[])'); RETURN QUERY SELECT pg_catalog.unnest(a); END $$;
 CREATE FUNCTION public.sha256(b bytea) RETURNS bytea LANGUAGE plpgsql AS
   $$ BEGIN INSERT INTO public.hostile_calls VALUES ('sha256'); RETURN pg_catalog.sha256(b); END $$;
 

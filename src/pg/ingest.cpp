@@ -1,6 +1,7 @@
 // attendance_ingest_webhook and attendance_sign_webhook: verification (core/token),
 // parsing (core/webhook), person resolution (core/person); this file only loads and stores.
 #include "pg/args.hpp"
+#include "pg/calculate.hpp"
 #include "pg/settings.hpp"
 #include "pg/spi.hpp"
 
@@ -15,6 +16,7 @@
 extern "C" {
 PG_FUNCTION_INFO_V1(attendance_ingest_webhook);
 PG_FUNCTION_INFO_V1(attendance_sign_webhook);
+PG_FUNCTION_INFO_V1(attendance_refresh_live);
 }
 
 namespace attendance::pg {
@@ -47,19 +49,36 @@ std::optional<std::string> active_secret(SpiSession& spi, const std::string& api
     return rows[0][0];
 }
 
-std::optional<int64_t> resolve_session(SpiSession& spi, const std::string& room_name,
-                                       int64_t event_ms) {
+struct SessionMatch {
+    std::optional<int64_t> session_id;
+    std::optional<std::string> roster_role;  // the person's role on the session's roster
+};
+
+SessionMatch resolve_session(SpiSession& spi, const std::string& room_name, int64_t event_ms,
+                             std::optional<int64_t> user_id) {
     // FOR KEY SHARE: concurrent webhooks of a session do not block each other, but a
     // calculation of the session (FOR UPDATE) waits for them and they wait for it, so
-    // a webhook is either seen by a calculation or flags the session afterwards.
+    // a webhook is either seen by a calculation or flags the session afterwards. The
+    // roster role comes with it, in the same statement.
     auto rows = spi.query(
-        "SELECT session_id FROM @s.attendance_session_schedule WHERE room_name = $1 "
-        "ORDER BY ($2 BETWEEN starts_at - interval '1 hour' AND ends_at + interval '1 hour') DESC, "
-        "abs(extract(epoch FROM starts_at - $2)), session_id DESC LIMIT 1 FOR KEY SHARE",
-        {Arg::text(room_name), Arg::ts_ms(event_ms)});
-    if (!rows.empty()) return to_int64(rows[0][0]);
-    return core::session_from_room(
+        "SELECT s.session_id, (SELECT r.role FROM @s.attendance_roster r "
+        "  WHERE r.session_id = s.session_id AND r.user_id = $3) "
+        "FROM @s.attendance_session_schedule s WHERE s.room_name = $1 "
+        "ORDER BY ($2 BETWEEN s.starts_at - interval '1 hour' AND s.ends_at + interval '1 hour') "
+        "DESC, abs(extract(epoch FROM s.starts_at - $2)), s.session_id DESC LIMIT 1 "
+        "FOR KEY SHARE OF s",
+        {Arg::text(room_name), Arg::ts_ms(event_ms), Arg::opt_int8(user_id)});
+    if (!rows.empty()) return {to_int64(rows[0][0]), rows[0][1]};
+    SessionMatch m;
+    m.session_id = core::session_from_room(
         room_name, settings.room_pattern ? settings.room_pattern : core::kDefaultRoomPattern);
+    if (m.session_id && user_id) {  // a session named by its room only: a roster may exist
+        auto roster = spi.query(
+            "SELECT role FROM @s.attendance_roster WHERE session_id = $1 AND user_id = $2",
+            {Arg::int8(*m.session_id), Arg::int8(*user_id)}, true, 1);
+        if (!roster.empty()) m.roster_role = roster[0][0];
+    }
+    return m;
 }
 
 struct Outcome {
@@ -146,25 +165,58 @@ constexpr const char* kUpsertAborted =
     "  disconnect_reason = coalesce(c.disconnect_reason, excluded.disconnect_reason), updated_at = "
     "now()";
 
+// The person's live row from their connections, as a kept plan: ingestion runs it for
+// every participant webhook, where a PL/pgSQL call cost an extra statement and a GUC save
+// and restore. The SQL function _attendance_refresh_live calls the same statement.
+constexpr const char* kRefreshLive =
+    "UPDATE @s.meeting_attendances m SET first_join_time = a.first_join, "
+    "  last_leave_time = a.last_leave, join_count = a.joins, leave_count = a.leaves, "
+    "  join_leave_cycles = a.cycles, "
+    "  total_duration_minutes = CASE WHEN m.is_calculated THEN m.total_duration_minutes "
+    "                                ELSE a.minutes END, "
+    "  is_calculated = false, updated_at = now() "
+    "FROM (SELECT min(c.join_time) FILTER (WHERE c.end_reason IS DISTINCT FROM 'aborted') "
+    "         AS first_join, "
+    "       CASE WHEN bool_or(c.leave_time IS NULL AND c.join_time IS NOT NULL "
+    "                         AND c.end_reason IS DISTINCT FROM 'aborted') THEN NULL "
+    "            ELSE max(c.leave_time) FILTER (WHERE c.end_reason IS DISTINCT FROM 'aborted') "
+    "       END AS last_leave, "
+    "       count(*) FILTER (WHERE c.join_time IS NOT NULL "
+    "                          AND c.end_reason IS DISTINCT FROM 'aborted')::int AS joins, "
+    "       count(*) FILTER (WHERE c.end_reason = 'left')::int AS leaves, "
+    "       coalesce(jsonb_agg(jsonb_build_object('participant_sid', c.participant_sid, "
+    "           'joined_at', c.join_time, 'left_at', c.leave_time, 'end', c.end_reason, "
+    "           'synthetic_leave', c.leave_is_synthetic) "
+    "         ORDER BY c.join_time NULLS LAST, c.participant_sid), '[]') AS cycles, "
+    "       coalesce(round(sum(extract(epoch FROM c.leave_time - c.join_time)) "
+    "         FILTER (WHERE c.end_reason IS DISTINCT FROM 'aborted' "
+    "                   AND c.leave_time > c.join_time) / 60), 0)::int AS minutes "
+    "      FROM @s.attendance_sessions c WHERE c.session_id = $1 AND c.user_key = $2) a "
+    "WHERE m.session_id = $1 AND m.user_key = $2";
+
+}  // namespace
+
+void refresh_live(SpiSession& spi, int64_t session_id, const std::string& user_key) {
+    spi.exec(kRefreshLive, {Arg::int8(session_id), Arg::text(user_key)});
+}
+
+namespace {
+
 Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string& body,
                const std::string& api_key) {
     Outcome out;
     const int64_t event_ms = ev.created_at_s * 1000;
     const std::string room_name = ev.room ? ev.room->name : "";
-    if (!room_name.empty()) out.session_id = resolve_session(spi, room_name, event_ms);
-
     const core::Participant* p = ev.participant ? &*ev.participant : nullptr;
     core::Person person;
-    if (p) {
+    if (p)
         person =
             core::resolve_person(*p, settings.identity_pattern ? settings.identity_pattern
                                                                : core::kDefaultIdentityPattern);
-        if (out.session_id && person.user_id) {
-            auto rows = spi.query(
-                "SELECT role FROM @s.attendance_roster WHERE session_id = $1 AND user_id = $2",
-                {Arg::int8(*out.session_id), Arg::int8(*person.user_id)}, true, 1);
-            if (!rows.empty() && rows[0][0]) core::apply_role(person, *rows[0][0]);
-        }
+    if (!room_name.empty()) {
+        SessionMatch match = resolve_session(spi, room_name, event_ms, person.user_id);
+        out.session_id = match.session_id;
+        if (p && match.roster_role) core::apply_role(person, *match.roster_role);
     }
 
     const bool participant_event = ev.kind == EventKind::ParticipantJoined ||
@@ -275,8 +327,7 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     }
 
     if (out.session_id) {
-        spi.query("SELECT @s._attendance_refresh_live($1, $2)",
-                  {Arg::int8(*out.session_id), Arg::text(person.user_key)});
+        refresh_live(spi, *out.session_id, person.user_key);
         // A webhook after calculation always leads to recalculation: flag the session
         // and wake the scheduler at commit.
         if (spi.exec(
@@ -399,5 +450,16 @@ extern "C" Datum attendance_sign_webhook(PG_FUNCTION_ARGS) {
         return pg_call([&] {
             return PointerGetDatum(cstring_to_text_with_len(token.data(), int(token.size())));
         });
+    });
+}
+
+extern "C" Datum attendance_refresh_live(PG_FUNCTION_ARGS) {
+    return entry([&]() -> Datum {
+        int64_t session_id = PG_GETARG_INT64(0);
+        std::string user_key = text_arg(fcinfo, 1, "user_key");
+        SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
+        refresh_live(spi, session_id, user_key);
+        spi.finish();
+        PG_RETURN_VOID();
     });
 }

@@ -127,6 +127,12 @@ void define_settings() {
                             "How long after a session's scheduled end it is calculated.", nullptr,
                             &settings.calculation_delay_s, 300, 0, 7 * 24 * 3600, PGC_SIGHUP,
                             GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "attendance.calculation_batch_size",
+        "How many due sessions are calculated together, with one statement per table.",
+        "A batch that fails is retried one session at a time, so a failing session never stops "
+        "the others. 1 calculates every session on its own.",
+        &settings.calculation_batch_size, 500, 1, 10000, PGC_SUSET, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("attendance.reconcile_interval",
                             "How often the scheduler closes orphaned connections.", nullptr,
                             &settings.reconcile_interval_s, 3600, 1, 7 * 24 * 3600, PGC_SIGHUP,

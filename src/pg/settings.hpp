@@ -18,12 +18,13 @@ struct Settings {
     char* database_name = nullptr;
     bool scheduler_enabled = true;
     int calculation_delay_s = 300;
+    int calculation_batch_size = 500;
     int reconcile_interval_s = 3600;
     int max_connection_age_s = 6 * 3600;
     int run_history_retention_days = 30;
 };
 
-inline constexpr const char* kLibraryVersion = "0.1.0";
+inline constexpr const char* kLibraryVersion = "0.2.0";
 
 extern Settings settings;
 

@@ -18,16 +18,66 @@ Oid type_oid(Arg::Kind kind) {
             return TIMESTAMPTZOID;
         case Arg::Kind::Bool:
             return BOOLOID;
+        case Arg::Kind::Int8Array:
+            return INT8ARRAYOID;
+        case Arg::Kind::TextArray:
+            return TEXTARRAYOID;
+        case Arg::Kind::BoolArray:
+            return BOOLARRAYOID;
         case Arg::Kind::Null:
             return TEXTOID;
     }
     return TEXTOID;
 }
 
+bool is_array(Arg::Kind kind) {
+    return kind == Arg::Kind::Int8Array || kind == Arg::Kind::TextArray ||
+           kind == Arg::Kind::BoolArray;
+}
+
+// A one-dimensional array Datum, palloc'd in the current memory context (call inside
+// pg_call).
+Datum array_datum(const Arg& p) {
+    const bool text = p.kind == Arg::Kind::TextArray;
+    const size_t n = text ? p.texts.size() : p.ints.size();
+    Oid element = p.kind == Arg::Kind::Int8Array ? INT8OID : text ? TEXTOID : BOOLOID;
+    if (n == 0) return PointerGetDatum(construct_empty_array(element));
+    Datum* elems = static_cast<Datum*>(palloc(n * sizeof(Datum)));
+    bool* nulls = static_cast<bool*>(palloc(n * sizeof(bool)));
+    for (size_t k = 0; k < n; ++k) {
+        nulls[k] = !p.nulls.empty() && p.nulls[k];
+        if (nulls[k])
+            elems[k] = 0;
+        else if (text)
+            elems[k] = PointerGetDatum(
+                cstring_to_text_with_len(p.texts[k].data(), int(p.texts[k].size())));
+        else if (p.kind == Arg::Kind::Int8Array)
+            elems[k] = Int64GetDatum(p.ints[k]);
+        else
+            elems[k] = BoolGetDatum(p.ints[k] != 0);
+    }
+    int dims[1] = {int(n)};
+    int lower[1] = {1};
+    ArrayType* array =
+        text ? construct_md_array(elems, nulls, 1, dims, lower, TEXTOID, -1, false, TYPALIGN_INT)
+        : p.kind == Arg::Kind::Int8Array
+            ? construct_md_array(elems, nulls, 1, dims, lower, INT8OID, 8, FLOAT8PASSBYVAL,
+                                 TYPALIGN_DOUBLE)
+            : construct_md_array(elems, nulls, 1, dims, lower, BOOLOID, 1, true, TYPALIGN_CHAR);
+    if (text)
+        for (size_t k = 0; k < n; ++k)
+            if (!nulls[k]) pfree(DatumGetPointer(elems[k]));
+    pfree(elems);
+    pfree(nulls);
+    return PointerGetDatum(array);
+}
+
 // Plans live for the backend's lifetime (SPI_keepplan); PostgreSQL's plan cache
-// revalidates them after DDL, and the schema is part of the key.
-std::unordered_map<std::string, SPIPlanPtr>& plan_cache() {
-    static std::unordered_map<std::string, SPIPlanPtr> cache;
+// revalidates them after DDL. They are kept per schema, then by the statement's text
+// before expansion, so a call that finds its plan builds no string.
+using PlanCache = std::unordered_map<std::string, std::unordered_map<std::string, SPIPlanPtr>>;
+PlanCache& plan_cache() {
+    static PlanCache cache;
     return cache;
 }
 
@@ -76,15 +126,14 @@ void SpiSession::finish() {
 
 uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params, bool read_only,
                          long limit, SPITupleTable** table) {
-    std::string full = expand(sql, schema_);
-    std::vector<Oid> types;
-    types.reserve(params.size());
-    for (const auto& p : params) types.push_back(type_oid(p.kind));
-
-    auto& cache = plan_cache();
-    auto it = cache.find(full);
-    SPIPlanPtr plan = it == cache.end() ? nullptr : it->second;
+    if (!plans_) plans_ = &plan_cache()[schema_];
+    auto it = plans_->find(sql);
+    SPIPlanPtr plan = it == plans_->end() ? nullptr : it->second;
     if (!plan) {
+        std::string full = expand(sql, schema_);
+        std::vector<Oid> types;
+        types.reserve(params.size());
+        for (const auto& p : params) types.push_back(type_oid(p.kind));
         plan = pg_call([&] {
             SPIPlanPtr p = SPI_prepare(full.c_str(), int(types.size()), types.data());
             if (!p)
@@ -93,7 +142,7 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
             SPI_keepplan(p);
             return p;
         });
-        cache.emplace(full, plan);
+        plans_->emplace(sql, plan);
     }
 
     std::vector<Datum> values(params.size());
@@ -124,6 +173,11 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
                 case Arg::Kind::Bool:
                     values[i] = BoolGetDatum(p.b);
                     break;
+                case Arg::Kind::Int8Array:
+                case Arg::Kind::TextArray:
+                case Arg::Kind::BoolArray:
+                    values[i] = array_datum(p);
+                    break;
                 case Arg::Kind::Null:
                     break;
             }
@@ -135,7 +189,7 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
         // Free what this call allocated in the SPI procedure context at once: a run of the
         // scheduler keeps one SPI connection for thousands of statements.
         for (size_t i = 0; i < params.size(); ++i)
-            if (params[i].kind == Arg::Kind::Text && nulls[i] != 'n')
+            if ((params[i].kind == Arg::Kind::Text || is_array(params[i].kind)) && nulls[i] != 'n')
                 pfree(DatumGetPointer(values[i]));
         if (table)
             *table = SPI_tuptable;

@@ -6,17 +6,33 @@
 
 #include <initializer_list>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace attendance::pg {
 
 // A query parameter as plain data; converted to a Datum inside pg_call.
 struct Arg {
-    enum class Kind { Null, Int8, Int4, Text, Timestamptz, Bool } kind = Kind::Null;
+    enum class Kind {
+        Null,
+        Int8,
+        Int4,
+        Text,
+        Timestamptz,
+        Bool,
+        Int8Array,
+        TextArray,
+        BoolArray
+    } kind = Kind::Null;
     int64_t i = 0;
     std::string s;
     bool b = false;
     bool is_null = false;
+    // One-dimensional arrays: int8[] and bool[] read `ints` (bool as 0/1), text[] reads
+    // `texts`; `nulls` is empty (no NULL element) or one flag per element.
+    std::vector<int64_t> ints;
+    std::vector<std::string> texts;
+    std::vector<bool> nulls;
 
     static Arg make(Kind k, int64_t i = 0, std::string s = {}, bool b = false, bool null = false) {
         Arg p;
@@ -41,6 +57,23 @@ struct Arg {
     static Arg opt_ts_ms(const std::optional<int64_t>& v) {
         return v ? ts_ms(*v) : null_of(Kind::Timestamptz);
     }
+    static Arg int8_array(std::vector<int64_t> v, std::vector<bool> nulls = {}) {
+        Arg p = make(Kind::Int8Array);
+        p.ints = std::move(v);
+        p.nulls = std::move(nulls);
+        return p;
+    }
+    static Arg bool_array(const std::vector<bool>& v) {
+        Arg p = make(Kind::BoolArray);
+        p.ints.assign(v.begin(), v.end());
+        return p;
+    }
+    static Arg text_array(std::vector<std::string> v, std::vector<bool> nulls = {}) {
+        Arg p = make(Kind::TextArray);
+        p.texts = std::move(v);
+        p.nulls = std::move(nulls);
+        return p;
+    }
 };
 
 // One row of a result as plain C++ values (text form, NULL as nullopt).
@@ -59,7 +92,7 @@ class SpiSession {
 
     const std::string& schema() const { return schema_; }
 
-    // Executes `sql` ("@" is replaced by the quoted schema) with cached plan; returns rows.
+    // Executes `sql` ("@s." is replaced by the quoted schema) with a kept plan; returns rows.
     std::vector<Row> query(const std::string& sql, const std::vector<Arg>& params = {},
                            bool read_only = false, long limit = 0);
     // Same, returning the number of rows processed.
@@ -73,6 +106,8 @@ class SpiSession {
 
     std::string schema_;
     bool connected_ = false;
+    // This schema's kept plans, by statement text (see spi.cpp).
+    std::unordered_map<std::string, SPIPlanPtr>* plans_ = nullptr;
 };
 
 }  // namespace attendance::pg

@@ -134,7 +134,8 @@ struct JobOutcome {
 JobOutcome do_job(SpiSession& spi, const std::string& job) {
     JobOutcome out;
     if (job == "calculate") {
-        DueResult r = calculate_due(spi, settings.calculation_delay_s);
+        DueResult r =
+            calculate_due(spi, settings.calculation_delay_s, settings.calculation_batch_size);
         out.processed = r.processed;
         out.failed = r.failed;
         out.message = r.message;

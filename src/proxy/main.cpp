@@ -53,7 +53,7 @@ static bool widen_listen_backlog(int port) {
 
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
+constexpr const char* kVersion = "0.2.0";
 
 using namespace attendance::proxy;
 

@@ -148,6 +148,7 @@ def _():
 
 @case("an old SQL schema under the library makes the scheduler idle with a WARNING")
 def _():
+    current = psql("SELECT extversion FROM pg_extension WHERE extname = 'attendance'")
     psql("UPDATE pg_extension SET extversion = '0.0.1' WHERE extname = 'attendance'")
     try:
         psql("SELECT attendance_schedule_session(2007, 'session-2007', now() - interval '1 hour', now() - interval '30 minutes')")
@@ -157,7 +158,7 @@ def _():
         assert "attendance scheduler is idle: the SQL schema of attendance is version 0.0.1" in log
         assert psql("SELECT calculated_at IS NULL FROM attendance_session_schedule WHERE session_id = 2007") == "t"
     finally:
-        psql("UPDATE pg_extension SET extversion = '0.1.0' WHERE extname = 'attendance'")
+        psql(f"UPDATE pg_extension SET extversion = '{current}' WHERE extname = 'attendance'")
     psql("SELECT attendance_schedule_session(2007, 'session-2007', now() - interval '1 hour', now() - interval '30 minutes')")
     ok = wait_for(lambda: psql("SELECT calculated_at IS NOT NULL FROM attendance_session_schedule WHERE session_id = 2007") == "t", 20)
     assert ok, "the scheduler did not resume after the schema was current again"
