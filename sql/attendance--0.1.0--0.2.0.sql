@@ -1,5 +1,5 @@
 -- attendance 0.1.0 -> 0.2.0: batched calculation (attendance_calculate_sessions); the
--- live-row refresh runs in C++.
+-- live-row refresh runs in C++; webhook keys are cached per backend.
 \echo Use "ALTER EXTENSION attendance UPDATE TO '0.2.0'" to load this file. \quit
 
 -- The live row of a person is rebuilt from their connections by one statement kept in the
@@ -21,3 +21,16 @@ LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION @extschema@.attendance_calculate_sessions(bigint[]) IS
   'Calculate these sessions now (e.g. a day''s classes), in batches like the scheduler; a failing session is recorded and the others are stored. 42704 if any is not scheduled.';
 REVOKE ALL ON FUNCTION @extschema@.attendance_calculate_sessions(bigint[]) FROM PUBLIC;
+
+-- Each backend keeps a copy of the webhook keys; this trigger makes every backend drop it
+-- when the keys change (at once in the changing transaction, at commit for the others).
+-- ENABLE ALWAYS: it fires under session_replication_role = replica as well.
+CREATE FUNCTION @extschema@._attendance_keys_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'attendance_keys_changed'
+LANGUAGE C SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION @extschema@._attendance_keys_changed() FROM PUBLIC;
+CREATE TRIGGER attendance_webhook_keys_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.attendance_webhook_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_keys_changed();
+ALTER TABLE @extschema@.attendance_webhook_keys ENABLE ALWAYS TRIGGER attendance_webhook_keys_changed;

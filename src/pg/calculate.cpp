@@ -232,9 +232,12 @@ constexpr const char* kStoreResults =
     "    $11::text[], $12::text[], $13::bool[]) "
     "  AS x(session_id, user_key, user_id, role, status, rule, pct_text, presence_ms, minutes, "
     "       session_minutes, cause, policy_name, is_final)), "
-    "old AS (SELECT m.session_id, m.user_key, m.attendance_status, m.attendance_percentage, "
+    // LATERAL with LIMIT (the key is unique; the LIMIT keeps the planner from turning it
+    // into a join): one index probe per result row, never a scan of the whole table
+    "old AS (SELECT r.session_id, r.user_key, m.attendance_status, m.attendance_percentage, "
     "    m.attendance_calculated_at "
-    "  FROM @s.meeting_attendances m JOIN r USING (session_id, user_key)), "
+    "  FROM r, LATERAL (SELECT * FROM @s.meeting_attendances m "
+    "    WHERE m.session_id = r.session_id AND m.user_key = r.user_key LIMIT 1) m), "
     "audit AS (INSERT INTO @s.attendance_status_changes (session_id, user_key, old_status, "
     "    new_status, old_percentage, new_percentage, cause, actor) "
     "  SELECT r.session_id, r.user_key, old.attendance_status, r.status, "

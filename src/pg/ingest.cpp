@@ -2,6 +2,7 @@
 // parsing (core/webhook), person resolution (core/person); this file only loads and stores.
 #include "pg/args.hpp"
 #include "pg/calculate.hpp"
+#include "pg/keys.hpp"
 #include "pg/settings.hpp"
 #include "pg/spi.hpp"
 
@@ -39,19 +40,10 @@ std::optional<int64_t> to_int64(const std::optional<std::string>& v) {
     return std::stoll(*v);
 }
 
-// The API key named by the token (iss) must exist and not be retired.
-std::optional<std::string> active_secret(SpiSession& spi, const std::string& api_key) {
-    auto rows = spi.query(
-        "SELECT secret FROM @s.attendance_webhook_keys "
-        "WHERE api_key = $1 AND (retired_at IS NULL OR retired_at > now())",
-        {Arg::text(api_key)}, true, 1);
-    if (rows.empty() || !rows[0][0]) return std::nullopt;
-    return rows[0][0];
-}
-
 struct SessionMatch {
     std::optional<int64_t> session_id;
     std::optional<std::string> roster_role;  // the person's role on the session's roster
+    bool late = false;  // calculated and not yet flagged: a webhook now must flag it
 };
 
 SessionMatch resolve_session(SpiSession& spi, const std::string& room_name, int64_t event_ms,
@@ -59,16 +51,20 @@ SessionMatch resolve_session(SpiSession& spi, const std::string& room_name, int6
     // FOR KEY SHARE: concurrent webhooks of a session do not block each other, but a
     // calculation of the session (FOR UPDATE) waits for them and they wait for it, so
     // a webhook is either seen by a calculation or flags the session afterwards. The
-    // roster role comes with it, in the same statement.
+    // roster role and whether the session must be flagged come with it: the row is read
+    // under the lock, so no calculation can change it before this webhook commits.
     auto rows = spi.query(
         "SELECT s.session_id, (SELECT r.role FROM @s.attendance_roster r "
-        "  WHERE r.session_id = s.session_id AND r.user_id = $3) "
+        "  WHERE r.session_id = s.session_id AND r.user_id = $3), "
+        "  s.calculated_at IS NOT NULL AND (NOT s.needs_calculation "
+        "    OR s.recalculation_cause IS DISTINCT FROM 'late webhook') "
         "FROM @s.attendance_session_schedule s WHERE s.room_name = $1 "
         "ORDER BY ($2 BETWEEN s.starts_at - interval '1 hour' AND s.ends_at + interval '1 hour') "
         "DESC, abs(extract(epoch FROM s.starts_at - $2)), s.session_id DESC LIMIT 1 "
         "FOR KEY SHARE OF s",
         {Arg::text(room_name), Arg::ts_ms(event_ms), Arg::opt_int8(user_id)});
-    if (!rows.empty()) return {to_int64(rows[0][0]), rows[0][1]};
+    if (!rows.empty())
+        return {to_int64(rows[0][0]), rows[0][1], rows[0][2] == std::optional<std::string>("t")};
     SessionMatch m;
     m.session_id = core::session_from_room(
         room_name, settings.room_pattern ? settings.room_pattern : core::kDefaultRoomPattern);
@@ -213,8 +209,9 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
         person =
             core::resolve_person(*p, settings.identity_pattern ? settings.identity_pattern
                                                                : core::kDefaultIdentityPattern);
+    SessionMatch match;
     if (!room_name.empty()) {
-        SessionMatch match = resolve_session(spi, room_name, event_ms, person.user_id);
+        match = resolve_session(spi, room_name, event_ms, person.user_id);
         out.session_id = match.session_id;
         if (p && match.roster_role) core::apply_role(person, *match.roster_role);
     }
@@ -329,8 +326,10 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     if (out.session_id) {
         refresh_live(spi, *out.session_id, person.user_key);
         // A webhook after calculation always leads to recalculation: flag the session
-        // and wake the scheduler at commit.
-        if (spi.exec(
+        // and wake the scheduler at commit. Only a calculated session not yet flagged
+        // needs the statement; a concurrent webhook may have flagged it meanwhile.
+        if (match.late &&
+            spi.exec(
                 "UPDATE @s.attendance_session_schedule SET needs_calculation = true, "
                 "recalculation_cause = 'late webhook', updated_at = now() "
                 "WHERE session_id = $1 AND calculated_at IS NOT NULL AND "
