@@ -4,7 +4,8 @@ starts it, builds the programs and calls this) and writes the results as JSON.
 
 Three variants, always in the same run and interleaved (rep 1: extension, baseline,
 floor; rep 2: ...), reporting medians:
-  extension  attendance_ingest_webhook / _attendance_calculate_session (the C++ extension)
+  extension  attendance_ingest_webhook / attendance_calculate_sessions (the C++ extension;
+             calculation is also timed one session per call, _attendance_calculate_session)
   baseline   bench_baseline.* (bench/baseline/baseline.sql: the same rules in PL/pgSQL + pgcrypto)
   floor      one INSERT of the body into a table with a unique event id / one set-based
              statement summing clipped connection durations per person (no union, no rules)
@@ -28,6 +29,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VARIANTS = ("extension", "baseline", "floor")
+# Calculation also times the extension one session per call, to show what batching gives.
+CALC_VARIANTS = ("extension", "extension_single", "baseline", "floor")
 
 
 def log(msg):
@@ -436,7 +439,8 @@ VACUUM ANALYZE;
         self.calc_set_events = int(self.pg.val("SELECT count(*) FROM meeting_attendance_events"))
 
     CALC_SQL = {
-        "extension": "SELECT count(_attendance_calculate_session(g, 'bench')) FROM generate_series(1, {n}) g",
+        "extension": "SELECT * FROM attendance_calculate_sessions(ARRAY(SELECT generate_series(1, {n})::bigint))",
+        "extension_single": "SELECT count(_attendance_calculate_session(g, 'bench')) FROM generate_series(1, {n}) g",
         "baseline": "SELECT count(bench_baseline.calculate_session(g, 'bench')) FROM generate_series(1, {n}) g",
         "floor": """INSERT INTO bench_floor.results AS f (session_id, user_key, presence_ms)
 SELECT c.session_id, c.user_key,
@@ -449,12 +453,14 @@ ON CONFLICT (session_id, user_key) DO UPDATE SET presence_ms = excluded.presence
     }
     VACUUM_FOR = {
         "extension": "VACUUM ANALYZE meeting_attendances, attendance_session_schedule, attendance_status_changes",
+        "extension_single": "VACUUM ANALYZE meeting_attendances, attendance_session_schedule, "
+                            "attendance_status_changes",
         "baseline": "VACUUM ANALYZE bench_baseline.attendances, bench_baseline.session_schedule, "
                     "bench_baseline.status_changes",
         "floor": "VACUUM ANALYZE bench_floor.results",
     }
 
-    def calc_runs(self, n, variants=VARIANTS, reps=None, label=""):
+    def calc_runs(self, n, variants=CALC_VARIANTS, reps=None, label=""):
         reps = reps or self.a.reps
         out = {v: [] for v in variants}
         mem = []
@@ -477,7 +483,7 @@ ON CONFLICT (session_id, user_key) DO UPDATE SET presence_ms = excluded.presence
             self.pg.run("DELETE FROM bench_floor.results WHERE session_id BETWEEN 1 AND %d" % n)
             return
         att, sched, changes = (("meeting_attendances", "attendance_session_schedule", "attendance_status_changes")
-                               if variant == "extension" else
+                               if variant.startswith("extension") else
                                ("bench_baseline.attendances", "bench_baseline.session_schedule",
                                 "bench_baseline.status_changes"))
         self.pg.run("""
@@ -709,7 +715,7 @@ SELECT (SELECT count(*) FROM meeting_attendance_events),
              "SELECT count(attendance_ingest_webhook(h.body, h.tok)) FROM bench.hooks h WHERE h.id BETWEEN %d AND %d"
              % (first, first + n_hooks - 1)),
             ("calculate", 1000, "calc",
-             "SELECT count(_attendance_calculate_session(g, 'profile')) FROM generate_series(1, 1000) g"),
+             "SELECT * FROM attendance_calculate_sessions(ARRAY(SELECT generate_series(1, 1000)::bigint))"),
         )
         for name, units, prep, sql in jobs:
             if prep == "calc":
@@ -838,7 +844,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--large-reps", type=int, default=3)
     ap.add_argument("--people", type=int, default=30)
-    ap.add_argument("--stream-sessions", type=int, default=3500)
+    ap.add_argument("--stream-sessions", type=int, default=5000)
     ap.add_argument("--stream-first-id", type=int, default=5_000_001)
     ap.add_argument("--seed", default="attendance-bench-1")
     ap.add_argument("--api-key", default="APIbench")
