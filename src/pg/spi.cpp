@@ -41,6 +41,9 @@ Datum array_datum(const Arg& p) {
     const bool text = p.kind == Arg::Kind::TextArray;
     const size_t n = text ? p.texts.size() : p.ints.size();
     Oid element = p.kind == Arg::Kind::Int8Array ? INT8OID : text ? TEXTOID : BOOLOID;
+    if (!p.nulls.empty() && p.nulls.size() != n)
+        elog(ERROR, "attendance: array argument has %zu elements but %zu null flags", n,
+             p.nulls.size());
     if (n == 0) return PointerGetDatum(construct_empty_array(element));
     Datum* elems = static_cast<Datum*>(palloc(n * sizeof(Datum)));
     bool* nulls = static_cast<bool*>(palloc(n * sizeof(bool)));
