@@ -51,27 +51,33 @@ bool reload(SpiSession& spi) {
         pg_call([] { CacheRegisterRelcacheCallback(on_relcache_invalidation, 0); });
         callback_registered = true;
     }
-    // Valid from here unless an invalidation arrives while the keys are read.
+    // Valid from here unless an invalidation arrives while the keys are read; never valid
+    // after an error half-way (the old copy must not survive it).
     cache.valid = true;
-    auto meta = spi.query(
-        "SELECT r.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid "
-        "  AND t.tgname = $2 AND t.tgenabled = 'A') "
-        "FROM (SELECT pg_catalog.to_regclass($1)::oid AS oid) r",
-        {Arg::text(spi.schema() + ".attendance_webhook_keys"), Arg::text(kTrigger)}, true);
-    if (meta.empty() || !meta[0][0] || meta[0][1] != std::optional<std::string>("t")) {
+    try {
+        auto meta = spi.query(
+            "SELECT r.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid "
+            "  AND t.tgname = $2 AND t.tgenabled = 'A') "
+            "FROM (SELECT pg_catalog.to_regclass($1)::oid AS oid) r",
+            {Arg::text(spi.schema() + ".attendance_webhook_keys"), Arg::text(kTrigger)}, true);
+        if (meta.empty() || !meta[0][0] || meta[0][1] != std::optional<std::string>("t")) {
+            cache.valid = false;
+            return false;
+        }
+        cache.relid = Oid(std::stoul(*meta[0][0]));
+        cache.schema = spi.schema();
+        cache.keys.clear();
+        for (const auto& r :
+             spi.query("SELECT api_key, secret, (extract(epoch FROM retired_at) * 1000000)::bigint "
+                       "FROM @s.attendance_webhook_keys",
+                       {}, true)) {
+            CachedKey& k = cache.keys[r[0].value_or("")];
+            k.secret = r[1].value_or("");
+            if (r[2]) k.retired_us = std::stoll(*r[2]);
+        }
+    } catch (...) {
         cache.valid = false;
-        return false;
-    }
-    cache.relid = Oid(std::stoul(*meta[0][0]));
-    cache.schema = spi.schema();
-    cache.keys.clear();
-    for (const auto& r :
-         spi.query("SELECT api_key, secret, (extract(epoch FROM retired_at) * 1000000)::bigint "
-                   "FROM @s.attendance_webhook_keys",
-                   {}, true)) {
-        CachedKey& k = cache.keys[r[0].value_or("")];
-        k.secret = r[1].value_or("");
-        if (r[2]) k.retired_us = std::stoll(*r[2]);
+        throw;
     }
     return cache.valid;
 }
