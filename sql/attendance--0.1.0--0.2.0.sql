@@ -22,15 +22,21 @@ COMMENT ON FUNCTION @extschema@.attendance_calculate_sessions(bigint[]) IS
   'Calculate these sessions now (e.g. a day''s classes), in batches like the scheduler; a failing session is recorded and the others are stored. 42704 if any is not scheduled.';
 REVOKE ALL ON FUNCTION @extschema@.attendance_calculate_sessions(bigint[]) FROM PUBLIC;
 
--- Each backend keeps a copy of the webhook keys; this trigger makes every backend drop it
+-- Each backend keeps a copy of the webhook keys; these triggers make every backend drop it
 -- when the keys change (at once in the changing transaction, at commit for the others).
--- ENABLE ALWAYS: it fires under session_replication_role = replica as well.
+-- Per row, because logical replication's apply fires row triggers only, plus one for
+-- TRUNCATE; ENABLE ALWAYS, so that they fire under session_replication_role = replica
+-- (that apply, pg_restore's data load) as well.
 CREATE FUNCTION @extschema@._attendance_keys_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'attendance_keys_changed'
 LANGUAGE C SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION @extschema@._attendance_keys_changed() FROM PUBLIC;
 CREATE TRIGGER attendance_webhook_keys_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.attendance_webhook_keys
+    AFTER INSERT OR UPDATE OR DELETE ON @extschema@.attendance_webhook_keys
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._attendance_keys_changed();
+CREATE TRIGGER attendance_webhook_keys_truncated
+    AFTER TRUNCATE ON @extschema@.attendance_webhook_keys
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_keys_changed();
 ALTER TABLE @extschema@.attendance_webhook_keys ENABLE ALWAYS TRIGGER attendance_webhook_keys_changed;
+ALTER TABLE @extschema@.attendance_webhook_keys ENABLE ALWAYS TRIGGER attendance_webhook_keys_truncated;

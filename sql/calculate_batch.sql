@@ -116,6 +116,16 @@ SELECT * FROM attendance_calculate_sessions(NULL);
 SELECT * FROM attendance_calculate_sessions(ARRAY[[1, 2], [3, 4]]);
 SELECT * FROM attendance_calculate_sessions('{}');
 
+-- 6. a webhook matched by the room pattern only (its session was scheduled under another
+-- room name) still flags the calculated session for recalculation
+SELECT (attendance_schedule_session(40, 'math-40', '2025-11-12 08:00Z', '2025-11-12 09:00Z')).session_id;
+SELECT count(*) AS persons FROM attendance_calculate(40);
+SELECT needs_calculation, recalculation_cause FROM attendance_session_schedule WHERE session_id = 40;
+\set late '{"event":"participant_joined","id":"EV_late40","createdAt":"1762935000","room":{"name":"session-40"},"participant":{"sid":"PA_late40","identity":"user-3","joinedAtMs":"1762935000000"}}'
+SELECT pg_temp.try_ingest(:'late', attendance_sign_webhook(:'late', 'APIfixture')) AS outcome;
+SELECT needs_calculation, recalculation_cause FROM attendance_session_schedule WHERE session_id = 40;
+SELECT user_key, role, attendance_status FROM attendance_calculate(40);
+
 -- the setting's bounds
 SET attendance.calculation_batch_size = 0;
 SET attendance.calculation_batch_size = 10001;

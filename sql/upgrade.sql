@@ -30,13 +30,21 @@ SELECT extversion FROM pg_extension WHERE extname = 'attendance';
 SELECT l.lanname, p.prosrc FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.proname = '_attendance_refresh_live';
 SELECT count(*) = :events_before AS events_kept FROM meeting_attendance_events;
 SELECT obj_description('attendance_calculate()'::regprocedure) LIKE '%calculation_batch_size%' AS comment_updated;
--- the key cache's invalidation trigger, firing even under session_replication_role = replica
-SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'attendance_webhook_keys'::regclass AND NOT tgisinternal;
+-- the key cache's invalidation triggers (per row, and for TRUNCATE), firing even under
+-- session_replication_role = replica
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'attendance_webhook_keys'::regclass AND NOT tgisinternal
+ORDER BY tgname;
 -- a key retired after the upgrade is refused at once in this session (its copy of the keys is dropped)
 SELECT attendance_sign_webhook('{}', 'APIfixture') IS NOT NULL AS signs;
 SELECT attendance_retire_webhook_key('APIfixture');
 SELECT attendance_sign_webhook('{}', 'APIfixture');
+-- retired_at at +/-infinity: never retired / always retired
+UPDATE attendance_webhook_keys SET retired_at = 'infinity';
+SELECT attendance_sign_webhook('{}', 'APIfixture') IS NOT NULL AS signs;
+UPDATE attendance_webhook_keys SET retired_at = '-infinity';
+SELECT attendance_sign_webhook('{}', 'APIfixture');
 UPDATE attendance_webhook_keys SET retired_at = NULL;
+SELECT attendance_sign_webhook('{}', 'APIfixture') IS NOT NULL AS signs;
 
 -- moving the session rebuilds every live row through the upgraded function: wiped first,
 -- they come back exactly as they were

@@ -366,9 +366,22 @@ std::string in_subtransaction(F&& f) {
 
 }  // namespace
 
-DueResult calculate_sessions(SpiSession& spi, const std::vector<int64_t>& ids,
-                             const std::vector<std::string>& causes, int batch_size) {
+DueResult calculate_sessions(SpiSession& spi, const std::vector<int64_t>& given_ids,
+                             const std::vector<std::string>& given_causes, int batch_size) {
     DueResult out;
+    // One global lock order: the whole run holds every batch's locks until it commits, so
+    // batches must follow one another in ascending session_id as well, whatever order
+    // the sessions came in (two runs with overlapping lists then cannot deadlock).
+    std::vector<size_t> order(given_ids.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return given_ids[a] < given_ids[b]; });
+    std::vector<int64_t> ids;
+    std::vector<std::string> causes;
+    for (size_t k : order) {
+        ids.push_back(given_ids[k]);
+        causes.push_back(given_causes[k]);
+    }
     const size_t step = size_t(std::max(batch_size, 1));
     for (size_t first = 0; first < ids.size(); first += step) {
         const size_t last = std::min(ids.size(), first + step);

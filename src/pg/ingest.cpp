@@ -68,7 +68,16 @@ SessionMatch resolve_session(SpiSession& spi, const std::string& room_name, int6
     SessionMatch m;
     m.session_id = core::session_from_room(
         room_name, settings.room_pattern ? settings.room_pattern : core::kDefaultRoomPattern);
-    if (m.session_id && user_id) {  // a session named by its room only: a roster may exist
+    if (!m.session_id) return m;
+    // A session named by its room only (its schedule row, if any, has another room
+    // name): the same lock and flag as above, by id; a roster may exist without it.
+    auto by_id = spi.query(
+        "SELECT s.calculated_at IS NOT NULL AND (NOT s.needs_calculation "
+        "  OR s.recalculation_cause IS DISTINCT FROM 'late webhook') "
+        "FROM @s.attendance_session_schedule s WHERE s.session_id = $1 FOR KEY SHARE",
+        {Arg::int8(*m.session_id)});
+    if (!by_id.empty()) m.late = by_id[0][0] == std::optional<std::string>("t");
+    if (user_id) {
         auto roster = spi.query(
             "SELECT role FROM @s.attendance_roster WHERE session_id = $1 AND user_id = $2",
             {Arg::int8(*m.session_id), Arg::int8(*user_id)}, true, 1);

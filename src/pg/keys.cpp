@@ -3,6 +3,7 @@
 extern "C" {
 #include "commands/trigger.h"
 #include "utils/inval.h"
+#include "utils/snapmgr.h"
 }
 
 #include <unordered_map>
@@ -15,7 +16,9 @@ namespace attendance::pg {
 
 namespace {
 
-constexpr const char* kTrigger = "attendance_webhook_keys_changed";
+// Row triggers (logical replication's apply fires only those) and one for TRUNCATE.
+constexpr const char* kRowTrigger = "attendance_webhook_keys_changed";
+constexpr const char* kTruncateTrigger = "attendance_webhook_keys_truncated";
 
 struct CachedKey {
     std::string secret;
@@ -55,27 +58,41 @@ bool reload(SpiSession& spi) {
     // after an error half-way (the old copy must not survive it).
     cache.valid = true;
     try {
+        // The newest committed state, not the calling statement's snapshot: in a
+        // REPEATABLE READ transaction, or a statement that ingests many webhooks, that
+        // snapshot may predate a change whose invalidation was just consumed.
+        pg_call([] { PushActiveSnapshot(GetLatestSnapshot()); });
         auto meta = spi.query(
-            "SELECT r.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid "
-            "  AND t.tgname = $2 AND t.tgenabled = 'A') "
+            "SELECT r.oid, (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid "
+            "  AND t.tgname = ANY($2) AND t.tgenabled = 'A') = 2 "
             "FROM (SELECT pg_catalog.to_regclass($1)::oid AS oid) r",
-            {Arg::text(spi.schema() + ".attendance_webhook_keys"), Arg::text(kTrigger)}, true);
+            {Arg::text(spi.schema() + ".attendance_webhook_keys"),
+             Arg::text_array({kRowTrigger, kTruncateTrigger})},
+            true);
         if (meta.empty() || !meta[0][0] || meta[0][1] != std::optional<std::string>("t")) {
+            pg_call([] { PopActiveSnapshot(); });
             cache.valid = false;
             return false;
         }
         cache.relid = Oid(std::stoul(*meta[0][0]));
         cache.schema = spi.schema();
         cache.keys.clear();
+        // retired_at may be +/-infinity: never retired / always retired.
         for (const auto& r :
-             spi.query("SELECT api_key, secret, (extract(epoch FROM retired_at) * 1000000)::bigint "
+             spi.query("SELECT api_key, secret, CASE WHEN retired_at IS NULL THEN NULL "
+                       "  WHEN isfinite(retired_at) "
+                       "  THEN (extract(epoch FROM retired_at) * 1000000)::bigint "
+                       "  WHEN retired_at > now() THEN 9223372036854775807 "
+                       "  ELSE -9223372036854775808 END "
                        "FROM @s.attendance_webhook_keys",
                        {}, true)) {
             CachedKey& k = cache.keys[r[0].value_or("")];
             k.secret = r[1].value_or("");
             if (r[2]) k.retired_us = std::stoll(*r[2]);
         }
+        pg_call([] { PopActiveSnapshot(); });
     } catch (...) {
+        // The snapshot pushed above is popped by the abort that this error leads to.
         cache.valid = false;
         throw;
     }
@@ -106,8 +123,9 @@ std::optional<std::string> active_secret(SpiSession& spi, const std::string& api
 using namespace attendance;
 using namespace attendance::pg;
 
-// Statement trigger on attendance_webhook_keys: every backend drops its copy of the keys
-// (at once in this transaction, at commit for the others; nothing if it rolls back).
+// Trigger on attendance_webhook_keys (per row, and per statement for TRUNCATE): every
+// backend drops its copy of the keys (at once in this transaction, at commit for the
+// others; nothing if it rolls back).
 extern "C" Datum attendance_keys_changed(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
         return pg_call([&] {
