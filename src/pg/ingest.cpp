@@ -40,6 +40,12 @@ std::optional<int64_t> to_int64(const std::optional<std::string>& v) {
     return std::stoll(*v);
 }
 
+// A calculated session that is not yet flagged: a participant webhook now must flag it
+// for recalculation ("late webhook"). `t` is the schedule row's alias with its dot.
+#define NEEDS_LATE_FLAG(t)                                                  \
+    "(" t "calculated_at IS NOT NULL AND (NOT " t "needs_calculation OR " t \
+    "recalculation_cause IS DISTINCT FROM 'late webhook'))"
+
 struct SessionMatch {
     std::optional<int64_t> session_id;
     std::optional<std::string> roster_role;  // the person's role on the session's roster
@@ -55,9 +61,8 @@ SessionMatch resolve_session(SpiSession& spi, const std::string& room_name, int6
     // under the lock, so no calculation can change it before this webhook commits.
     auto rows = spi.query(
         "SELECT s.session_id, (SELECT r.role FROM @s.attendance_roster r "
-        "  WHERE r.session_id = s.session_id AND r.user_id = $3), "
-        "  s.calculated_at IS NOT NULL AND (NOT s.needs_calculation "
-        "    OR s.recalculation_cause IS DISTINCT FROM 'late webhook') "
+        "  WHERE r.session_id = s.session_id AND r.user_id = $3), " NEEDS_LATE_FLAG(
+            "s.") " "
         "FROM @s.attendance_session_schedule s WHERE s.room_name = $1 "
         "ORDER BY ($2 BETWEEN s.starts_at - interval '1 hour' AND s.ends_at + interval '1 hour') "
         "DESC, abs(extract(epoch FROM s.starts_at - $2)), s.session_id DESC LIMIT 1 "
@@ -72,9 +77,8 @@ SessionMatch resolve_session(SpiSession& spi, const std::string& room_name, int6
     // A session named by its room only (its schedule row, if any, has another room
     // name): the same lock and flag as above, by id; a roster may exist without it.
     auto by_id = spi.query(
-        "SELECT s.calculated_at IS NOT NULL AND (NOT s.needs_calculation "
-        "  OR s.recalculation_cause IS DISTINCT FROM 'late webhook') "
-        "FROM @s.attendance_session_schedule s WHERE s.session_id = $1 FOR KEY SHARE",
+        "SELECT " NEEDS_LATE_FLAG("s.") " FROM @s.attendance_session_schedule s "
+        "WHERE s.session_id = $1 FOR KEY SHARE",
         {Arg::int8(*m.session_id)});
     if (!by_id.empty()) m.late = by_id[0][0] == std::optional<std::string>("t");
     if (user_id) {
@@ -338,12 +342,10 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
         // and wake the scheduler at commit. Only a calculated session not yet flagged
         // needs the statement; a concurrent webhook may have flagged it meanwhile.
         if (match.late &&
-            spi.exec(
-                "UPDATE @s.attendance_session_schedule SET needs_calculation = true, "
-                "recalculation_cause = 'late webhook', updated_at = now() "
-                "WHERE session_id = $1 AND calculated_at IS NOT NULL AND "
-                "(NOT needs_calculation OR recalculation_cause IS DISTINCT FROM 'late webhook')",
-                {Arg::int8(*out.session_id)}) > 0)
+            spi.exec("UPDATE @s.attendance_session_schedule SET needs_calculation = true, "
+                     "recalculation_cause = 'late webhook', updated_at = now() "
+                     "WHERE session_id = $1 AND " NEEDS_LATE_FLAG(""),
+                     {Arg::int8(*out.session_id)}) > 0)
             wake_worker_at_commit();
     }
     return out;
