@@ -1,0 +1,102 @@
+// The one derivation (docs/architecture.md, "The derivation"): the set of logged events of
+// a session -> connections (join, leave, how each ended) -> persons (who attends, with
+// which role) -> the live summary of each person. Calculation, attendance_explain, the
+// live rows and the connections table all come from this function, so each rule has one
+// home. It is a function of the *set* of events: their order in the input never matters.
+#pragma once
+
+#include "core/no_postgres.hpp"
+
+#include "core/calc.hpp"
+#include "core/webhook.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace attendance::core {
+
+// One row of the webhook log, as the derivation reads it.
+struct LoggedEvent {
+    std::string event_id;  // LiveKit's id (EV_...): the last tie-breaker of every choice
+    EventKind kind = EventKind::Other;
+    int64_t time_ms = 0;  // the webhook's createdAt
+    std::string sid;      // participant sid (empty for room events)
+    std::string identity;
+    std::string user_key;  // user id as text, else the identity (resolved when logged)
+    std::optional<int64_t> user_id;
+    std::string name;
+    std::string role;  // from attributes/metadata (lower case), empty if none
+    std::optional<int64_t> joined_ms;
+    std::string disconnect_reason;
+};
+
+struct DeriveContext {
+    std::optional<int64_t> scheduled_end_ms;  // the matched session's end, if scheduled
+    int64_t as_of_ms = 0;                     // derivation time ("now")
+    int64_t max_connection_age_ms = 0;        // 0 = never close by age
+    std::map<int64_t, std::string> roster;    // user_id -> role (wins over the events' role)
+    std::vector<std::string> overridden;      // user keys with a manual status
+};
+
+// How a connection began and ended.
+inline constexpr const char* kJoinJoined = "joined";
+inline constexpr const char* kJoinRebuilt = "rebuilt_from_leave";
+inline constexpr const char* kJoinAborted = "aborted";
+inline constexpr const char* kEndLeft = "left";
+inline constexpr const char* kEndAborted = "aborted";
+inline constexpr const char* kEndReconciled = "reconciled";
+
+struct DerivedConnection {
+    std::string sid;
+    std::string user_key;
+    std::optional<int64_t> join_ms;
+    std::optional<int64_t> leave_ms;  // real or reconciled; empty while open
+    std::string join_source;          // kJoin*, empty when neither a join nor a leave says
+    std::string end_reason;           // kEnd*, empty while open
+    bool synthetic_leave = false;     // leave_ms was set by reconciliation
+    std::string disconnect_reason;    // LiveKit's, or "reconciled: <why>"
+    std::string join_event_id, leave_event_id;
+
+    bool operator==(const DerivedConnection&) const = default;
+};
+
+struct DerivedPerson {
+    std::string user_key;
+    std::optional<int64_t> user_id;
+    std::string identity, name;
+    std::string role = "student";  // roster, else the events' role, else student
+    std::vector<DerivedConnection> connections;  // sorted by join (open-ended last), sid
+    // The live summary (the seed's uncalculated columns).
+    std::optional<int64_t> first_join_ms;
+    std::optional<int64_t> last_leave_ms;  // empty while any connection is open
+    int join_count = 0;
+    int leave_count = 0;
+    int64_t connected_minutes = 0;  // sum of the closed connections, rounded half up
+
+    bool operator==(const DerivedPerson&) const = default;
+
+    // The connections as the calculation reads them.
+    PersonInput calc_input(const std::optional<std::string>& override_status) const;
+};
+
+struct SessionDerivation {
+    std::map<std::string, DerivedPerson> persons;  // attending persons by user key
+    std::optional<int64_t> room_finished_ms;       // the latest room_finished, if any
+
+    bool operator==(const SessionDerivation&) const = default;
+};
+
+// Derives a session from its events (any order, duplicates allowed). Participant events
+// of observers are dropped; events whose kind has no attendance meaning are ignored.
+SessionDerivation derive(const std::vector<LoggedEvent>& events, const DeriveContext& context);
+
+// The person's connections as the seed's join_leave_cycles JSON array.
+nlohmann::json cycles_json(const DerivedPerson& person);
+
+// The total order every choice of the derivation follows: time, then kind, then event id.
+bool event_before(const LoggedEvent& a, const LoggedEvent& b);
+
+}  // namespace attendance::core
