@@ -26,4 +26,6 @@ FROM bodies ORDER BY name;
 SELECT event_id, event_type, result, length(raw_webhook_data::text) > 100000 AS big, length(participant_name) AS name_chars,
        left(user_key, 12) AS user_key
 FROM meeting_attendance_events ORDER BY event_id;
-SELECT participant_sid, left(user_key, 12) AS user_key, user_id FROM attendance_sessions ORDER BY participant_sid;
+SELECT attendance_fold();
+SELECT c.participant_sid, left(c.user_key, 12) AS user_key, m.user_id FROM attendance_sessions c
+JOIN meeting_attendances m USING (session_id, user_key) ORDER BY participant_sid;

@@ -28,7 +28,8 @@ SELECT attendance_explain(456, 999);
 SELECT count(*) AS rows FROM attendance_calculate(456);
 SELECT count(*) AS audit_rows FROM attendance_status_changes;
 
--- reconciliation closes user 12's open connection at room_finished (synthetic, labelled)
+-- reconciliation is a rule of the derivation: user 12's lost leave is closed at room_finished
+-- (synthetic, labelled) already; attendance_reconcile() finds no connection left open
 SELECT attendance_reconcile();
 SELECT participant_sid, leave_time, end_reason, leave_is_synthetic, disconnect_reason FROM attendance_sessions
 WHERE participant_sid = 'PA_abc123ahmed2';
@@ -44,6 +45,8 @@ SELECT r->>'result' AS result FROM attendance_ingest_webhook(
   '{"event":"participant_left","id":"EV_lostleave12","createdAt":"1763133298","room":{"name":"session-456","sid":"RM_9riR8rKUGCas"},'
   '"participant":{"sid":"PA_abc123ahmed2","identity":"user-12","joinedAtMs":"1763131471000","name":"أحمد محمد","disconnectReason":"CLIENT_INITIATED"}}',
   'APIfixture')) r;
+-- the fold (the worker's, every attendance.fold_interval) sees it: a late webhook
+SELECT attendance_fold();
 SELECT participant_sid, leave_time, end_reason, leave_is_synthetic FROM attendance_sessions WHERE participant_sid = 'PA_abc123ahmed2';
 SELECT needs_calculation, recalculation_cause FROM attendance_session_schedule WHERE session_id = 456;
 SELECT user_id, is_calculated FROM meeting_attendances WHERE user_id = 12;

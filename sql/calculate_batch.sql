@@ -52,6 +52,7 @@ SELECT outcome, count(*) FROM (
   SELECT pg_temp.try_ingest(body, attendance_sign_webhook(body, 'APIfixture')) AS outcome
   FROM (SELECT * FROM hooks ORDER BY at_ms, body) h) o
 GROUP BY 1 ORDER BY 1;
+SELECT attendance_fold() ->> 'sessions' AS sessions_derived;
 SELECT attendance_status FROM attendance_override(6, 3, 'excused', 'doctor''s note');
 
 -- 1. one session at a time (session 6 was just calculated by its override)
@@ -123,6 +124,7 @@ SELECT count(*) AS persons FROM attendance_calculate(40);
 SELECT needs_calculation, recalculation_cause FROM attendance_session_schedule WHERE session_id = 40;
 \set late '{"event":"participant_joined","id":"EV_late40","createdAt":"1762935000","room":{"name":"session-40"},"participant":{"sid":"PA_late40","identity":"user-3","joinedAtMs":"1762935000000"}}'
 SELECT pg_temp.try_ingest(:'late', attendance_sign_webhook(:'late', 'APIfixture')) AS outcome;
+SELECT attendance_fold() ->> 'flagged' AS flagged;
 SELECT needs_calculation, recalculation_cause FROM attendance_session_schedule WHERE session_id = 40;
 SELECT user_key, role, attendance_status FROM attendance_calculate(40);
 

@@ -12,8 +12,10 @@ SELECT variant, regexp_replace(pg_temp.try_ingest(body, auth), 'now [0-9]+', 'no
 -- expired one because it had expired a day before the webhook was sent
 SET attendance.replay_mode = on;
 SELECT variant, pg_temp.try_ingest(body, auth) FROM negatives ORDER BY variant;
+SELECT attendance_fold() ->> 'events' AS folded_events;
+-- (the live rows are the roster's expected attendees; none has a connection)
 SELECT (SELECT count(*) FROM meeting_attendance_events) AS events, (SELECT count(*) FROM attendance_sessions) AS connections,
-       (SELECT count(*) FROM meeting_attendances) AS live_rows;
+       (SELECT count(*) FROM meeting_attendances WHERE join_count > 0 OR jsonb_array_length(join_leave_cycles) > 0) AS live_rows_with_connections;
 RESET attendance.replay_mode;
 
 -- a body re-signed now with the stored key is accepted; a "Bearer " prefix is fine

@@ -11,6 +11,7 @@ CREATE TEMP TABLE state_in_order AS SELECT 1;
 
 -- 1. the fixture in order, then a snapshot of the connections and live rows
 SELECT count(*) FILTER (WHERE pg_temp.try_ingest(body, auth) LIKE 'ok:%') AS accepted FROM (SELECT * FROM fixture ORDER BY n) f;
+SELECT attendance_fold() ->> 'events' AS folded;
 CREATE TEMP TABLE conn_in_order AS
 SELECT participant_sid, session_id, user_key, join_time, leave_time, end_reason FROM attendance_sessions;
 CREATE TEMP TABLE live_in_order AS
@@ -20,6 +21,7 @@ SELECT session_id, user_key, first_join_time, last_leave_time, join_count, leave
 \i test/sql/setup_456.psql
 SET attendance.replay_mode = on;
 SELECT count(*) FILTER (WHERE pg_temp.try_ingest(body, auth) LIKE 'ok:%') AS accepted FROM (SELECT * FROM fixture ORDER BY n DESC) f;
+SELECT attendance_fold() ->> 'events' AS folded;
 SELECT participant_sid, join_source FROM attendance_sessions ORDER BY participant_sid;
 -- identical end state (both differences empty)
 (SELECT participant_sid, session_id, user_key, join_time, leave_time, end_reason FROM attendance_sessions
@@ -37,6 +39,7 @@ UNION ALL
 \i test/sql/setup_456.psql
 SET attendance.replay_mode = on;
 SELECT pg_temp.try_ingest(body, auth) FROM fixture WHERE b->>'id' = 'EV_893soV6z89A3';
+SELECT attendance_fold() ->> 'events' AS folded;
 SELECT participant_sid, user_key, join_time, join_source, leave_time, end_reason FROM attendance_sessions;
 
 -- 4. an unknown room is logged as unmatched and attached once the session is scheduled
@@ -47,9 +50,13 @@ SELECT attendance_ingest_webhook(
   '"participant":{"sid":"PA_unk1","identity":"user-77","joinedAtMs":"1763200000500","name":"Zaid"}}') ->> 'result';
 RESET client_min_messages;
 SELECT event_id, session_id, room_name, reason FROM meeting_attendance_events WHERE event_id = 'EV_unk1';
-SELECT participant_sid, session_id, room_name, user_key FROM attendance_sessions WHERE participant_sid = 'PA_unk1';
+SELECT attendance_fold() ->> 'events' AS folded;
+SELECT event_id, problem FROM attendance_unmatched_events WHERE event_id = 'EV_unk1';
+SELECT participant_sid, session_id, user_key FROM attendance_sessions WHERE participant_sid = 'PA_unk1';
 SELECT count(*) AS live_rows_for_unknown_room FROM meeting_attendances WHERE user_key = '77';
 SELECT (attendance_schedule_session(900, 'physics-lab', '2025-11-15 09:45:00Z', '2025-11-15 10:30:00Z')).session_id;
+SELECT attendance_fold() ->> 'sessions' AS sessions_derived;
+SELECT count(*) AS still_unmatched FROM attendance_unmatched_events WHERE event_id = 'EV_unk1';
 SELECT participant_sid, session_id FROM attendance_sessions WHERE participant_sid = 'PA_unk1';
 SELECT session_id, user_key, participant_name, first_join_time, join_count FROM meeting_attendances WHERE user_key = '77';
 
@@ -60,4 +67,6 @@ SELECT attendance_ingest_webhook(
   ' "room": {"name": "session-456"}, "participant": {"sid": "PA_snake1", "identity": "456_ahmed",' ||
   ' "joined_at": 1763131000, "kind": 0, "state": 2}}') - 'log_id';
 RESET client_min_messages;
-SELECT participant_sid, user_key, user_id, join_time FROM attendance_sessions WHERE participant_sid = 'PA_snake1';
+SELECT attendance_fold() ->> 'events' AS folded;
+SELECT c.participant_sid, c.user_key, m.user_id, c.join_time FROM attendance_sessions c
+JOIN meeting_attendances m USING (session_id, user_key) WHERE participant_sid = 'PA_snake1';

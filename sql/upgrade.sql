@@ -1,35 +1,86 @@
--- ALTER EXTENSION attendance UPDATE from 0.1.0 keeps every row, and the upgraded
--- functions give the same live rows and attendance as before.
+-- ALTER EXTENSION attendance UPDATE from 0.1.0 through 0.2.0 to 0.3.0 keeps every logged
+-- event, override and audit row, derives the connections and live rows from the log, and
+-- recalculating reproduces the results 0.2.0 stored.
+-- Only the current library is installed, and 0.3.0's ingestion writes columns the old
+-- schema lacks; so the state 0.2.0 left is written here as 0.2.0 wrote it: the log rows
+-- from the fixture's bodies, and the results of the fixture README's table.
 \set VERBOSITY terse
 SET client_min_messages = warning;
 SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
 DROP EXTENSION IF EXISTS attendance CASCADE;
 CREATE EXTENSION attendance VERSION '0.1.0';
+ALTER EXTENSION attendance UPDATE TO '0.2.0';
 RESET client_min_messages;
 SELECT extversion FROM pg_extension WHERE extname = 'attendance';
-SELECT p.prosrc <> 'attendance_refresh_live' AS refresh_in_plpgsql FROM pg_proc p WHERE p.proname = '_attendance_refresh_live';
 SELECT attendance_add_webhook_key('APIfixture', 'fixture-secret-0123456789abcdef0123');
-SELECT (attendance_schedule_session(456, 'session-456', '2025-11-14 14:30:00Z', '2025-11-14 15:15:00Z')).session_id;
-SELECT (attendance_expect(456, u, r)).user_id FROM (VALUES (7, 'teacher'), (12, 'student'), (19, 'student'), (23, 'student'), (31, 'student'), (40, 'student')) v(u, r);
-SET attendance.replay_mode = on;
-\set fixture test/fixtures/livekit/session-456.jsonl
-\set ECHO none
-\o /dev/null
-\i test/sql/replay.psql
-\o
-\set ECHO all
-RESET attendance.replay_mode;
-SELECT count(*) AS persons FROM attendance_calculate(456);
-CREATE TEMP TABLE live_before AS
-SELECT session_id, user_key, first_join_time, last_leave_time, join_count, leave_count, join_leave_cycles,
-       total_duration_minutes, attendance_status, attendance_percentage FROM meeting_attendances;
+INSERT INTO attendance_session_schedule (session_id, room_name, starts_at, ends_at, room_finished_at, calculated_at, needs_calculation)
+VALUES (456, 'session-456', '2025-11-14 14:30:00Z', '2025-11-14 15:15:00Z', '2025-11-14 15:15:40Z', now(), false);
+INSERT INTO attendance_roster (session_id, user_id, role)
+VALUES (456, 7, 'teacher'), (456, 12, 'student'), (456, 19, 'student'), (456, 23, 'student'), (456, 31, 'student'), (456, 40, 'student');
+
+\set fx `cat test/fixtures/livekit/session-456.jsonl`
+INSERT INTO meeting_attendance_events (event_id, event_type, event_timestamp, session_id, room_name, room_sid,
+    participant_sid, participant_identity, user_id, user_key, participant_name, role, participant_kind, joined_at,
+    result, reason, api_key, raw_webhook_data)
+SELECT DISTINCT ON (b->>'id') b->>'id', b->>'event', to_timestamp((b->>'createdAt')::bigint), 456, b#>>'{room,name}',
+       b#>>'{room,sid}', b#>>'{participant,sid}', b#>>'{participant,identity}',
+       substring(b#>>'{participant,identity}' FROM '^user-([0-9]+)$')::bigint,
+       coalesce(substring(b#>>'{participant,identity}' FROM '^user-([0-9]+)$'), b#>>'{participant,identity}'),
+       b#>>'{participant,name}', r.role, coalesce(b#>>'{participant,kind}', CASE WHEN b ? 'participant' THEN 'STANDARD' END),
+       to_timestamp((b#>>'{participant,joinedAtMs}')::bigint / 1000.0),
+       CASE WHEN b->>'event' = 'room_started' OR b#>>'{participant,kind}' = 'EGRESS' THEN 'ignored' ELSE 'recorded' END,
+       NULL, 'APIfixture', b
+FROM regexp_split_to_table(:'fx', E'\n') WITH ORDINALITY AS t(line, n),
+     LATERAL (SELECT (line::jsonb->>'body')::jsonb AS b) j
+LEFT JOIN attendance_roster r ON r.session_id = 456
+     AND r.user_id = substring(b#>>'{participant,identity}' FROM '^user-([0-9]+)$')::bigint
+WHERE line <> '' ORDER BY b->>'id', n;
+-- the results 0.2.0 stored (the fixture README's table), an override and its audit row
+INSERT INTO meeting_attendances (session_id, user_key, user_id, role, presence_ms, attendance_percentage,
+    attendance_status, status_rule, total_duration_minutes, session_duration_minutes, policy_name, is_calculated,
+    attendance_calculated_at)
+VALUES (456, '7', 7, 'teacher', 2700000, 100.00, 'present', 'present', 45, 45, 'default', true, now()),
+       (456, '12', 12, 'student', 2564700, 94.99, 'present', 'present', 43, 45, 'default', true, now()),
+       (456, '19', 19, 'student', 900000, 33.33, 'excused', 'override', 15, 45, 'default', true, now()),
+       (456, '23', 23, 'student', 0, 0.00, 'absent', 'no_presence', 0, 45, 'default', true, now()),
+       (456, '31', 31, 'student', 0, 0.00, 'absent', 'no_presence', 0, 45, 'default', true, now()),
+       (456, '40', 40, 'student', 1670000, 61.85, 'late', 'late', 28, 45, 'default', true, now());
+INSERT INTO attendance_overrides (session_id, user_key, status, reason) VALUES (456, '19', 'excused', 'doctor''s note');
+INSERT INTO attendance_status_changes (session_id, user_key, old_status, new_status, old_percentage, new_percentage, cause)
+VALUES (456, '19', 'partial', 'excused', 33.33, 33.33, 'override');
+CREATE TEMP TABLE results_0_2_0 AS
+SELECT session_id, user_key, user_id, role, presence_ms, attendance_percentage, attendance_status, status_rule,
+       total_duration_minutes FROM meeting_attendances;
 SELECT count(*) AS events_before FROM meeting_attendance_events \gset
 
 ALTER EXTENSION attendance UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'attendance';
-SELECT l.lanname, p.prosrc FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.proname = '_attendance_refresh_live';
+-- every logged event, override and audit row is kept
 SELECT count(*) = :events_before AS events_kept FROM meeting_attendance_events;
-SELECT obj_description('attendance_calculate()'::regprocedure) LIKE '%calculation_batch_size%' AS comment_updated;
+SELECT user_key, status, reason FROM attendance_overrides;
+SELECT user_key, old_status, new_status, cause FROM attendance_status_changes ORDER BY id;
+-- what the derivation reads of old rows was filled from their bodies; the seed's column
+SELECT event_id, disconnect_reason, duration_minutes FROM meeting_attendance_events
+WHERE event_type IN ('participant_left', 'participant_connection_aborted') ORDER BY event_timestamp, event_id;
+-- the upgrade derived the connections from the log
+SELECT participant_sid, user_key, join_source, end_reason, leave_is_synthetic FROM attendance_sessions ORDER BY participant_sid;
+SELECT (state).safe_id = (SELECT max(id) FROM meeting_attendance_events) AS log_folded
+FROM (SELECT s AS state FROM attendance_fold_state s) f;
+-- recalculating reproduces 0.2.0's results exactly, and so audits nothing
+SELECT count(*) AS persons FROM attendance_calculate(456);
+(SELECT session_id, user_key, user_id, role, presence_ms, attendance_percentage, attendance_status, status_rule,
+        total_duration_minutes FROM meeting_attendances EXCEPT SELECT * FROM results_0_2_0)
+UNION ALL
+(SELECT * FROM results_0_2_0 EXCEPT
+ SELECT session_id, user_key, user_id, role, presence_ms, attendance_percentage, attendance_status, status_rule,
+        total_duration_minutes FROM meeting_attendances);
+SELECT count(*) AS audit_rows FROM attendance_status_changes;
+-- 0.2.0's live-row function is gone; its symbol only refuses
+SELECT count(*) AS refresh_functions FROM pg_proc WHERE proname = '_attendance_refresh_live';
+-- the new internal functions are closed to PUBLIC
+SELECT p.proname, has_function_privilege('public', p.oid, 'execute') AS public_can_run
+FROM pg_proc p WHERE p.proname IN ('_attendance_flag', '_attendance_session_events', 'attendance_fold') ORDER BY 1;
 -- the key cache's invalidation triggers (per row, and for TRUNCATE), firing even under
 -- session_replication_role = replica
 SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'attendance_webhook_keys'::regclass AND NOT tgisinternal
@@ -45,21 +96,3 @@ UPDATE attendance_webhook_keys SET retired_at = '-infinity';
 SELECT attendance_sign_webhook('{}', 'APIfixture');
 UPDATE attendance_webhook_keys SET retired_at = NULL;
 SELECT attendance_sign_webhook('{}', 'APIfixture') IS NOT NULL AS signs;
-
--- moving the session rebuilds every live row through the upgraded function: wiped first,
--- they come back exactly as they were
-UPDATE meeting_attendances SET first_join_time = NULL, last_leave_time = NULL, join_count = 0, leave_count = 0,
-  join_leave_cycles = '[]';
-SELECT (attendance_schedule_session(456, 'session-456', '2025-11-14 14:30:00Z', '2025-11-14 15:15:00Z')).recalculation_cause;
-SELECT count(*) AS persons FROM attendance_calculate(456);
-(SELECT session_id, user_key, first_join_time, last_leave_time, join_count, leave_count, join_leave_cycles,
-        total_duration_minutes, attendance_status, attendance_percentage FROM meeting_attendances
- EXCEPT SELECT * FROM live_before)
-UNION ALL
-(SELECT * FROM live_before EXCEPT
- SELECT session_id, user_key, first_join_time, last_leave_time, join_count, leave_count, join_leave_cycles,
-        total_duration_minutes, attendance_status, attendance_percentage FROM meeting_attendances);
-
--- the internal function stays closed to PUBLIC, and checks its arguments
-SELECT has_function_privilege('public', '_attendance_refresh_live(bigint, text)', 'execute') AS public_can_run;
-SELECT _attendance_refresh_live(456, NULL) IS NULL AS strict;

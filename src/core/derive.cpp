@@ -38,9 +38,9 @@ DerivedConnection derive_connection(const std::vector<const LoggedEvent*>& event
                                     const DeriveContext& context) {
     DerivedConnection c;
     c.sid = events.front()->sid;
-    const LoggedEvent* join = nullptr;   // the earliest join
-    const LoggedEvent* leave = nullptr;  // the latest leave
-    const LoggedEvent* abort = nullptr;  // the latest abort
+    const LoggedEvent* join = nullptr;     // the earliest join
+    const LoggedEvent* leave = nullptr;    // the latest leave
+    const LoggedEvent* abort = nullptr;    // the latest abort
     std::optional<int64_t> repeated_join;  // the earliest joinedAtMs a leave or abort repeats
     for (const LoggedEvent* e : events) {
         auto join_time = [&] { return e->joined_ms.value_or(e->time_ms); };
@@ -225,11 +225,12 @@ nlohmann::json cycles_json(const DerivedPerson& person) {
     };
     nlohmann::json cycles = nlohmann::json::array();
     for (const DerivedConnection& c : person.connections)
-        cycles.push_back({{"participant_sid", c.sid},
-                          {"joined_at", ts(c.join_ms)},
-                          {"left_at", ts(c.leave_ms)},
-                          {"end", c.end_reason.empty() ? nlohmann::json() : nlohmann::json(c.end_reason)},
-                          {"synthetic_leave", c.synthetic_leave}});
+        cycles.push_back(
+            {{"participant_sid", c.sid},
+             {"joined_at", ts(c.join_ms)},
+             {"left_at", ts(c.leave_ms)},
+             {"end", c.end_reason.empty() ? nlohmann::json() : nlohmann::json(c.end_reason)},
+             {"synthetic_leave", c.synthetic_leave}});
     return cycles;
 }
 

@@ -67,7 +67,7 @@ struct DerivedPerson {
     std::string user_key;
     std::optional<int64_t> user_id;
     std::string identity, name;
-    std::string role = "student";  // roster, else the events' role, else student
+    std::string role = "student";                // roster, else the events' role, else student
     std::vector<DerivedConnection> connections;  // sorted by join (open-ended last), sid
     // The live summary (the seed's uncalculated columns).
     std::optional<int64_t> first_join_ms;

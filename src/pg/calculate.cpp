@@ -7,7 +7,6 @@
 #include "pg/settings.hpp"
 
 #include "core/calc.hpp"
-#include "core/reconcile.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -27,26 +26,12 @@ namespace attendance::pg {
 namespace {
 
 int64_t to_i64(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
-std::optional<int64_t> opt_i64(const std::optional<std::string>& v) {
-    if (!v) return std::nullopt;
-    return std::stoll(*v);
-}
 
 #define MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
 
-struct Person {
-    core::PersonInput input;
-    std::optional<int64_t> user_id;
-    std::optional<std::string> override_reason;
-};
-
-struct SessionData {
-    int64_t session_id = 0;
-    core::SessionWindow window{};
-    core::Policy policy;
-    std::map<std::string, Person> persons;  // by user_key
-    bool over = false;                      // the scheduled end has passed
-};
+#define NUMBERS(a)                                                                  \
+    "(" a ".absent_below * 100)::bigint, (" a ".partial_below * 100)::bigint, " MS( \
+        a ".late_after") ", (" a ".late_max * 100)::bigint, " MS(a ".merge_gap")
 
 core::PolicyNumbers numbers_from(const Row& r, size_t at) {
     core::PolicyNumbers n;
@@ -57,10 +42,6 @@ core::PolicyNumbers numbers_from(const Row& r, size_t at) {
     n.merge_gap_ms = to_i64(r[at + 4]);
     return n;
 }
-
-#define NUMBERS(a)                                                                  \
-    "(" a ".absent_below * 100)::bigint, (" a ".partial_below * 100)::bigint, " MS( \
-        a ".late_after") ", (" a ".late_max * 100)::bigint, " MS(a ".merge_gap")
 
 // The policies named by `names`, each with its role-specific numbers.
 std::map<std::string, core::Policy> load_policies(SpiSession& spi,
@@ -90,105 +71,40 @@ std::map<std::string, core::Policy> load_policies(SpiSession& spi,
     return out;
 }
 
-// Loads the scheduled sessions among `ids` with everything their calculation reads: one
-// query per table for the whole batch. Sessions that are not scheduled are left out.
-//
-// lock: take the session rows FOR UPDATE first, in session_id order. Ingestion holds FOR
-// KEY SHARE on its session's row while it records a webhook, so a calculation sees every
-// webhook committed before it and any later one flags the session again (see
-// ingest.cpp). Locks are always taken in the order session rows, then person rows, then
-// connections; two batches lock their common sessions in the same (ascending) order.
-std::vector<SessionData> load_sessions(SpiSession& spi, const std::vector<int64_t>& ids,
-                                       bool lock) {
-    const std::string sql = "SELECT session_id, " MS("starts_at") ", " MS("ends_at") ", " MS(
-        "room_finished_at") ", policy_name, " MS("now()") " FROM @s.attendance_session_schedule "
-                            "WHERE session_id = ANY($1) ORDER BY session_id";
-    // After waiting for the locks, read with fresh snapshots (read_only = false): what was
-    // committed while we waited must be seen.
-    const bool ro = !lock;
-    const Arg id_array = Arg::int8_array(ids);
-    std::vector<SessionData> sessions;
-    std::map<int64_t, size_t> at;  // session_id -> index in `sessions`
+// A scheduled session derived from the log, with its policy: everything its calculation
+// reads. `snapshot` receives the snapshot the log was read with.
+struct SessionData {
+    Derived d;
+    core::Policy policy;
+    bool over = false;  // the scheduled end has passed
+    std::optional<std::string> override_status(const std::string& key) const {
+        auto it = d.overrides.find(key);
+        if (it == d.overrides.end()) return std::nullopt;
+        return it->second.first;
+    }
+};
+
+std::vector<SessionData> load_sessions(SpiSession& spi, const std::vector<int64_t>& ids, bool lock,
+                                       std::string* snapshot = nullptr) {
+    std::vector<SessionData> out;
     std::vector<std::string> policy_names;
-    for (const auto& r : spi.query(lock ? sql + " FOR UPDATE" : sql, {id_array}, ro)) {
-        SessionData& d = sessions.emplace_back();
-        d.session_id = to_i64(r[0]);
-        d.window.start_ms = to_i64(r[1]);
-        d.window.end_ms = to_i64(r[2]);
-        d.window.room_finished_ms = opt_i64(r[3]);
-        d.window.as_of_ms = to_i64(r[5]);
-        d.over = d.window.as_of_ms >= d.window.end_ms;
-        d.policy.name = r[4].value_or("default");
-        at[d.session_id] = sessions.size() - 1;
-        policy_names.push_back(d.policy.name);
+    for (Derived& d : derive_sessions(spi, ids, lock, snapshot)) {
+        if (!d.scheduled) continue;
+        SessionData& s = out.emplace_back();
+        s.over = d.window.as_of_ms >= d.window.end_ms;
+        policy_names.push_back(d.policy_name);
+        s.d = std::move(d);
     }
-    if (sessions.empty()) return sessions;
-
-    const auto policies = load_policies(spi, policy_names, ro);
-    for (SessionData& d : sessions) {
-        auto it = policies.find(d.policy.name);
+    if (out.empty()) return out;
+    const auto policies = load_policies(spi, policy_names, !lock);
+    for (SessionData& s : out) {
+        auto it = policies.find(s.d.policy_name);
         if (it == policies.end())
-            throw core::Error("42704", "policy \"" + d.policy.name + "\" of session " +
-                                           std::to_string(d.session_id) + " does not exist");
-        d.policy = it->second;
+            throw core::Error("42704", "policy \"" + s.d.policy_name + "\" of session " +
+                                           std::to_string(s.d.session_id) + " does not exist");
+        s.policy = it->second;
     }
-    auto session_of = [&](const std::optional<std::string>& id) -> SessionData* {
-        auto it = at.find(to_i64(id));
-        return it == at.end() ? nullptr : &sessions[it->second];
-    };
-
-    // Persons: live rows, then the roster (sorted after them, so its role wins).
-    for (const auto& r : spi.query("SELECT session_id, user_key, user_id, role FROM ("
-                                   " SELECT session_id, user_key, user_id, role, 1 AS source FROM "
-                                   "@s.meeting_attendances WHERE session_id = ANY($1)"
-                                   " UNION ALL"
-                                   " SELECT session_id, user_id::text, user_id, role, 2 FROM "
-                                   "@s.attendance_roster WHERE session_id = ANY($1)) p "
-                                   "ORDER BY source",
-                                   {id_array}, ro)) {
-        SessionData* d = session_of(r[0]);
-        if (!d) continue;
-        Person& p = d->persons[r[1].value_or("")];
-        p.input.user_key = r[1].value_or("");
-        p.user_id = opt_i64(r[2]);
-        p.input.role = r[3].value_or("student");
-    }
-    for (const auto& r :
-         spi.query("SELECT c.session_id, c.user_key, c.participant_sid, " MS("c.join_time") ", " MS(
-                       "c.leave_time") ", c.end_reason = 'aborted', c.leave_is_synthetic FROM "
-                                       "@s.attendance_sessions c WHERE c.session_id = ANY($1)",
-                   {id_array}, ro)) {
-        SessionData* d = session_of(r[0]);
-        if (!d) continue;
-        auto it = d->persons.find(r[1].value_or(""));
-        if (it == d->persons.end()) continue;  // no live row: a non-attending participant
-        core::Connection c;
-        c.sid = r[2].value_or("");
-        c.join_ms = opt_i64(r[3]);
-        c.leave_ms = opt_i64(r[4]);
-        c.aborted = r[5] == std::optional<std::string>("t");
-        c.synthetic_leave = r[6] == std::optional<std::string>("t");
-        it->second.input.connections.push_back(std::move(c));
-    }
-    for (const auto& r : spi.query("SELECT session_id, user_key, status, reason FROM "
-                                   "@s.attendance_overrides WHERE session_id = ANY($1)",
-                                   {id_array}, ro)) {
-        SessionData* d = session_of(r[0]);
-        if (!d) continue;
-        auto it = d->persons.find(r[1].value_or(""));
-        if (it == d->persons.end()) continue;
-        it->second.input.override_status = r[2];
-        it->second.override_reason = r[3];
-    }
-    return sessions;
-}
-
-SessionData load_session(SpiSession& spi, int64_t session_id, bool lock) {
-    auto sessions = load_sessions(spi, {session_id}, lock);
-    if (sessions.empty())
-        throw core::Error("42704", "session " + std::to_string(session_id) +
-                                       " is not scheduled (see attendance_schedule_session)");
-    return std::move(sessions.front());
+    return out;
 }
 
 // core::Error keeps a const char* SQLSTATE: intern the few codes used here.
@@ -206,22 +122,22 @@ struct ResultColumns {
     std::vector<bool> user_id_null, is_final;
     std::vector<std::string> user_key, role, status, rule, pct, cause, policy;
 
-    void add(const SessionData& d, const std::string& key, const Person& person,
-             const core::PersonResult& r, const std::string& why) {
-        session_id.push_back(d.session_id);
-        user_key.push_back(key);
+    void add(const SessionData& s, const core::DerivedPerson& person, const core::PersonResult& r,
+             const std::string& why) {
+        session_id.push_back(s.d.session_id);
+        user_key.push_back(person.user_key);
         user_id.push_back(person.user_id.value_or(0));
         user_id_null.push_back(!person.user_id);
-        role.push_back(person.input.role);
+        role.push_back(person.role);
         status.push_back(r.status);
         rule.push_back(r.rule);
         pct.push_back(core::format_percentage(r.percentage_hundredths));
         presence_ms.push_back(r.presence_ms);
         minutes.push_back(r.total_duration_minutes);
-        session_minutes.push_back(((d.window.end_ms - d.window.start_ms) + 30'000) / 60'000);
+        session_minutes.push_back(((s.d.window.end_ms - s.d.window.start_ms) + 30'000) / 60'000);
         cause.push_back(why);
-        policy.push_back(d.policy.name);
-        is_final.push_back(d.over);
+        policy.push_back(s.policy.name);
+        is_final.push_back(s.over);
     }
 };
 
@@ -243,8 +159,7 @@ constexpr const char* kStoreResults =
     "  SELECT r.session_id, r.user_key, old.attendance_status, r.status, "
     "    old.attendance_percentage, r.pct_text::numeric(5,2), r.cause, session_user "
     "  FROM r LEFT JOIN old USING (session_id, user_key) "
-    "  WHERE (old.attendance_calculated_at IS NOT NULL OR (r.rule = 'override' AND r.cause = "
-    "'override')) "
+    "  WHERE (old.attendance_calculated_at IS NOT NULL OR r.rule = 'override') "
     "    AND (old.attendance_status IS DISTINCT FROM r.status "
     "         OR old.attendance_percentage IS DISTINCT FROM r.pct_text::numeric(5,2)) "
     "  RETURNING 1), "
@@ -267,6 +182,31 @@ constexpr const char* kStoreResults =
     "  RETURNING 1) "
     "SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM audit)";
 
+// Rows of persons the derivation no longer has (the session moved, a roster role became
+// observer): removed, and audited when they held a result.
+constexpr const char* kRemoveVanished =
+    "WITH gone AS (DELETE FROM @s.meeting_attendances m WHERE m.session_id = ANY($1) "
+    "  AND NOT EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::text[]) x(session_id, user_key) "
+    "    WHERE x.session_id = m.session_id AND x.user_key = m.user_key) "
+    "  RETURNING m.session_id, m.user_key, m.attendance_status, m.attendance_percentage, "
+    "    m.attendance_calculated_at) "
+    "INSERT INTO @s.attendance_status_changes (session_id, user_key, old_status, new_status, "
+    "  old_percentage, new_percentage, cause, actor) "
+    "SELECT g.session_id, g.user_key, g.attendance_status, NULL, g.attendance_percentage, NULL, "
+    "  c.cause, session_user FROM gone g JOIN unnest($1::bigint[], $2::text[]) c(session_id, "
+    "  cause) USING (session_id) WHERE g.attendance_calculated_at IS NOT NULL";
+
+// The cause a calculation is audited with: a late webhook whenever the session has events
+// its last calculation did not see, else the pending cause of a flagged session, else the
+// caller's ("manual", "scheduled"); a change the caller makes itself (an override) is
+// audited as that change.
+std::string cause_of(const Derived& d, const std::string& given) {
+    if (given != "manual" && given != "scheduled") return given;
+    if (d.calculated && d.unseen_events) return "late webhook";
+    if (d.calculated && d.pending_cause) return *d.pending_cause;
+    return given;
+}
+
 // Calculates and stores the scheduled sessions among `ids` (cause per session, same
 // order); returns the number of sessions and persons written. Throws on any error, which
 // leaves the caller to roll the whole batch back.
@@ -276,23 +216,35 @@ struct BatchResult {
 };
 BatchResult calculate_batch(SpiSession& spi, const std::vector<int64_t>& ids,
                             const std::vector<std::string>& causes) {
-    std::map<int64_t, const std::string*> cause_of;
-    for (size_t k = 0; k < ids.size(); ++k) cause_of[ids[k]] = &causes[k];
-    std::vector<SessionData> sessions = load_sessions(spi, ids, true);
+    std::map<int64_t, const std::string*> given_cause;
+    for (size_t k = 0; k < ids.size(); ++k) given_cause[ids[k]] = &causes[k];
+    std::string snapshot;
+    std::vector<SessionData> sessions = load_sessions(spi, ids, true, &snapshot);
     BatchResult out;
     if (sessions.empty()) return out;
     ResultColumns rows;
-    std::vector<int64_t> done;
-    std::vector<bool> final_flags;
-    for (SessionData& d : sessions) {
-        for (auto& [key, person] : d.persons) {
-            if (person.input.role == "observer") continue;
-            rows.add(d, key, person, core::calculate_person(d.window, d.policy, person.input),
-                     *cause_of[d.session_id]);
-        }
-        done.push_back(d.session_id);
-        final_flags.push_back(d.over);
+    std::vector<int64_t> done, room_finished;
+    std::vector<bool> final_flags, room_finished_null;
+    std::vector<std::string> session_causes;
+    std::vector<Derived> live;
+    for (SessionData& s : sessions) {
+        const std::string why = cause_of(s.d, *given_cause[s.d.session_id]);
+        for (const auto& [key, person] : s.d.derivation.persons)
+            rows.add(s, person,
+                     core::calculate_person(s.d.window, s.policy,
+                                            person.calc_input(s.override_status(key))),
+                     why);
+        done.push_back(s.d.session_id);
+        final_flags.push_back(s.over);
+        session_causes.push_back(why);
+        room_finished.push_back(s.d.derivation.room_finished_ms.value_or(0));
+        room_finished_null.push_back(!s.d.derivation.room_finished_ms);
+        live.push_back(s.d);
     }
+    // The live columns and connections from the same derivation, then the results.
+    spi.exec(kRemoveVanished, {Arg::int8_array(done), Arg::text_array(session_causes),
+                               Arg::int8_array(rows.session_id), Arg::text_array(rows.user_key)});
+    store_live(spi, live);
     if (!rows.session_id.empty())
         spi.query(
             kStoreResults,
@@ -304,11 +256,15 @@ BatchResult calculate_batch(SpiSession& spi, const std::vector<int64_t>& ids,
              Arg::text_array(rows.policy), Arg::bool_array(rows.is_final)});
     spi.exec(
         "UPDATE @s.attendance_session_schedule s SET calculated_at = now(), "
+        "calculated_snapshot = $3::pg_snapshot, "
+        "room_finished_at = 'epoch'::timestamptz + x.room_finished_ms * interval '1 millisecond', "
         "needs_calculation = NOT x.is_final, recalculation_cause = NULL, failed_attempts = 0, "
         "last_error = NULL, next_attempt_at = NULL, updated_at = now() "
-        "FROM unnest($1::bigint[], $2::bool[]) AS x(session_id, is_final) "
+        "FROM unnest($1::bigint[], $2::bool[], $4::bigint[]) AS x(session_id, is_final, "
+        "  room_finished_ms) "
         "WHERE s.session_id = x.session_id",
-        {Arg::int8_array(done), Arg::bool_array(final_flags)});
+        {Arg::int8_array(done), Arg::bool_array(final_flags), Arg::text(snapshot),
+         Arg::int8_array(room_finished, room_finished_null)});
     spi.query("SELECT pg_notify('attendance_calculated', x::text) FROM unnest($1::bigint[]) x",
               {Arg::int8_array(done)});
     out.sessions = int(done.size());
@@ -421,70 +377,20 @@ DueResult calculate_sessions(SpiSession& spi, const std::vector<int64_t>& given_
     return out;
 }
 
-DueResult calculate_due(SpiSession& spi, int delay_s, int batch_size) {
+DueResult calculate_due(SpiSession& spi, int batch_size) {
     std::vector<int64_t> ids;
-    std::vector<std::string> causes;
-    for (const auto& r :
-         spi.query("SELECT session_id, coalesce(recalculation_cause, 'scheduled') FROM "
-                   "@s.attendance_session_schedule "
-                   "WHERE needs_calculation AND ends_at <= now() - make_interval(secs => $1) "
-                   "AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
-                   "ORDER BY ends_at, session_id LIMIT 10000",
-                   {Arg::int4(delay_s)}, true)) {
+    // "Due" has one definition: the view attendance_sessions_due.
+    for (const auto& r : spi.query("SELECT session_id FROM @s.attendance_sessions_due "
+                                   "WHERE due_at <= now() ORDER BY due_at, session_id LIMIT 10000",
+                                   {}, false))  // sees a fold's flags made in this transaction
         ids.push_back(to_i64(r[0]));
-        causes.push_back(r[1].value_or("scheduled"));
-    }
-    return calculate_sessions(spi, ids, causes, batch_size);
+    return calculate_sessions(spi, ids, std::vector<std::string>(ids.size(), "scheduled"),
+                              batch_size);
 }
 
-ReconcileResult reconcile(SpiSession& spi, int64_t max_age_ms) {
+ReconcileResult reconcile(SpiSession& spi) {
     ReconcileResult out;
-    auto open = spi.query(
-        "SELECT c.participant_sid, c.session_id, c.user_key, " MS("c.join_time") ", " MS("s.room_finished_at") ", " MS(
-            "s.ends_at") ", " MS("now()") " "
-        "FROM @s.attendance_sessions c LEFT JOIN @s.attendance_session_schedule s USING (session_id) "
-        "WHERE c.leave_time IS NULL AND c.join_time IS NOT NULL AND c.end_reason IS NULL "
-        "ORDER BY c.session_id NULLS FIRST, c.participant_sid",
-        {}, true);
-    struct Close {
-        std::string sid, user_key;
-        core::Closing closing;
-    };
-    std::map<std::optional<int64_t>, std::vector<Close>> by_session;
-    for (const auto& r : open) {
-        core::OpenConnection c{to_i64(r[3]), opt_i64(r[4]), opt_i64(r[5])};
-        if (auto closing = core::reconcile_close(c, to_i64(r[6]), max_age_ms))
-            by_session[opt_i64(r[1])].push_back({r[0].value_or(""), r[2].value_or(""), *closing});
-    }
-    for (const auto& [session, closes] : by_session) {
-        // Same lock order as ingestion and calculation: the session row first.
-        bool calculated = false;
-        if (session) {
-            auto lock = spi.query(
-                "SELECT calculated_at IS NOT NULL FROM @s.attendance_session_schedule WHERE "
-                "session_id = $1 FOR UPDATE",
-                {Arg::int8(*session)});
-            calculated = !lock.empty() && lock[0][0] == std::optional<std::string>("t");
-        }
-        std::map<std::string, bool> persons;
-        for (const Close& c : closes) {
-            uint64_t n = spi.exec(
-                "UPDATE @s.attendance_sessions SET leave_time = $2, end_reason = 'reconciled', "
-                "leave_is_synthetic = true, disconnect_reason = 'reconciled: ' || $3, updated_at = "
-                "now() "
-                "WHERE participant_sid = $1 AND leave_time IS NULL AND end_reason IS NULL",
-                {Arg::text(c.sid), Arg::ts_ms(c.closing.leave_ms), Arg::text(c.closing.because)});
-            if (n == 0) continue;  // its real leave arrived meanwhile
-            ++out.closed;
-            persons[c.user_key] = true;
-        }
-        if (!session) continue;
-        for (const auto& [user_key, _] : persons) refresh_live(spi, *session, user_key);
-        if (calculated && !persons.empty()) {
-            calculate_session(spi, *session, "reconciliation");
-            ++out.sessions_recalculated;
-        }
-    }
+    out.sessions_rederived = rederive_open(spi);
     return out;
 }
 
@@ -505,19 +411,38 @@ int64_t cleanup_history(SpiSession& spi, int retention_days) {
 namespace {
 
 nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::string& user_key) {
-    SessionData d = load_session(spi, session_id, false);
-    auto it = d.persons.find(user_key);
-    if (it == d.persons.end())
+    auto sessions = load_sessions(spi, {session_id}, false);
+    if (sessions.empty())
+        throw core::Error("42704", "session " + std::to_string(session_id) +
+                                       " is not scheduled (see attendance_schedule_session)");
+    const SessionData& s = sessions.front();
+    auto it = s.d.derivation.persons.find(user_key);
+    if (it == s.d.derivation.persons.end())
         throw core::Error("42704", "no attendance for user " + user_key + " in session " +
                                        std::to_string(session_id));
-    Person& p = it->second;
-    core::PersonResult r = core::calculate_person(d.window, d.policy, p.input);
-    nlohmann::json trace = core::explain(d.window, d.policy, p.input, r);
+    const core::DerivedPerson& p = it->second;
+    const core::PersonInput input = p.calc_input(s.override_status(user_key));
+    core::PersonResult r = core::calculate_person(s.d.window, s.policy, input);
+    nlohmann::json trace = core::explain(s.d.window, s.policy, input, r);
     trace["session_id"] = session_id;
     trace["user_key"] = user_key;
     trace["user_id"] = p.user_id ? nlohmann::json(*p.user_id) : nlohmann::json();
-    trace["provisional"] = !d.over;
-    if (p.override_reason) trace["override_reason"] = *p.override_reason;
+    trace["provisional"] = !s.over;
+    trace["room_finished"] =
+        s.d.derivation.room_finished_ms
+            ? nlohmann::json(core::format_timestamp_ms(*s.d.derivation.room_finished_ms))
+            : nlohmann::json();
+    nlohmann::json derived = nlohmann::json::array();
+    for (const core::DerivedConnection& c : p.connections)
+        derived.push_back({{"participant_sid", c.sid},
+                           {"join_source", c.join_source},
+                           {"end", c.end_reason},
+                           {"disconnect_reason", c.disconnect_reason},
+                           {"join_event_id", c.join_event_id},
+                           {"leave_event_id", c.leave_event_id}});
+    trace["derived_connections"] = derived;
+    if (auto o = s.d.overrides.find(user_key); o != s.d.overrides.end())
+        trace["override_reason"] = o->second.second;
     auto stored = spi.query(
         "SELECT attendance_status, attendance_percentage::text, is_calculated, "
         "attendance_calculated_at::text "
@@ -603,8 +528,10 @@ extern "C" Datum attendance_calculate_due(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         warn_if_scheduler_absent();
-        DueResult r =
-            calculate_due(spi, settings.calculation_delay_s, settings.calculation_batch_size);
+        // What the worker runs: the fold first, so that a late webhook logged since the
+        // last one has flagged its session and is calculated now.
+        fold(spi);
+        DueResult r = calculate_due(spi, settings.calculation_batch_size);
         spi.finish();
         return processed_failed(fcinfo, r);
     });
@@ -649,10 +576,9 @@ extern "C" Datum attendance_explain(PG_FUNCTION_ARGS) {
 extern "C" Datum attendance_reconcile(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
-        ReconcileResult r = reconcile(spi, int64_t(settings.max_connection_age_s) * 1000);
+        ReconcileResult r = reconcile(spi);
         spi.finish();
-        nlohmann::json j = {{"closed", r.closed},
-                            {"sessions_recalculated", r.sessions_recalculated}};
+        nlohmann::json j = {{"sessions_rederived", r.sessions_rederived}};
         return jsonb_datum(j.dump());
     });
 }

@@ -2,6 +2,7 @@
 // functions and the background worker.
 #pragma once
 
+#include "pg/derive.hpp"
 #include "pg/spi.hpp"
 
 #include <string>
@@ -26,18 +27,14 @@ DueResult calculate_sessions(SpiSession& spi, const std::vector<int64_t>& ids,
 
 // Calculates every due session, batch_size sessions per statement; a batch that fails
 // is retried one session at a time, each in its own subtransaction.
-DueResult calculate_due(SpiSession& spi, int delay_s, int batch_size);
+DueResult calculate_due(SpiSession& spi, int batch_size);
 
 struct ReconcileResult {
-    int closed = 0;
-    int sessions_recalculated = 0;
+    int sessions_rederived = 0;
 };
-ReconcileResult reconcile(SpiSession& spi, int64_t max_age_ms);
-
-// Rebuilds a person's live row (first join, last leave, cycles, minutes) from their
-// connections (ingest.cpp); used by ingestion, reconciliation and the SQL function
-// _attendance_refresh_live.
-void refresh_live(SpiSession& spi, int64_t session_id, const std::string& user_key);
+// Reconciliation is a rule of the derivation: this derives again every session with a
+// connection still open, so that the connections table shows the closes the rule makes.
+ReconcileResult reconcile(SpiSession& spi);
 
 // Deletes job-run history older than the retention, in batches; returns rows deleted.
 int64_t cleanup_history(SpiSession& spi, int retention_days);

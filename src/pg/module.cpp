@@ -133,10 +133,24 @@ void define_settings() {
         "A batch that fails is retried one session at a time, so a failing session never stops "
         "the others. 1 calculates every session on its own.",
         &settings.calculation_batch_size, 500, 1, 10000, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "attendance.fold_interval",
+        "How far the live rows and connections may lag the log: the scheduler folds new events "
+        "at most this often.",
+        "Milliseconds. The fold runs only while new events exist.", &settings.fold_interval_ms,
+        1000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "attendance.fold_wait",
+        "How long a fold waits for ingesting transactions still open before folding what is "
+        "committed.",
+        "Milliseconds; 0 does not wait. A transaction still open is folded by a later fold.",
+        &settings.fold_wait_ms, 200, 0, 60 * 1000, PGC_SUSET, GUC_UNIT_MS, nullptr, nullptr,
+        nullptr);
     DefineCustomIntVariable("attendance.reconcile_interval",
-                            "How often the scheduler closes orphaned connections.", nullptr,
-                            &settings.reconcile_interval_s, 3600, 1, 7 * 24 * 3600, PGC_SIGHUP,
-                            GUC_UNIT_S, nullptr, nullptr, nullptr);
+                            "How often the scheduler derives again the sessions with connections "
+                            "still open (reconciliation).",
+                            nullptr, &settings.reconcile_interval_s, 3600, 1, 7 * 24 * 3600,
+                            PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "attendance.max_connection_age",
         "Open connections older than this are closed by reconciliation when nothing else "

@@ -19,18 +19,21 @@ struct Settings {
     bool scheduler_enabled = true;
     int calculation_delay_s = 300;
     int calculation_batch_size = 500;
+    int fold_interval_ms = 1000;
+    int fold_wait_ms = 200;
     int reconcile_interval_s = 3600;
     int max_connection_age_s = 6 * 3600;
     int run_history_retention_days = 30;
 };
 
-inline constexpr const char* kLibraryVersion = "0.2.0";
+inline constexpr const char* kLibraryVersion = "0.3.0";
 
 extern Settings settings;
 
 void define_settings();
 void register_worker_if_preloaded();  // worker.cpp
 void wake_worker_at_commit();         // worker.cpp
+void note_event_at_commit();          // worker.cpp: a logged event for the fold (no write)
 void warn_if_scheduler_absent();      // worker.cpp: NOTICE when no scheduler runs
 
 }  // namespace attendance::pg

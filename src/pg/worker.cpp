@@ -45,6 +45,8 @@ struct Shared {
     pid_t launcher_pid;
     Latch* launcher_latch;
     bool wake_pending;
+    bool events_pending;  // events were logged since the last fold began
+    int64 last_fold_start_ms;
     pid_t run_pid;
     int64 next_due_ms;        // next session due, or -1
     int64 next_reconcile_ms;  // next reconciliation, or -1
@@ -59,6 +61,7 @@ shmem_request_hook_type prev_shmem_request_hook = nullptr;
 shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
 bool wake_registered = false;
 bool wake_pending_local = false;
+bool event_pending_local = false;
 
 void request_shmem() {
     if (prev_shmem_request_hook) prev_shmem_request_hook();
@@ -83,6 +86,17 @@ int64 now_ms() { return timestamptz_to_ms(GetCurrentTimestamp()); }
 
 void on_commit_wake(XactEvent event, void*) {
     if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) {
+        // A logged event: the launcher folds it within attendance.fold_interval. The flag
+        // is read without the lock first, so a busy log costs one read per webhook.
+        if (event_pending_local && shared && !shared->events_pending) {
+            Latch* latch = nullptr;
+            SpinLockAcquire(&shared->mutex);
+            shared->events_pending = true;
+            latch = shared->launcher_latch;
+            SpinLockRelease(&shared->mutex);
+            if (latch) SetLatch(latch);
+        }
+        event_pending_local = false;
         if (wake_pending_local && shared) {
             Latch* latch = nullptr;
             SpinLockAcquire(&shared->mutex);
@@ -94,6 +108,7 @@ void on_commit_wake(XactEvent event, void*) {
         wake_pending_local = false;
     } else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) {
         wake_pending_local = false;
+        event_pending_local = false;
     }
 }
 
@@ -133,23 +148,30 @@ struct JobOutcome {
 
 JobOutcome do_job(SpiSession& spi, const std::string& job) {
     JobOutcome out;
-    if (job == "calculate") {
-        DueResult r =
-            calculate_due(spi, settings.calculation_delay_s, settings.calculation_batch_size);
+    if (job == "fold") {
+        FoldResult r = fold(spi);
+        out.processed = int(r.events);
+        out.message = "folded " + std::to_string(r.events) + " event(s) into " +
+                      std::to_string(r.sessions) + " session(s), flagged " +
+                      std::to_string(r.flagged) + " for a late webhook" +
+                      (r.complete ? "" : "; an ingesting transaction was still open");
+    } else if (job == "calculate") {
+        DueResult r = calculate_due(spi, settings.calculation_batch_size);
         out.processed = r.processed;
         out.failed = r.failed;
         out.message = r.message;
     } else if (job == "reconcile") {
-        ReconcileResult r = reconcile(spi, int64_t(settings.max_connection_age_s) * 1000);
-        out.processed = r.closed;
-        out.message = "closed " + std::to_string(r.closed) + " connection(s), recalculated " +
-                      std::to_string(r.sessions_recalculated) + " session(s)";
+        ReconcileResult r = reconcile(spi);
+        out.processed = r.sessions_rederived;
+        out.message = "derived again " + std::to_string(r.sessions_rederived) +
+                      " session(s) with open connections";
     } else if (job == "cleanup") {
         int64_t n = cleanup_history(spi, settings.run_history_retention_days);
         out.processed = int(n);
         out.message = "deleted " + std::to_string(n) + " old run(s)";
     } else {
-        throw core::Error("22023", "unknown job \"" + job + "\" (calculate, reconcile or cleanup)");
+        throw core::Error("22023",
+                          "unknown job \"" + job + "\" (fold, calculate, reconcile or cleanup)");
     }
     return out;
 }
@@ -200,15 +222,12 @@ void run_once() {
             "message = 'interrupted: the scheduler stopped before the run finished' "
             "WHERE status = 'running' AND pid IS DISTINCT FROM pg_backend_pid()");
         auto r = spi.query(
-            "SELECT EXISTS (SELECT 1 FROM @s.attendance_session_schedule WHERE needs_calculation "
-            "  AND ends_at <= now() - make_interval(secs => $1) "
-            "  AND (next_attempt_at IS NULL OR next_attempt_at <= now())), "
+            "SELECT EXISTS (SELECT 1 FROM @s.attendance_sessions_due WHERE due_at <= now()), "
             "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'reconcile') "
-            "  <= now() - make_interval(secs => $2), true), "
+            "  <= now() - make_interval(secs => $1), true), "
             "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'cleanup') "
             "  <= now() - interval '1 day', true)",
-            {Arg::int4(settings.calculation_delay_s), Arg::int4(settings.reconcile_interval_s)},
-            true);
+            {Arg::int4(settings.reconcile_interval_s)}, true);
         calculate_due_now = r[0][0] == std::optional<std::string>("t");
         reconcile_due = r[0][1] == std::optional<std::string>("t");
         cleanup_due = r[0][2] == std::optional<std::string>("t");
@@ -222,7 +241,47 @@ void run_once() {
         return;
     }
 
+    // The fold first: events logged since the last one become live rows, and late
+    // webhooks flag their sessions, which this run then calculates. Events committed from
+    // here on wake the launcher again. A fold is a row of the run history only when it
+    // fails (otherwise it would write one every second); attendance_fold_state keeps its
+    // progress.
+    SpinLockAcquire(&shared->mutex);
+    shared->events_pending = false;
+    shared->last_fold_start_ms = now_ms();
+    SpinLockRelease(&shared->mutex);
     std::string summary;
+    JobOutcome folded;
+    err = in_transaction([&] {
+        SpiSession spi(*schema);
+        folded = do_job(spi, "fold");
+        spi.finish();
+    });
+    if (!err.empty()) {
+        summary += "fold failed: " + err + "; ";
+        in_transaction([&] {
+            SpiSession spi(*schema);
+            spi.exec(
+                "INSERT INTO @s.attendance_job_runs (job, status, finished_at, failed, message) "
+                "VALUES ('fold', 'failed', clock_timestamp(), 1, $1)",
+                {Arg::text(err)});
+            spi.finish();
+        });
+        pg_call([&] { elog(WARNING, "attendance scheduler: fold failed: %s", err.c_str()); });
+    } else if (folded.processed > 0) {
+        summary += folded.message + "; ";
+    }
+    {
+        // Due again after the fold: a late webhook it flagged is calculated in this run.
+        err = in_transaction([&] {
+            SpiSession spi(*schema);
+            auto due = spi.query(
+                "SELECT EXISTS (SELECT 1 FROM @s.attendance_sessions_due WHERE due_at <= now())",
+                {}, true);
+            calculate_due_now = due[0][0] == std::optional<std::string>("t");
+            spi.finish();
+        });
+    }
     for (const char* job : {"calculate", "reconcile", "cleanup"}) {
         std::string name = job;
         if ((name == "calculate" && !calculate_due_now) ||
@@ -273,15 +332,11 @@ void run_once() {
     err = in_transaction([&] {
         SpiSession spi(*schema);
         auto r = spi.query(
-            "SELECT floor(extract(epoch FROM (SELECT min(greatest(ends_at + make_interval(secs => "
-            "$1), "
-            "   coalesce(next_attempt_at, '-infinity'))) FROM @s.attendance_session_schedule WHERE "
-            "needs_calculation)) "
+            "SELECT floor(extract(epoch FROM (SELECT min(due_at) FROM @s.attendance_sessions_due)) "
             "   * 1000)::bigint, "
             "floor(extract(epoch FROM coalesce((SELECT max(started_at) FROM @s.attendance_job_runs "
-            "   WHERE job = 'reconcile'), now()) + make_interval(secs => $2)) * 1000)::bigint",
-            {Arg::int4(settings.calculation_delay_s), Arg::int4(settings.reconcile_interval_s)},
-            true);
+            "   WHERE job = 'reconcile'), now()) + make_interval(secs => $1)) * 1000)::bigint",
+            {Arg::int4(settings.reconcile_interval_s)}, true);
         if (r[0][0]) next_due = std::stoll(*r[0][0]);
         if (r[0][1]) next_reconcile = std::stoll(*r[0][1]);
         spi.finish();
@@ -345,13 +400,19 @@ void launcher_loop() {
             next_run = 0;  // the delay or interval may have changed
         }
         bool woken = false;
+        bool events = false;
+        int64 last_fold = 0;
         SpinLockAcquire(&shared->mutex);
         woken = shared->wake_pending;
         shared->wake_pending = false;
+        events = shared->events_pending;
+        last_fold = shared->last_fold_start_ms;
         SpinLockRelease(&shared->mutex);
 
         int64 now = now_ms();
-        if (woken || now >= next_run) {
+        // New events are folded at most every fold_interval.
+        const int64 fold_at = events ? last_fold + settings.fold_interval_ms : INT64_MAX;
+        if (woken || now >= next_run || now >= fold_at) {
             uint64 runs_before = 0;
             SpinLockAcquire(&shared->mutex);
             runs_before = uint64(shared->runs);
@@ -375,7 +436,8 @@ void launcher_loop() {
             }
             continue;  // re-check wake requests that arrived during the run
         }
-        long timeout = long(std::max<int64>(0, std::min<int64>(next_run - now, 10 * 60'000)));
+        long timeout = long(
+            std::max<int64>(0, std::min<int64>(std::min(next_run, fold_at) - now, 10 * 60'000)));
         (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout,
                         PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
@@ -411,6 +473,15 @@ void wake_worker_at_commit() {
         wake_registered = true;
     }
     wake_pending_local = true;
+}
+
+void note_event_at_commit() {
+    if (!shared) return;
+    if (!wake_registered) {
+        pg_call([] { RegisterXactCallback(on_commit_wake, nullptr); });
+        wake_registered = true;
+    }
+    event_pending_local = true;
 }
 
 void warn_if_scheduler_absent() {
@@ -527,9 +598,9 @@ extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
         std::string job = text_arg(fcinfo, 0, "job");
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
-        if (job != "calculate" && job != "reconcile" && job != "cleanup")
-            throw core::Error("22023",
-                              "unknown job \"" + job + "\" (calculate, reconcile or cleanup)");
+        if (job != "fold" && job != "calculate" && job != "reconcile" && job != "cleanup")
+            throw core::Error(
+                "22023", "unknown job \"" + job + "\" (fold, calculate, reconcile or cleanup)");
         auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
                            {Arg::text(job)});
         int64_t id = std::stoll(r[0][0].value_or("0"));
@@ -542,5 +613,35 @@ extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
              Arg::text(outcome.message)});
         spi.finish();
         return Int64GetDatum(id);
+    });
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(attendance_fold);
+PG_FUNCTION_INFO_V1(attendance_calculation_delay);
+}
+
+extern "C" Datum attendance_fold(PG_FUNCTION_ARGS) {
+    return entry([&]() -> Datum {
+        SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
+        FoldResult r = fold(spi);
+        spi.finish();
+        nlohmann::json j = {{"events", r.events},
+                            {"sessions", r.sessions},
+                            {"flagged", r.flagged},
+                            {"complete", r.complete}};
+        return jsonb_datum(j.dump());
+    });
+}
+
+// The setting as an interval, for the view attendance_sessions_due (the one "due" rule).
+extern "C" Datum attendance_calculation_delay(PG_FUNCTION_ARGS) {
+    (void)fcinfo;
+    return entry([&]() -> Datum {
+        return pg_call([] {
+            ::Interval* i = static_cast<::Interval*>(palloc0(sizeof(::Interval)));
+            i->time = int64(settings.calculation_delay_s) * USECS_PER_SEC;
+            return IntervalPGetDatum(i);
+        });
     });
 }

@@ -35,7 +35,8 @@ LoggedEvent ev(EventKind kind, int64_t t, std::string sid = "", std::string user
 LoggedEvent join(int64_t t, std::string sid, std::string user = "12") {
     return ev(EventKind::ParticipantJoined, t, std::move(sid), std::move(user), t);
 }
-LoggedEvent leave(int64_t t, std::string sid, std::optional<int64_t> joined, std::string user = "12") {
+LoggedEvent leave(int64_t t, std::string sid, std::optional<int64_t> joined,
+                  std::string user = "12") {
     return ev(EventKind::ParticipantLeft, t, std::move(sid), std::move(user), joined);
 }
 LoggedEvent aborted(int64_t t, std::string sid, std::string user = "12") {
@@ -65,7 +66,8 @@ void expect_order_independent(std::vector<LoggedEvent> events, const DeriveConte
         [](const LoggedEvent& a, const LoggedEvent& b) { return a.event_id < b.event_id; }));
 }
 
-const DerivedConnection& only_connection(const SessionDerivation& d, const std::string& user = "12") {
+const DerivedConnection& only_connection(const SessionDerivation& d,
+                                         const std::string& user = "12") {
     const DerivedPerson& p = d.persons.at(user);
     EXPECT_EQ(p.connections.size(), 1u);
     return p.connections.front();
@@ -133,8 +135,8 @@ TEST(Derive, LeaveBeforeJoinAndLostJoin) {
     // Fast rejoin: the second connection's leave is logged before its join; the third
     // connection's join is lost and rebuilt from its leave.
     std::vector<LoggedEvent> events = {
-        leave(S + 20 * kMin, "PA_b", S + 10 * kMin), join(S + 10 * kMin, "PA_b"),
-        join(S, "PA_a"), leave(S + 9 * kMin, "PA_a", S), leave(S + 44 * kMin, "PA_c", S + 30 * kMin)};
+        leave(S + 20 * kMin, "PA_b", S + 10 * kMin), join(S + 10 * kMin, "PA_b"), join(S, "PA_a"),
+        leave(S + 9 * kMin, "PA_a", S), leave(S + 44 * kMin, "PA_c", S + 30 * kMin)};
     expect_order_independent(events, after_end());
     const auto d = derive(events, after_end());
     const auto& p = d.persons.at("12");
@@ -147,7 +149,8 @@ TEST(Derive, LeaveBeforeJoinAndLostJoin) {
 }
 
 TEST(Derive, RoomFinishedBeforeAnythingClosesOpenConnections) {
-    std::vector<LoggedEvent> events = {finished(S + 40 * kMin), join(S, "PA_a"), join(S + kMin, "PA_b", "13")};
+    std::vector<LoggedEvent> events = {finished(S + 40 * kMin), join(S, "PA_a"),
+                                       join(S + kMin, "PA_b", "13")};
     expect_order_independent(events, after_end());
     auto d = derive(events, after_end());
     EXPECT_EQ(d.room_finished_ms, S + 40 * kMin);

@@ -1,0 +1,359 @@
+// The events of a session as the derivation reads them, and the live rows it writes
+// (docs/architecture.md, "The derivation" and "The fold").
+#include "pg/derive.hpp"
+
+#include "pg/settings.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace attendance::pg {
+
+namespace {
+
+int64_t to_i64(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
+std::optional<int64_t> opt_i64(const std::optional<std::string>& v) {
+    if (!v) return std::nullopt;
+    return std::stoll(*v);
+}
+bool is_true(const std::optional<std::string>& v) { return v == std::optional<std::string>("t"); }
+
+// Milliseconds since the epoch, exactly (timestamptz has microseconds).
+#define MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
+// And back, exactly.
+#define TS(ms) "('epoch'::timestamptz + " ms " * interval '1 millisecond')"
+
+}  // namespace
+
+std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>& given, bool lock,
+                                     std::string* snapshot) {
+    std::vector<int64_t> ids = given;
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    // After waiting for locks, read with fresh snapshots (read_only = false).
+    const bool ro = !lock;
+    const Arg id_array = Arg::int8_array(ids);
+    std::vector<Derived> out;
+    std::map<int64_t, size_t> at;
+    for (int64_t id : ids) {
+        at[id] = out.size();
+        out.emplace_back().session_id = id;
+    }
+    auto find = [&](const std::optional<std::string>& id) -> Derived* {
+        auto it = at.find(to_i64(id));
+        return it == at.end() ? nullptr : &out[it->second];
+    };
+    const std::string sql =
+        "SELECT session_id, " MS("starts_at") ", " MS("ends_at") ", policy_name, "
+        "CASE WHEN needs_calculation THEN recalculation_cause END, calculated_at IS NOT NULL "
+        "FROM @s.attendance_session_schedule WHERE session_id = ANY($1) ORDER BY session_id";
+    for (const Row& r : spi.query(lock ? sql + " FOR UPDATE" : sql, {id_array}, ro)) {
+        Derived* d = find(r[0]);
+        d->scheduled = true;
+        d->window.start_ms = to_i64(r[1]);
+        d->window.end_ms = to_i64(r[2]);
+        d->policy_name = r[3].value_or("default");
+        d->pending_cause = r[4];
+        d->calculated = is_true(r[5]);
+    }
+    const Row clock = spi.query("SELECT " MS("now()") ", pg_current_snapshot()::text", {}, ro)[0];
+    const int64_t now = to_i64(clock[0]);
+    if (snapshot) *snapshot = clock[1].value_or("");
+    std::map<int64_t, core::DeriveContext> context;
+    for (Derived& d : out) {
+        core::DeriveContext& c = context[d.session_id];
+        c.as_of_ms = now;
+        c.max_connection_age_ms = int64_t(settings.max_connection_age_s) * 1000;
+        if (d.scheduled) {
+            c.scheduled_end_ms = d.window.end_ms;
+            d.window.as_of_ms = now;
+        }
+    }
+    for (const Row& r : spi.query("SELECT session_id, user_id, role FROM @s.attendance_roster "
+                                  "WHERE session_id = ANY($1)",
+                                  {id_array}, ro))
+        context[to_i64(r[0])].roster[to_i64(r[1])] = r[2].value_or("student");
+    for (const Row& r : spi.query("SELECT session_id, user_key, status, reason FROM "
+                                  "@s.attendance_overrides WHERE session_id = ANY($1)",
+                                  {id_array}, ro)) {
+        Derived* d = find(r[0]);
+        if (!d) continue;
+        d->overrides[r[1].value_or("")] = {r[2].value_or(""), r[3].value_or("")};
+        context[d->session_id].overridden.push_back(r[1].value_or(""));
+    }
+    std::map<int64_t, std::vector<core::LoggedEvent>> events;
+    for (const Row& r :
+         spi.query("SELECT session_id, event_id, event_type, at_ms, participant_sid, "
+                   "participant_identity, user_key, user_id, participant_name, role, joined_ms, "
+                   "disconnect_reason, unseen FROM @s._attendance_session_events($1)",
+                   {id_array}, ro)) {
+        Derived* d = find(r[0]);
+        if (!d) continue;
+        core::LoggedEvent e;
+        e.event_id = r[1].value_or("");
+        e.kind = core::event_kind_of(r[2].value_or(""));
+        e.time_ms = to_i64(r[3]);
+        e.sid = r[4].value_or("");
+        e.identity = r[5].value_or("");
+        e.user_key = r[6].value_or("");
+        e.user_id = opt_i64(r[7]);
+        e.name = r[8].value_or("");
+        e.role = r[9].value_or("");
+        e.joined_ms = opt_i64(r[10]);
+        e.disconnect_reason = r[11].value_or("");
+        if (is_true(r[12])) d->unseen_events = true;
+        events[d->session_id].push_back(std::move(e));
+    }
+    for (Derived& d : out) {
+        d.derivation = core::derive(events[d.session_id], context[d.session_id]);
+        // Connections still open are closed by the derivation where its rule says so; the
+        // calculation then closes the rest at the scheduled end or now.
+        d.window.room_finished_ms.reset();
+    }
+    return out;
+}
+
+void store_live(SpiSession& spi, const std::vector<Derived>& sessions) {
+    if (sessions.empty()) return;
+    std::vector<int64_t> ids;
+    // connections
+    std::vector<int64_t> c_session, c_join, c_leave;
+    std::vector<bool> c_join_null, c_leave_null, c_synthetic;
+    std::vector<std::string> c_sid, c_key, c_source, c_end, c_reason, c_join_ev, c_leave_ev;
+    std::vector<bool> c_source_null, c_end_null, c_reason_null, c_join_ev_null, c_leave_ev_null;
+    // persons
+    std::vector<int64_t> p_session, p_user_id, p_first, p_last, p_joins, p_leaves, p_minutes;
+    std::vector<bool> p_user_id_null, p_first_null, p_last_null, p_pending;
+    std::vector<std::string> p_key, p_identity, p_name, p_role, p_cycles;
+    std::vector<bool> p_identity_null, p_name_null;
+    for (const Derived& d : sessions) {
+        ids.push_back(d.session_id);
+        const bool pending = d.calculated && (d.pending_cause || d.unseen_events);
+        for (const auto& [key, p] : d.derivation.persons) {
+            for (const core::DerivedConnection& c : p.connections) {
+                c_session.push_back(d.session_id);
+                c_sid.push_back(c.sid);
+                c_key.push_back(key);
+                c_join.push_back(c.join_ms.value_or(0));
+                c_join_null.push_back(!c.join_ms);
+                c_leave.push_back(c.leave_ms.value_or(0));
+                c_leave_null.push_back(!c.leave_ms);
+                c_source.push_back(c.join_source);
+                c_source_null.push_back(c.join_source.empty());
+                c_end.push_back(c.end_reason);
+                c_end_null.push_back(c.end_reason.empty());
+                c_synthetic.push_back(c.synthetic_leave);
+                c_reason.push_back(c.disconnect_reason);
+                c_reason_null.push_back(c.disconnect_reason.empty());
+                c_join_ev.push_back(c.join_event_id);
+                c_join_ev_null.push_back(c.join_event_id.empty());
+                c_leave_ev.push_back(c.leave_event_id);
+                c_leave_ev_null.push_back(c.leave_event_id.empty());
+            }
+            p_session.push_back(d.session_id);
+            p_key.push_back(key);
+            p_user_id.push_back(p.user_id.value_or(0));
+            p_user_id_null.push_back(!p.user_id);
+            p_identity.push_back(p.identity);
+            p_identity_null.push_back(p.identity.empty());
+            p_name.push_back(p.name);
+            p_name_null.push_back(p.name.empty());
+            p_role.push_back(p.role);
+            p_first.push_back(p.first_join_ms.value_or(0));
+            p_first_null.push_back(!p.first_join_ms);
+            p_last.push_back(p.last_leave_ms.value_or(0));
+            p_last_null.push_back(!p.last_leave_ms);
+            p_joins.push_back(p.join_count);
+            p_leaves.push_back(p.leave_count);
+            p_minutes.push_back(p.connected_minutes);
+            p_cycles.push_back(core::cycles_json(p).dump());
+            p_pending.push_back(pending);
+        }
+    }
+    const Arg id_array = Arg::int8_array(ids);
+    spi.exec("DELETE FROM @s.attendance_sessions WHERE session_id = ANY($1)", {id_array});
+    if (!c_session.empty())
+        spi.exec(
+            "INSERT INTO @s.attendance_sessions (session_id, participant_sid, user_key, join_time, "
+            "  join_source, leave_time, end_reason, leave_is_synthetic, disconnect_reason, "
+            "  join_event_id, leave_event_id) "
+            "SELECT x.session_id, x.sid, x.user_key, " TS("x.join_ms") ", x.source, " TS(
+                "x.leave_ms") ", x.end_reason, x.synthetic, x.reason, x.join_ev, x.leave_ev "
+                              "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], "
+                              "  $5::text[], $6::bigint[], $7::text[], $8::bool[], $9::text[], "
+                              "  $10::text[], $11::text[]) AS x(session_id, sid, user_key, "
+                              "  join_ms, source, leave_ms, end_reason, synthetic, reason, "
+                              "  join_ev, leave_ev)",
+            {Arg::int8_array(c_session), Arg::text_array(c_sid), Arg::text_array(c_key),
+             Arg::int8_array(c_join, c_join_null), Arg::text_array(c_source, c_source_null),
+             Arg::int8_array(c_leave, c_leave_null), Arg::text_array(c_end, c_end_null),
+             Arg::bool_array(c_synthetic), Arg::text_array(c_reason, c_reason_null),
+             Arg::text_array(c_join_ev, c_join_ev_null),
+             Arg::text_array(c_leave_ev, c_leave_ev_null)});
+    // Persons no longer derived (e.g. the session moved to another room) lose their live
+    // row unless it holds a calculated result, which only a calculation replaces.
+    spi.exec(
+        "DELETE FROM @s.meeting_attendances m WHERE m.session_id = ANY($1) "
+        "AND m.attendance_calculated_at IS NULL AND NOT EXISTS (SELECT 1 FROM unnest($2::bigint[], "
+        "$3::text[]) x(session_id, user_key) WHERE x.session_id = m.session_id AND x.user_key = "
+        "m.user_key)",
+        {id_array, Arg::int8_array(p_session), Arg::text_array(p_key)});
+    if (p_session.empty()) return;
+    spi.exec(
+        "INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, "
+        "  participant_identity, participant_name, role, first_join_time, last_leave_time, "
+        "  join_count, leave_count, join_leave_cycles, total_duration_minutes) "
+        "SELECT x.session_id, x.user_key, x.user_id, x.identity, x.name, x.role, " TS(
+            "x.first_ms") ", " TS("x.last_ms") ", x.joins, x.leaves, x.cycles::jsonb, x.minutes "
+                                               "FROM unnest($1::bigint[], $2::text[], "
+                                               "$3::bigint[], $4::text[], $5::text[], $6::text[], "
+                                               "$7::bigint[], $8::bigint[], $9::bigint[], "
+                                               "$10::bigint[], $11::text[], $12::bigint[], "
+                                               "$13::bool[]) AS x(session_id, user_key, user_id, "
+                                               "identity, name, role, first_ms, last_ms, joins, "
+                                               "leaves, cycles, minutes, pending) "
+        "ON CONFLICT (session_id, user_key) DO UPDATE SET "
+        "  user_id = coalesce(excluded.user_id, m.user_id), "
+        "  participant_identity = coalesce(excluded.participant_identity, m.participant_identity), "
+        "  participant_name = coalesce(excluded.participant_name, m.participant_name), "
+        "  role = CASE WHEN m.is_calculated THEN m.role ELSE excluded.role END, "
+        "  first_join_time = excluded.first_join_time, last_leave_time = excluded.last_leave_time, "
+        "  join_count = excluded.join_count, leave_count = excluded.leave_count, "
+        "  join_leave_cycles = excluded.join_leave_cycles, "
+        "  total_duration_minutes = CASE WHEN m.attendance_calculated_at IS NULL "
+        "    THEN excluded.total_duration_minutes ELSE m.total_duration_minutes END, "
+        "  is_calculated = m.is_calculated AND NOT (SELECT y.pending FROM unnest($1::bigint[], "
+        "    $2::text[], $13::bool[]) y(session_id, user_key, pending) "
+        "    WHERE y.session_id = m.session_id AND y.user_key = m.user_key LIMIT 1), "
+        "  updated_at = now() "
+        "WHERE (m.first_join_time, m.last_leave_time, m.join_count, m.leave_count, "
+        "  m.join_leave_cycles, m.participant_name, m.is_calculated) IS DISTINCT FROM "
+        "  (excluded.first_join_time, excluded.last_leave_time, excluded.join_count, "
+        "  excluded.leave_count, excluded.join_leave_cycles, "
+        "  coalesce(excluded.participant_name, m.participant_name), m.is_calculated AND NOT "
+        "  (SELECT y.pending FROM unnest($1::bigint[], $2::text[], $13::bool[]) y(session_id, "
+        "  user_key, pending) WHERE y.session_id = m.session_id AND y.user_key = m.user_key LIMIT "
+        "  1))",
+        {Arg::int8_array(p_session), Arg::text_array(p_key),
+         Arg::int8_array(p_user_id, p_user_id_null), Arg::text_array(p_identity, p_identity_null),
+         Arg::text_array(p_name, p_name_null), Arg::text_array(p_role),
+         Arg::int8_array(p_first, p_first_null), Arg::int8_array(p_last, p_last_null),
+         Arg::int8_array(p_joins), Arg::int8_array(p_leaves), Arg::text_array(p_cycles),
+         Arg::int8_array(p_minutes), Arg::bool_array(p_pending)});
+}
+
+namespace {
+
+// The highest log id below which every ingesting transaction has ended, or nothing when
+// one is still open: a SHARE lock on the log waits for them (briefly: lock_timeout) and is
+// released at once with its subtransaction.
+std::optional<int64_t> settled_high_mark(SpiSession& spi) {
+    MemoryContext context = CurrentMemoryContext;
+    ResourceOwner owner = CurrentResourceOwner;
+    pg_call([] { BeginInternalSubTransaction(nullptr); });
+    std::optional<int64_t> mark;
+    bool failed = false;
+    try {
+        if (settings.fold_wait_ms > 0) {
+            spi.exec("SELECT set_config('lock_timeout', $1, true)",
+                     {Arg::text(std::to_string(settings.fold_wait_ms) + "ms")});
+            spi.exec("LOCK TABLE @s.meeting_attendance_events IN SHARE MODE");
+        } else {
+            spi.exec("LOCK TABLE @s.meeting_attendance_events IN SHARE MODE NOWAIT");
+        }
+        mark = to_i64(
+            spi.query("SELECT coalesce(max(id), 0) FROM @s.meeting_attendance_events")[0][0]);
+    } catch (const PgError& e) {
+        int code = e.edata() ? e.edata()->sqlerrcode : 0;
+        if (code != ERRCODE_LOCK_NOT_AVAILABLE) failed = true;
+        if (failed) {
+            pg_call([&] {
+                RollbackAndReleaseCurrentSubTransaction();
+                MemoryContextSwitchTo(context);
+                CurrentResourceOwner = owner;
+            });
+            throw;
+        }
+        mark.reset();
+    }
+    // Rolled back either way: that releases the lock (and the SET LOCAL).
+    pg_call([&] {
+        RollbackAndReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(context);
+        CurrentResourceOwner = owner;
+    });
+    return mark;
+}
+
+}  // namespace
+
+FoldResult fold(SpiSession& spi) {
+    FoldResult out;
+    // One fold at a time; the state row is locked before any schedule row.
+    const int64_t safe_id =
+        to_i64(spi.query("SELECT safe_id FROM @s.attendance_fold_state FOR UPDATE")[0][0]);
+    std::optional<int64_t> settled = settled_high_mark(spi);
+    out.complete = settled.has_value();
+    const int64_t high = settled ? *settled
+                                 : to_i64(spi.query("SELECT coalesce(max(id), 0) FROM "
+                                                    "@s.meeting_attendance_events")[0][0]);
+
+    std::set<int64_t> touched;
+    std::vector<int64_t> new_sessions, new_xmins;
+    int64_t lag_ms = -1;
+    if (high > safe_id) {
+        auto rows = spi.query(
+            "SELECT @s._attendance_event_session(e.room_name, e.event_timestamp, e.session_id), "
+            "  e.xmin::text::bigint, " MS("clock_timestamp() - e.received_at") ", e.result "
+            "FROM @s.meeting_attendance_events e WHERE e.id > $1 AND e.id <= $2",
+            {Arg::int8(safe_id), Arg::int8(high)});
+        for (const Row& r : rows) {
+            ++out.events;
+            lag_ms = std::max(lag_ms, to_i64(r[2]));
+            if (!r[0] || r[3] != std::optional<std::string>("recorded")) continue;
+            touched.insert(to_i64(r[0]));
+            new_sessions.push_back(to_i64(r[0]));
+            new_xmins.push_back(to_i64(r[1]));
+        }
+    }
+    for (const Row& r : spi.query(
+             "SELECT session_id FROM @s.attendance_session_schedule WHERE needs_fold", {}, false))
+        touched.insert(to_i64(r[0]));
+
+    if (!touched.empty()) {
+        const std::vector<int64_t> ids(touched.begin(), touched.end());
+        // Locks the scheduled ones in id order, as calculations do.
+        std::vector<Derived> sessions = derive_sessions(spi, ids, true);
+        if (!new_sessions.empty()) {
+            auto flagged = spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
+                                     {Arg::int8_array(new_sessions), Arg::int8_array(new_xmins)});
+            out.flagged = int(to_i64(flagged[0][0]));
+        }
+        store_live(spi, sessions);
+        spi.exec(
+            "UPDATE @s.attendance_session_schedule SET needs_fold = false "
+            "WHERE session_id = ANY($1) AND needs_fold",
+            {Arg::int8_array(ids)});
+        out.sessions = int(sessions.size());
+    }
+    spi.exec(
+        "UPDATE @s.attendance_fold_state SET safe_id = CASE WHEN $1 THEN $2 ELSE safe_id END, "
+        "last_fold_at = now(), last_events = $3, last_sessions = $4, "
+        "last_lag_ms = CASE WHEN $5 >= 0 THEN $5 END, folds = folds + 1",
+        {Arg::boolean(out.complete), Arg::int8(high), Arg::int4(int32_t(out.events)),
+         Arg::int4(out.sessions), Arg::int8(lag_ms)});
+    return out;
+}
+
+int rederive_open(SpiSession& spi) {
+    std::vector<int64_t> ids;
+    for (const Row& r : spi.query(
+             "SELECT DISTINCT session_id FROM @s.attendance_sessions WHERE leave_time IS NULL", {},
+             false))
+        ids.push_back(to_i64(r[0]));
+    if (ids.empty()) return 0;
+    store_live(spi, derive_sessions(spi, ids, true));
+    return int(ids.size());
+}
+
+}  // namespace attendance::pg

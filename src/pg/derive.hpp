@@ -1,0 +1,57 @@
+// Loading a session's logged events for the one derivation (core/derive), and storing
+// what it derives as the live rows and connections (docs/architecture.md, "The fold").
+#pragma once
+
+#include "pg/spi.hpp"
+
+#include "core/calc.hpp"
+#include "core/derive.hpp"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace attendance::pg {
+
+struct Derived {
+    int64_t session_id = 0;
+    bool scheduled = false;
+    core::SessionWindow window{};  // scheduled sessions only
+    std::string policy_name;
+    std::optional<std::string> pending_cause;  // recalculation_cause while flagged
+    bool calculated = false;                   // calculated at least once
+    bool unseen_events = false;  // events the last calculation did not see: late webhooks
+    std::map<std::string, std::pair<std::string, std::string>> overrides;  // key -> status, reason
+    core::SessionDerivation derivation;
+};
+
+// Derives the sessions `ids` (scheduled or named by a room) from the log as it is now.
+// lock: take the schedule rows FOR UPDATE first, in id order (calculations of the same
+// session then serialise; ingestion never takes these locks).
+// snapshot: receives the snapshot (pg_snapshot text) taken after the locks and before the
+// log is read; an event invisible in it was not seen by this derivation.
+std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>& ids, bool lock,
+                                     std::string* snapshot = nullptr);
+
+// Writes the live summary of each derived person (the seed's uncalculated columns) and the
+// connections of the sessions; rows of persons no longer derived are removed unless they
+// hold a calculated result.
+void store_live(SpiSession& spi, const std::vector<Derived>& sessions);
+
+struct FoldResult {
+    int64_t events = 0;    // events folded
+    int sessions = 0;      // sessions derived again
+    int flagged = 0;       // calculated sessions flagged for a late webhook
+    bool complete = true;  // false: an ingesting transaction was still open; it is folded later
+};
+
+// One fold: the sessions touched by events logged since the last fold, or flagged by a
+// schedule, roster or policy change, are derived again; calculated ones that received a
+// webhook their calculation did not see are flagged ("late webhook").
+FoldResult fold(SpiSession& spi);
+
+// Derives again every session with a connection still open (what reconciliation is now).
+int rederive_open(SpiSession& spi);
+
+}  // namespace attendance::pg
