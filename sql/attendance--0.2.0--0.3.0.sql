@@ -308,6 +308,17 @@ $$;
 CREATE TRIGGER attendance_policies_updated AFTER UPDATE ON @extschema@.attendance_policies
     REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_policy_numbers_changed();
 
+-- The latest webhooks with the session each one counts for now (matched when deriving).
+CREATE OR REPLACE VIEW @extschema@.attendance_recent_events AS
+SELECT e.id, e.received_at, e.event_timestamp, e.event_type, e.result,
+       @extschema@._attendance_event_session(e.room_name, e.event_timestamp, e.session_id) AS session_id,
+       e.room_name, e.user_id, e.user_key, e.participant_name, e.participant_sid, e.joined_at,
+       CASE WHEN e.event_type = 'participant_left' AND e.joined_at IS NOT NULL
+            THEN e.event_timestamp - e.joined_at END AS connection_duration,
+       e.reason, e.event_id
+FROM (SELECT * FROM @extschema@.meeting_attendance_events ORDER BY id DESC LIMIT 1000) e
+ORDER BY e.id DESC;
+
 -- Events no session claims: an unknown room (no scheduled room of that name and no
 -- session in its name), or a participant without a user id.
 CREATE OR REPLACE VIEW @extschema@.attendance_unmatched_events AS

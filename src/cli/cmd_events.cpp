@@ -11,11 +11,14 @@ namespace {
 // columns of attendance_recent_events.
 constexpr const char* kEvents =
     "SELECT q.* FROM (SELECT e.id, e.received_at, e.event_timestamp, e.event_type, e.result, "
-    "e.session_id, e.room_name, e.user_id, e.user_key, e.participant_name, e.participant_sid, "
+    "_attendance_event_session(e.room_name, e.event_timestamp, e.session_id) AS session_id, "
+    "e.room_name, e.user_id, e.user_key, e.participant_name, e.participant_sid, "
     "e.joined_at, CASE WHEN e.event_type = 'participant_left' AND e.joined_at IS NOT NULL "
     "THEN e.event_timestamp - e.joined_at END AS connection_duration, e.reason, e.event_id "
     "FROM meeting_attendance_events e "
-    "WHERE ($1::bigint IS NULL OR e.session_id = $1) AND ($3::text IS NULL OR e.event_type = $3) "
+    "WHERE ($1::bigint IS NULL OR "
+    "       _attendance_event_session(e.room_name, e.event_timestamp, e.session_id) = $1) "
+    "AND ($3::text IS NULL OR e.event_type = $3) "
     "ORDER BY e.id DESC LIMIT $2) q ORDER BY q.id";
 
 constexpr const char* kEventsText =
@@ -29,8 +32,7 @@ constexpr const char* kEventsText =
 constexpr const char* kSessions =
     "SELECT q.* FROM (SELECT s.session_id, s.room_name, s.starts_at, s.ends_at, s.policy_name, "
     "CASE WHEN NOT s.needs_calculation THEN 'calculated' "
-    "WHEN s.ends_at + coalesce(nullif(current_setting('attendance.calculation_delay', true), '')"
-    "::interval, interval '5 minutes') <= now() THEN 'due' ELSE 'provisional' END AS status, "
+    "WHEN d.due_at <= now() THEN 'due' ELSE 'provisional' END AS status, "
     "d.due_at, s.calculated_at, s.recalculation_cause, "
     "s.failed_attempts, s.last_error, s.room_finished_at, "
     "(SELECT count(*) FROM attendance_roster r WHERE r.session_id = s.session_id) AS roster, "
