@@ -64,6 +64,19 @@ SELECT user_key, status, reason, actor = session_user AS actor_recorded FROM att
 SELECT user_key, old_status, new_status, cause FROM attendance_status_changes WHERE user_key = '19';
 SELECT attendance_override(456, 19, 'excused', '  ');
 SELECT attendance_override(456, 19, 'ex cused!', 'x');
+-- an override for a person with no row yet (not on the roster, never joined) makes the
+-- row and is audited
+SELECT user_key, attendance_status, status_rule FROM attendance_override(456, 77, 'excused', 'joined by phone');
+SELECT user_key, old_status, new_status, cause FROM attendance_status_changes WHERE user_key = '77';
+SELECT attendance_override(456, 77, NULL, 'entered by mistake') IS NULL AS row_gone;
+SELECT user_key, old_status, new_status, cause FROM attendance_status_changes WHERE user_key = '77' ORDER BY id;
+
+-- editing a policy's per-role numbers after calculation flags its sessions
+INSERT INTO attendance_policy_roles (policy_name, role, late_after) VALUES ('default', 'teacher', '20 minutes');
+SELECT needs_calculation, recalculation_cause FROM attendance_session_schedule WHERE session_id = 456;
+DELETE FROM attendance_policy_roles WHERE policy_name = 'default';
+SELECT * FROM attendance_calculate();
+SELECT needs_calculation, recalculation_cause FROM attendance_session_schedule WHERE session_id = 456;
 
 -- a named policy with role-specific numbers (students need 70% to be more than partial);
 -- moving the session to it recalculates and audits the change

@@ -4,6 +4,7 @@
 #include "pg/calculate.hpp"
 
 #include "pg/args.hpp"
+#include "pg/subtransaction.hpp"
 #include "pg/settings.hpp"
 
 #include "core/calc.hpp"
@@ -105,14 +106,6 @@ std::vector<SessionData> load_sessions(SpiSession& spi, const std::vector<int64_
         s.policy = it->second;
     }
     return out;
-}
-
-// core::Error keeps a const char* SQLSTATE: intern the few codes used here.
-const char* interned_state(const std::string& state) {
-    if (state == "57014") return "57014";
-    if (state == "57P01") return "57P01";
-    if (state == "57P02") return "57P02";
-    return "XX000";
 }
 
 // The result rows of a batch as typed arrays, one element per person: the write is one
@@ -282,45 +275,7 @@ int calculate_session(SpiSession& spi, int64_t session_id, const std::string& ca
     return r.persons;
 }
 
-namespace {
-
-// Runs f in a subtransaction. Returns "" on success; otherwise rolls back and returns the
-// error. A cancel or shutdown is rethrown: it is not the sessions' fault, it stops the run.
-template <typename F>
-std::string in_subtransaction(F&& f) {
-    MemoryContext context = CurrentMemoryContext;
-    ResourceOwner owner = CurrentResourceOwner;
-    pg_call([] { BeginInternalSubTransaction(nullptr); });
-    std::string error;
-    std::string interrupted;
-    try {
-        f();
-        pg_call([&] {
-            ReleaseCurrentSubTransaction();
-            MemoryContextSwitchTo(context);
-            CurrentResourceOwner = owner;
-        });
-        return {};
-    } catch (const PgError& e) {
-        // Copied now: the error lives in the subtransaction's memory.
-        error = e.what();
-        int code = e.edata() ? e.edata()->sqlerrcode : 0;
-        if (code == ERRCODE_QUERY_CANCELED || code == ERRCODE_ADMIN_SHUTDOWN ||
-            code == ERRCODE_CRASH_SHUTDOWN)
-            interrupted = unpack_sql_state(code);
-    } catch (const std::exception& e) {
-        error = e.what();
-    }
-    pg_call([&] {
-        RollbackAndReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(context);
-        CurrentResourceOwner = owner;
-    });
-    if (!interrupted.empty()) throw core::Error(interned_state(interrupted), error);
-    return error.empty() ? "unknown error" : error;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 DueResult calculate_sessions(SpiSession& spi, const std::vector<int64_t>& given_ids,
                              const std::vector<std::string>& given_causes, int batch_size) {
@@ -529,8 +484,14 @@ extern "C" Datum attendance_calculate_due(PG_FUNCTION_ARGS) {
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         warn_if_scheduler_absent();
         // What the worker runs: the fold first, so that a late webhook logged since the
-        // last one has flagged its session and is calculated now.
-        fold(spi);
+        // last one has flagged its session and is calculated now. A fold that fails does
+        // not stop the calculation (the scheduler's next fold retries it).
+        const std::string fold_error = in_subtransaction([&] { fold(spi); });
+        if (!fold_error.empty())
+            pg_call([&] {
+                ereport(WARNING, (errmsg("attendance: the fold before calculating failed: %s",
+                                         fold_error.c_str())));
+            });
         DueResult r = calculate_due(spi, settings.calculation_batch_size);
         spi.finish();
         return processed_failed(fcinfo, r);

@@ -3,6 +3,7 @@
 #include "pg/derive.hpp"
 
 #include "pg/settings.hpp"
+#include "pg/subtransaction.hpp"
 
 #include <algorithm>
 #include <set>
@@ -320,21 +321,54 @@ FoldResult fold(SpiSession& spi) {
              "SELECT session_id FROM @s.attendance_session_schedule WHERE needs_fold", {}, false))
         touched.insert(to_i64(r[0]));
 
-    if (!touched.empty()) {
-        const std::vector<int64_t> ids(touched.begin(), touched.end());
+    // Derives and stores `some` sessions; returns how many were flagged.
+    auto fold_some = [&](const std::vector<int64_t>& some) -> int {
         // Locks the scheduled ones in id order, as calculations do.
-        std::vector<Derived> sessions = derive_sessions(spi, ids, true);
-        if (!new_sessions.empty()) {
-            auto flagged = spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
-                                     {Arg::int8_array(new_sessions), Arg::int8_array(new_xmins)});
-            out.flagged = int(to_i64(flagged[0][0]));
-        }
+        std::vector<Derived> sessions = derive_sessions(spi, some, true);
+        std::vector<int64_t> late_sessions, late_xmins;
+        for (size_t k = 0; k < new_sessions.size(); ++k)
+            if (std::binary_search(some.begin(), some.end(), new_sessions[k])) {
+                late_sessions.push_back(new_sessions[k]);
+                late_xmins.push_back(new_xmins[k]);
+            }
+        int flagged = 0;
+        if (!late_sessions.empty())
+            flagged = int(to_i64(
+                spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
+                          {Arg::int8_array(late_sessions), Arg::int8_array(late_xmins)})[0][0]));
         store_live(spi, sessions);
         spi.exec(
             "UPDATE @s.attendance_session_schedule SET needs_fold = false "
             "WHERE session_id = ANY($1) AND needs_fold",
-            {Arg::int8_array(ids)});
-        out.sessions = int(sessions.size());
+            {Arg::int8_array(some)});
+        return flagged;
+    };
+    if (!touched.empty()) {
+        const std::vector<int64_t> ids(touched.begin(), touched.end());
+        int flagged = 0;
+        // All at once; when that fails, each session alone, so that a failing session
+        // never keeps the others' live rows behind. A failing one stays marked and is
+        // tried again by the next fold.
+        if (in_subtransaction([&] { flagged = fold_some(ids); }).empty()) {
+            out.sessions = int(ids.size());
+            out.flagged = flagged;
+        } else {
+            for (int64_t id : ids) {
+                std::string error = in_subtransaction([&] { flagged = fold_some({id}); });
+                if (error.empty()) {
+                    ++out.sessions;
+                    out.flagged += flagged;
+                    continue;
+                }
+                ++out.failed;
+                if (!out.message.empty()) out.message += "; ";
+                out.message += "session " + std::to_string(id) + ": " + error;
+                spi.exec(
+                    "UPDATE @s.attendance_session_schedule SET needs_fold = true "
+                    "WHERE session_id = $1",
+                    {Arg::int8(id)});
+            }
+        }
     }
     spi.exec(
         "UPDATE @s.attendance_fold_state SET safe_id = CASE WHEN $1 THEN $2 ELSE safe_id END, "

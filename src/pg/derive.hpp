@@ -44,6 +44,8 @@ struct FoldResult {
     int sessions = 0;      // sessions derived again
     int flagged = 0;       // calculated sessions flagged for a late webhook
     bool complete = true;  // false: an ingesting transaction was still open; it is folded later
+    int failed = 0;        // sessions whose derivation failed (each retried by the next fold)
+    std::string message;   // why they failed
 };
 
 // One fold: the sessions touched by events logged since the last fold, or flagged by a

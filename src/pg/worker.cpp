@@ -20,6 +20,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
@@ -151,10 +152,12 @@ JobOutcome do_job(SpiSession& spi, const std::string& job) {
     if (job == "fold") {
         FoldResult r = fold(spi);
         out.processed = int(r.events);
+        out.failed = r.failed;
         out.message = "folded " + std::to_string(r.events) + " event(s) into " +
                       std::to_string(r.sessions) + " session(s), flagged " +
                       std::to_string(r.flagged) + " for a late webhook" +
-                      (r.complete ? "" : "; an ingesting transaction was still open");
+                      (r.complete ? "" : "; an ingesting transaction was still open") +
+                      (r.failed ? "; failed: " + r.message : "");
     } else if (job == "calculate") {
         DueResult r = calculate_due(spi, settings.calculation_batch_size);
         out.processed = r.processed;
@@ -209,6 +212,13 @@ void report(int64 next_due, int64 next_reconcile, bool ok, const std::string& me
 }
 
 void run_once() {
+    // Events committed from here on set the flag again and wake the launcher for the next
+    // fold; cleared first, whatever this run finds, so that the launcher never starts
+    // runs back to back for events this run has taken.
+    SpinLockAcquire(&shared->mutex);
+    shared->events_pending = false;
+    shared->last_fold_start_ms = now_ms();
+    SpinLockRelease(&shared->mutex);
     std::string idle_reason;
     std::optional<std::string> schema;
     bool reconcile_due = false, cleanup_due = false, calculate_due_now = false;
@@ -242,14 +252,9 @@ void run_once() {
     }
 
     // The fold first: events logged since the last one become live rows, and late
-    // webhooks flag their sessions, which this run then calculates. Events committed from
-    // here on wake the launcher again. A fold is a row of the run history only when it
-    // fails (otherwise it would write one every second); attendance_fold_state keeps its
-    // progress.
-    SpinLockAcquire(&shared->mutex);
-    shared->events_pending = false;
-    shared->last_fold_start_ms = now_ms();
-    SpinLockRelease(&shared->mutex);
+    // webhooks flag their sessions, which this run then calculates. A fold is a row of the
+    // run history only when it fails (otherwise it would write one every second);
+    // attendance_fold_state keeps its progress.
     std::string summary;
     JobOutcome folded;
     err = in_transaction([&] {
@@ -257,17 +262,19 @@ void run_once() {
         folded = do_job(spi, "fold");
         spi.finish();
     });
-    if (!err.empty()) {
-        summary += "fold failed: " + err + "; ";
+    if (!err.empty() || folded.failed > 0) {
+        const std::string why = err.empty() ? folded.message : err;
+        summary += "fold failed: " + why + "; ";
         in_transaction([&] {
             SpiSession spi(*schema);
             spi.exec(
-                "INSERT INTO @s.attendance_job_runs (job, status, finished_at, failed, message) "
-                "VALUES ('fold', 'failed', clock_timestamp(), 1, $1)",
-                {Arg::text(err)});
+                "INSERT INTO @s.attendance_job_runs (job, status, finished_at, processed, failed, "
+                "message) VALUES ('fold', 'failed', clock_timestamp(), $2, $3, $1)",
+                {Arg::text(why), Arg::int4(folded.processed),
+                 Arg::int4(std::max(folded.failed, 1))});
             spi.finish();
         });
-        pg_call([&] { elog(WARNING, "attendance scheduler: fold failed: %s", err.c_str()); });
+        pg_call([&] { elog(WARNING, "attendance scheduler: fold failed: %s", why.c_str()); });
     } else if (folded.processed > 0) {
         summary += folded.message + "; ";
     }
@@ -394,6 +401,9 @@ void launcher_loop() {
     int failures = 0;    // runs in a row that could not start or died
     for (;;) {
         CHECK_FOR_INTERRUPTS();
+        // Runs may follow one another without a wait on the latch: notice the
+        // postmaster's death here as well.
+        if (!PostmasterIsAlive()) proc_exit(1);
         if (ConfigReloadPending) {
             ConfigReloadPending = false;
             ProcessConfigFile(PGC_SIGHUP);
@@ -410,8 +420,12 @@ void launcher_loop() {
         SpinLockRelease(&shared->mutex);
 
         int64 now = now_ms();
-        // New events are folded at most every fold_interval.
-        const int64 fold_at = events ? last_fold + settings.fold_interval_ms : INT64_MAX;
+        // New events are folded at most every fold_interval, and not before the backoff
+        // after runs that could not start (else a missing database would spin the loop).
+        const int64 fold_at = !events ? INT64_MAX
+                              : failures > 0
+                                  ? std::max(next_run, last_fold + settings.fold_interval_ms)
+                                  : last_fold + settings.fold_interval_ms;
         if (woken || now >= next_run || now >= fold_at) {
             uint64 runs_before = 0;
             SpinLockAcquire(&shared->mutex);
@@ -629,7 +643,9 @@ extern "C" Datum attendance_fold(PG_FUNCTION_ARGS) {
         nlohmann::json j = {{"events", r.events},
                             {"sessions", r.sessions},
                             {"flagged", r.flagged},
+                            {"failed", r.failed},
                             {"complete", r.complete}};
+        if (r.failed > 0) j["message"] = r.message;
         return jsonb_datum(j.dump());
     });
 }

@@ -125,10 +125,34 @@ def _():
     assert SUMMARY_456 in p.stdout, p.stdout
     assert "rejected" not in p.stderr, p.stderr
     assert sql("SELECT count(*) FROM meeting_attendance_events") == "14"
+    # what the scheduler's fold does within attendance.fold_interval (it serves another
+    # database): connections and live rows derived from the log
+    assert json.loads(sql("SELECT attendance_fold()"))["events"] == 14
 
 
-@case("debug (piped): plain text, recent webhooks, 'In meeting' for user 12 before calculation")
+def open_session_now():
+    """Session 458 runs now and user 88 is in it (an open connection): 'In meeting'."""
+    sql("SELECT attendance_schedule_session(458, 'session-458', now() - interval '10 minutes', "
+        "now() + interval '50 minutes')")
+    sql("""WITH b AS (SELECT json_build_object('event', 'participant_joined', 'id', 'EV_cli458',
+                   'createdAt', extract(epoch FROM now())::bigint::text,
+                   'room', json_build_object('name', 'session-458'),
+                   'participant', json_build_object('sid', 'PA_cli458', 'identity', 'user-88',
+                     'joinedAtMs', (extract(epoch FROM now() - interval '5 minutes') * 1000)::bigint::text))::text AS body)
+           SELECT attendance_ingest_webhook(body, attendance_sign_webhook(body, 'APIfixture')) FROM b""")
+    sql("SELECT attendance_fold()")
+
+
+def close_session_now():
+    sql("DELETE FROM meeting_attendance_events WHERE room_name = 'session-458'; "
+        "DELETE FROM attendance_sessions WHERE session_id = 458; "
+        "DELETE FROM meeting_attendances WHERE session_id = 458; "
+        "DELETE FROM attendance_session_schedule WHERE session_id = 458")
+
+
+@case("debug (piped): plain text, recent webhooks, 'In meeting' for an open connection before calculation")
 def _():
+    open_session_now()
     p = ctl("debug", check_rc=0)
     out = p.stdout
     assert ANSI not in out, "ANSI escapes in piped output"
@@ -137,8 +161,10 @@ def _():
     assert re.search(r"participant_joined\s*\|\s*recorded\s*\|\s*456\s*\|\s*12\s*\|\s*PA_abc123ahmed2", out), out
     assert re.search(r"participant_left\s*\|\s*recorded\s*\|\s*456\s*\|\s*19\s*\|\s*PA_sara19phone1\s*\|\s*00:15:00", out), out
     uncalculated = {r[1]: r for r in table_rows(out.split("Uncalculated attendance")[1].split("Scheduler")[0])}
-    assert uncalculated["12"][3] == "In meeting", uncalculated
+    # user 12's second leave was lost: the derivation closes it at the room's room_finished
+    assert uncalculated["12"][3] == "2025-11-14 15:15:40", uncalculated
     assert uncalculated["12"][4] == "2", uncalculated  # two connections (cycles)
+    assert uncalculated["88"][0] == "458" and uncalculated["88"][3] == "In meeting", uncalculated
     assert uncalculated["19"][3] == "2025-11-14 15:05:00", uncalculated
     assert uncalculated["7"][5] == "45 min", uncalculated
     assert "session 456 (session-456) due 2025-11-14 15:15:02" in out, out
@@ -221,6 +247,7 @@ def _():
     assert b"Recent webhook activity" in data and b"In meeting" in data
     assert b"\x1b[32m" in data, "no colours on a terminal"
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"wait status {status}"
+    close_session_now()
 
 
 @case("events: the log with --session, --last, --type and --json")
@@ -321,12 +348,19 @@ def _():
     ctl("calculate", "457", check_rc=0)
 
 
-@case("reconcile closes user 12's orphaned connection")
+@case("reconcile: user 12's orphaned connection is closed by the derivation; nothing left open")
 def _():
+    row = sql("SELECT end_reason, leave_is_synthetic FROM attendance_sessions WHERE participant_sid = 'PA_abc123ahmed2'")
+    assert row == "reconciled|t", row
     p = ctl("reconcile", check_rc=0)
-    assert re.search(r"closed:\s+1\b", p.stdout), p.stdout
+    assert re.search(r"sessions_rederived:\s+0\b", p.stdout), p.stdout
+    # an open connection whose session has ended since it was derived is closed now
+    sql("INSERT INTO attendance_sessions (session_id, participant_sid, user_key, join_time) "
+        "VALUES (456, 'PA_abc123ahmed2', '12', '2025-11-14 14:44:31Z') "
+        "ON CONFLICT (session_id, participant_sid) DO UPDATE SET leave_time = NULL, end_reason = NULL, "
+        "leave_is_synthetic = false")
     data = json.loads(ctl("reconcile", "--json", check_rc=0).stdout)
-    assert data["closed"] == 0, data
+    assert data["sessions_rederived"] == 1, data
     row = sql("SELECT end_reason, leave_is_synthetic FROM attendance_sessions WHERE participant_sid = 'PA_abc123ahmed2'")
     assert row == "reconciled|t", row
     assert json.loads(ctl("explain", "456", "12", "--json", check_rc=0).stdout)["percentage"] == "94.99"
