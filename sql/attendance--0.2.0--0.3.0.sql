@@ -23,12 +23,10 @@ COMMENT ON COLUMN @extschema@.meeting_attendance_events.session_id IS
   'The session the room name names through attendance.room_pattern when logged (NULL if none). '
   'The session an event counts for is matched when deriving (_attendance_event_session).';
 
--- Indexes: events are found by room (and time) or by the room pattern's session id; the
--- receipt time only needs a BRIN index (rows arrive in time order).
+-- Indexes: a session's events are found by room (and time) or by the room pattern's
+-- session id; created_at keeps its index for the seed's "latest events" query.
 DROP INDEX IF EXISTS @extschema@.meeting_attendance_events_room_name_idx;
-DROP INDEX IF EXISTS @extschema@.meeting_attendance_events_created_at_idx;
 CREATE INDEX meeting_attendance_events_room_idx ON @extschema@.meeting_attendance_events (room_name, event_timestamp);
-CREATE INDEX meeting_attendance_events_created_brin ON @extschema@.meeting_attendance_events USING brin (created_at);
 
 -------------------------------------------------------------------------------
 -- The schedule: what the derivation and the worker keep per session

@@ -32,7 +32,7 @@ constexpr const char* kEventsText =
 constexpr const char* kSessions =
     "SELECT q.* FROM (SELECT s.session_id, s.room_name, s.starts_at, s.ends_at, s.policy_name, "
     "CASE WHEN NOT s.needs_calculation THEN 'calculated' "
-    "WHEN d.due_at <= now() THEN 'due' ELSE 'provisional' END AS status, "
+    "WHEN d.due_at <= now() OR s.failed_attempts > 0 THEN 'due' ELSE 'provisional' END AS status, "
     "d.due_at, s.calculated_at, s.recalculation_cause, "
     "s.failed_attempts, s.last_error, s.room_finished_at, "
     "(SELECT count(*) FROM attendance_roster r WHERE r.session_id = s.session_id) AS roster, "
@@ -142,7 +142,8 @@ Command sessions_command() {
             "  calculated   attendance is final (nothing left to calculate)\n"
             "  due          the session ended and its calculation delay passed: the scheduler\n"
             "               (or `attendancectl calculate`) calculates it now; also a calculated\n"
-            "               session waiting for recalculation (late webhook, roster change...)\n"
+            "               session waiting for recalculation (late webhook, roster change...),\n"
+            "               and one whose calculation failed, waiting for its retry (Due)\n"
             "  provisional  not due yet (upcoming or in progress): numbers are provisional\n"
             "plus the roster size, the people seen, and notes (recalculation cause, failures).",
             {{"status", 0, ArgKind::Required, "STATUS", "only sessions with this status"},

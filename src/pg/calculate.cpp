@@ -26,7 +26,6 @@ namespace attendance::pg {
 
 namespace {
 
-int64_t to_i64(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
 
 #define MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
 
@@ -36,11 +35,11 @@ int64_t to_i64(const std::optional<std::string>& v) { return v ? std::stoll(*v) 
 
 core::PolicyNumbers numbers_from(const Row& r, size_t at) {
     core::PolicyNumbers n;
-    n.absent_below_bp = to_i64(r[at]);
-    n.partial_below_bp = to_i64(r[at + 1]);
-    n.late_after_ms = to_i64(r[at + 2]);
-    n.late_max_bp = to_i64(r[at + 3]);
-    n.merge_gap_ms = to_i64(r[at + 4]);
+    n.absent_below_bp = r[at].int8();
+    n.partial_below_bp = r[at + 1].int8();
+    n.late_after_ms = r[at + 2].int8();
+    n.late_max_bp = r[at + 3].int8();
+    n.merge_gap_ms = r[at + 4].int8();
     return n;
 }
 
@@ -51,8 +50,8 @@ std::map<std::string, core::Policy> load_policies(SpiSession& spi,
     for (const auto& r : spi.query("SELECT p.name, " NUMBERS("p") " FROM @s.attendance_policies p "
                                                                   "WHERE p.name = ANY($1)",
                                    {Arg::text_array(names)}, ro)) {
-        core::Policy& policy = out[r[0].value_or("")];
-        policy.name = r[0].value_or("");
+        core::Policy& policy = out[r[0].str("")];
+        policy.name = r[0].str("");
         policy.numbers = numbers_from(r, 1);
     }
     for (const auto& r : spi.query(
@@ -66,8 +65,8 @@ std::map<std::string, core::Policy> load_policies(SpiSession& spi,
                       "coalesce(r.merge_gap, p.merge_gap) AS merge_gap) x WHERE r.policy_name = "
                       "ANY($1)",
              {Arg::text_array(names)}, ro)) {
-        auto it = out.find(r[0].value_or(""));
-        if (it != out.end()) it->second.by_role[r[1].value_or("")] = numbers_from(r, 2);
+        auto it = out.find(r[0].str(""));
+        if (it != out.end()) it->second.by_role[r[1].str("")] = numbers_from(r, 2);
     }
     return out;
 }
@@ -338,7 +337,7 @@ DueResult calculate_due(SpiSession& spi, int batch_size) {
     for (const auto& r : spi.query("SELECT session_id FROM @s.attendance_sessions_due "
                                    "WHERE due_at <= now() ORDER BY due_at, session_id LIMIT 10000",
                                    {}, false))  // sees a fold's flags made in this transaction
-        ids.push_back(to_i64(r[0]));
+        ids.push_back(r[0].int8());
     return calculate_sessions(spi, ids, std::vector<std::string>(ids.size(), "scheduled"),
                               batch_size);
 }
@@ -404,12 +403,12 @@ nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::st
         "FROM @s.meeting_attendances WHERE session_id = $1 AND user_key = $2",
         {Arg::int8(session_id), Arg::text(user_key)}, true);
     if (!stored.empty()) {
-        auto j = [](const std::optional<std::string>& v) {
-            return v ? nlohmann::json(*v) : nlohmann::json();
+        auto j = [](const Value& v) {
+            return v.is_null() ? nlohmann::json() : nlohmann::json(v.str());
         };
         trace["stored"] = {{"status", j(stored[0][0])},
                            {"percentage", j(stored[0][1])},
-                           {"is_calculated", stored[0][2] == std::optional<std::string>("t")},
+                           {"is_calculated", stored[0][2].truth()},
                            {"calculated_at", j(stored[0][3])}};
     }
     return trace;
@@ -508,8 +507,8 @@ extern "C" Datum attendance_calculate_list(PG_FUNCTION_ARGS) {
             "WITH ORDINALITY AS u(x, o) WHERE NOT EXISTS (SELECT 1 FROM "
             "@s.attendance_session_schedule s WHERE s.session_id = u.x)",
             {Arg::int8_array(ids)}, true);
-        if (!unknown.empty() && unknown[0][1].value_or("0") != "0")
-            throw core::Error("42704", "session(s) " + unknown[0][0].value_or("") +
+        if (!unknown.empty() && unknown[0][1].int8() != 0)
+            throw core::Error("42704", "session(s) " + unknown[0][0].str("") +
                                            " are not scheduled (see attendance_schedule_session)");
         DueResult r = calculate_sessions(spi, ids, std::vector<std::string>(ids.size(), "manual"),
                                          settings.calculation_batch_size);

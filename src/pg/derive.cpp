@@ -12,12 +12,6 @@ namespace attendance::pg {
 
 namespace {
 
-int64_t to_i64(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
-std::optional<int64_t> opt_i64(const std::optional<std::string>& v) {
-    if (!v) return std::nullopt;
-    return std::stoll(*v);
-}
-bool is_true(const std::optional<std::string>& v) { return v == std::optional<std::string>("t"); }
 
 // Milliseconds since the epoch, exactly (timestamptz has microseconds).
 #define MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
@@ -40,8 +34,8 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         at[id] = out.size();
         out.emplace_back().session_id = id;
     }
-    auto find = [&](const std::optional<std::string>& id) -> Derived* {
-        auto it = at.find(to_i64(id));
+    auto find = [&](const Value& id) -> Derived* {
+        auto it = at.find(id.int8());
         return it == at.end() ? nullptr : &out[it->second];
     };
     const std::string sql =
@@ -51,15 +45,15 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     for (const Row& r : spi.query(lock ? sql + " FOR UPDATE" : sql, {id_array}, ro)) {
         Derived* d = find(r[0]);
         d->scheduled = true;
-        d->window.start_ms = to_i64(r[1]);
-        d->window.end_ms = to_i64(r[2]);
-        d->policy_name = r[3].value_or("default");
-        d->pending_cause = r[4];
-        d->calculated = is_true(r[5]);
+        d->window.start_ms = r[1].int8();
+        d->window.end_ms = r[2].int8();
+        d->policy_name = r[3].str("default");
+        d->pending_cause = r[4].opt_str();
+        d->calculated = r[5].truth();
     }
     const Row clock = spi.query("SELECT " MS("now()") ", pg_current_snapshot()::text", {}, ro)[0];
-    const int64_t now = to_i64(clock[0]);
-    if (snapshot) *snapshot = clock[1].value_or("");
+    const int64_t now = clock[0].int8();
+    if (snapshot) *snapshot = clock[1].str("");
     std::map<int64_t, core::DeriveContext> context;
     for (Derived& d : out) {
         core::DeriveContext& c = context[d.session_id];
@@ -73,14 +67,14 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     for (const Row& r : spi.query("SELECT session_id, user_id, role FROM @s.attendance_roster "
                                   "WHERE session_id = ANY($1)",
                                   {id_array}, ro))
-        context[to_i64(r[0])].roster[to_i64(r[1])] = r[2].value_or("student");
+        context[r[0].int8()].roster[r[1].int8()] = r[2].str("student");
     for (const Row& r : spi.query("SELECT session_id, user_key, status, reason FROM "
                                   "@s.attendance_overrides WHERE session_id = ANY($1)",
                                   {id_array}, ro)) {
         Derived* d = find(r[0]);
         if (!d) continue;
-        d->overrides[r[1].value_or("")] = {r[2].value_or(""), r[3].value_or("")};
-        context[d->session_id].overridden.push_back(r[1].value_or(""));
+        d->overrides[r[1].str("")] = {r[2].str(""), r[3].str("")};
+        context[d->session_id].overridden.push_back(r[1].str(""));
     }
     std::map<int64_t, std::vector<core::LoggedEvent>> events;
     for (const Row& r :
@@ -91,18 +85,18 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         Derived* d = find(r[0]);
         if (!d) continue;
         core::LoggedEvent e;
-        e.event_id = r[1].value_or("");
-        e.kind = core::event_kind_of(r[2].value_or(""));
-        e.time_ms = to_i64(r[3]);
-        e.sid = r[4].value_or("");
-        e.identity = r[5].value_or("");
-        e.user_key = r[6].value_or("");
-        e.user_id = opt_i64(r[7]);
-        e.name = r[8].value_or("");
-        e.role = r[9].value_or("");
-        e.joined_ms = opt_i64(r[10]);
-        e.disconnect_reason = r[11].value_or("");
-        if (is_true(r[12])) d->unseen_events = true;
+        e.event_id = r[1].str("");
+        e.kind = core::event_kind_of(r[2].str(""));
+        e.time_ms = r[3].int8();
+        e.sid = r[4].str("");
+        e.identity = r[5].str("");
+        e.user_key = r[6].str("");
+        e.user_id = r[7].opt_int8();
+        e.name = r[8].str("");
+        e.role = r[9].str("");
+        e.joined_ms = r[10].opt_int8();
+        e.disconnect_reason = r[11].str("");
+        if (r[12].truth()) d->unseen_events = true;
         events[d->session_id].push_back(std::move(e));
     }
     for (Derived& d : out) {
@@ -262,8 +256,7 @@ std::optional<int64_t> settled_high_mark(SpiSession& spi) {
         } else {
             spi.exec("LOCK TABLE @s.meeting_attendance_events IN SHARE MODE NOWAIT");
         }
-        mark = to_i64(
-            spi.query("SELECT coalesce(max(id), 0) FROM @s.meeting_attendance_events")[0][0]);
+        mark = spi.query("SELECT coalesce(max(id), 0) FROM @s.meeting_attendance_events")[0][0].int8();
     } catch (const PgError& e) {
         int code = e.edata() ? e.edata()->sqlerrcode : 0;
         if (code != ERRCODE_LOCK_NOT_AVAILABLE) failed = true;
@@ -292,12 +285,12 @@ FoldResult fold(SpiSession& spi) {
     FoldResult out;
     // One fold at a time; the state row is locked before any schedule row.
     const int64_t safe_id =
-        to_i64(spi.query("SELECT safe_id FROM @s.attendance_fold_state FOR UPDATE")[0][0]);
+        spi.query("SELECT safe_id FROM @s.attendance_fold_state FOR UPDATE")[0][0].int8();
     std::optional<int64_t> settled = settled_high_mark(spi);
     out.complete = settled.has_value();
     const int64_t high = settled ? *settled
-                                 : to_i64(spi.query("SELECT coalesce(max(id), 0) FROM "
-                                                    "@s.meeting_attendance_events")[0][0]);
+                                 : spi.query("SELECT coalesce(max(id), 0) FROM "
+                                                    "@s.meeting_attendance_events")[0][0].int8();
 
     std::set<int64_t> touched;
     std::vector<int64_t> new_sessions, new_xmins;
@@ -310,16 +303,16 @@ FoldResult fold(SpiSession& spi) {
             {Arg::int8(safe_id), Arg::int8(high)});
         for (const Row& r : rows) {
             ++out.events;
-            lag_ms = std::max(lag_ms, to_i64(r[2]));
-            if (!r[0] || r[3] != std::optional<std::string>("recorded")) continue;
-            touched.insert(to_i64(r[0]));
-            new_sessions.push_back(to_i64(r[0]));
-            new_xmins.push_back(to_i64(r[1]));
+            lag_ms = std::max(lag_ms, r[2].int8());
+            if (r[0].is_null() || r[3].str() != "recorded") continue;
+            touched.insert(r[0].int8());
+            new_sessions.push_back(r[0].int8());
+            new_xmins.push_back(r[1].int8());
         }
     }
     for (const Row& r : spi.query(
              "SELECT session_id FROM @s.attendance_session_schedule WHERE needs_fold", {}, false))
-        touched.insert(to_i64(r[0]));
+        touched.insert(r[0].int8());
 
     // Derives and stores `some` sessions; returns how many were flagged.
     auto fold_some = [&](const std::vector<int64_t>& some) -> int {
@@ -333,9 +326,8 @@ FoldResult fold(SpiSession& spi) {
             }
         int flagged = 0;
         if (!late_sessions.empty())
-            flagged = int(to_i64(
-                spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
-                          {Arg::int8_array(late_sessions), Arg::int8_array(late_xmins)})[0][0]));
+            flagged = int(spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
+                          {Arg::int8_array(late_sessions), Arg::int8_array(late_xmins)})[0][0].int8());
         store_live(spi, sessions);
         spi.exec(
             "UPDATE @s.attendance_session_schedule SET needs_fold = false "
@@ -384,7 +376,7 @@ int rederive_open(SpiSession& spi) {
     for (const Row& r : spi.query(
              "SELECT DISTINCT session_id FROM @s.attendance_sessions WHERE leave_time IS NULL", {},
              false))
-        ids.push_back(to_i64(r[0]));
+        ids.push_back(r[0].int8());
     if (ids.empty()) return 0;
     store_live(spi, derive_sessions(spi, ids, true));
     return int(ids.size());

@@ -33,11 +33,6 @@ std::string clip_for_message(const std::string& s) {
     return s.substr(0, n) + "...";
 }
 
-std::optional<int64_t> to_int64(const std::optional<std::string>& v) {
-    if (!v) return std::nullopt;
-    return std::stoll(*v);
-}
-
 struct Outcome {
     std::string result;  // recorded | ignored | duplicate
     std::string reason;
@@ -137,10 +132,10 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
         // have just committed).
         auto existing = spi.query("SELECT id FROM @s.meeting_attendance_events WHERE event_id = $1",
                                   {Arg::text(ev.id)}, false, 1);
-        if (!existing.empty()) out.row_id = to_int64(existing[0][0]);
+        if (!existing.empty()) out.row_id = existing[0][0].int8();
         return out;
     }
-    out.row_id = to_int64(rows[0][0]);
+    out.row_id = rows[0][0].int8();
     if (out.result == "recorded") note_event_at_commit();
     return out;
 }

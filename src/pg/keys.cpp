@@ -69,12 +69,12 @@ bool reload(SpiSession& spi) {
             {Arg::text(spi.schema() + ".attendance_webhook_keys"),
              Arg::text_array({kRowTrigger, kTruncateTrigger})},
             true);
-        if (meta.empty() || !meta[0][0] || meta[0][1] != std::optional<std::string>("t")) {
+        if (meta.empty() || meta[0][0].is_null() || !meta[0][1].truth()) {
             pg_call([] { PopActiveSnapshot(); });
             cache.valid = false;
             return false;
         }
-        cache.relid = Oid(std::stoul(*meta[0][0]));
+        cache.relid = Oid(meta[0][0].int8());
         cache.schema = spi.schema();
         cache.keys.clear();
         // retired_at may be +/-infinity: never retired / always retired.
@@ -86,9 +86,9 @@ bool reload(SpiSession& spi) {
                        "  ELSE -9223372036854775808 END "
                        "FROM @s.attendance_webhook_keys",
                        {}, true)) {
-            CachedKey& k = cache.keys[r[0].value_or("")];
-            k.secret = r[1].value_or("");
-            if (r[2]) k.retired_us = std::stoll(*r[2]);
+            CachedKey& k = cache.keys[r[0].str("")];
+            k.secret = r[1].str("");
+            if (!r[2].is_null()) k.retired_us = r[2].int8();
         }
         pg_call([] { PopActiveSnapshot(); });
     } catch (...) {
@@ -114,8 +114,8 @@ std::optional<std::string> active_secret(SpiSession& spi, const std::string& api
         "SELECT secret FROM @s.attendance_webhook_keys "
         "WHERE api_key = $1 AND (retired_at IS NULL OR retired_at > now())",
         {Arg::text(api_key)}, true, 1);
-    if (rows.empty() || !rows[0][0]) return std::nullopt;
-    return rows[0][0];
+    if (rows.empty() || rows[0][0].is_null()) return std::nullopt;
+    return rows[0][0].str();
 }
 
 }  // namespace attendance::pg

@@ -202,6 +202,27 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
     return processed;
 }
 
+int64_t Value::int8() const {
+    if (kind_ == Kind::Null) return 0;
+    if (kind_ != Kind::Integer)
+        throw core::Error(core::sqlstate::kInternal, "attendance: an integer column was expected");
+    return i_;
+}
+
+bool Value::truth() const {
+    if (kind_ == Kind::Null) return false;
+    if (kind_ != Kind::Boolean)
+        throw core::Error(core::sqlstate::kInternal, "attendance: a boolean column was expected");
+    return i_ != 0;
+}
+
+std::string Value::str(const std::string& otherwise) const {
+    if (kind_ == Kind::Null) return otherwise;
+    if (kind_ != Kind::Text)
+        throw core::Error(core::sqlstate::kInternal, "attendance: a text column was expected");
+    return s_;
+}
+
 std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg>& params,
                                    bool read_only, long limit) {
     SPITupleTable* table = nullptr;
@@ -209,14 +230,37 @@ std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg
     std::vector<Row> rows;
     if (!table) return rows;
     rows.reserve(processed);
-    int ncols = table->tupdesc->natts;
+    const int ncols = table->tupdesc->natts;
+    std::vector<Oid> types(static_cast<size_t>(ncols));
+    for (int c = 0; c < ncols; ++c) types[size_t(c)] = SPI_gettypeid(table->tupdesc, c + 1);
     for (uint64_t r = 0; r < processed; ++r) {
         Row row(static_cast<size_t>(ncols));
         for (int c = 0; c < ncols; ++c) {
-            char* v = pg_call([&] { return SPI_getvalue(table->vals[r], table->tupdesc, c + 1); });
-            if (v) {
-                row[size_t(c)] = std::string(v);
-                pfree(v);  // a palloc'd copy made just above: cannot fail
+            bool isnull = true;
+            const Oid type = types[size_t(c)];
+            Datum d = pg_call([&] { return SPI_getbinval(table->vals[r], table->tupdesc, c + 1, &isnull); });
+            if (isnull) continue;
+            switch (type) {
+                case INT8OID:
+                    row[size_t(c)] = Value::integer(DatumGetInt64(d));
+                    break;
+                case INT4OID:
+                    row[size_t(c)] = Value::integer(DatumGetInt32(d));
+                    break;
+                case INT2OID:
+                    row[size_t(c)] = Value::integer(DatumGetInt16(d));
+                    break;
+                case OIDOID:
+                    row[size_t(c)] = Value::integer(DatumGetObjectId(d));
+                    break;
+                case BOOLOID:
+                    row[size_t(c)] = Value::boolean(DatumGetBool(d));
+                    break;
+                default: {
+                    char* v = pg_call([&] { return SPI_getvalue(table->vals[r], table->tupdesc, c + 1); });
+                    row[size_t(c)] = Value::text(v ? std::string(v) : std::string());
+                    if (v) pfree(v);  // a palloc'd copy made just above: cannot fail
+                }
             }
         }
         rows.push_back(std::move(row));

@@ -76,8 +76,54 @@ struct Arg {
     }
 };
 
-// One row of a result as plain C++ values (text form, NULL as nullopt).
-using Row = std::vector<std::optional<std::string>>;
+// One value of a result, read as its type: integers (int2, int4, int8) and booleans straight
+// from their Datum, everything else as its text form. Nothing is parsed back from text.
+class Value {
+  public:
+    static Value null() { return Value(); }
+    static Value integer(int64_t v) {
+        Value x;
+        x.kind_ = Kind::Integer;
+        x.i_ = v;
+        return x;
+    }
+    static Value boolean(bool v) {
+        Value x;
+        x.kind_ = Kind::Boolean;
+        x.i_ = v;
+        return x;
+    }
+    static Value text(std::string v) {
+        Value x;
+        x.kind_ = Kind::Text;
+        x.s_ = std::move(v);
+        return x;
+    }
+
+    bool is_null() const { return kind_ == Kind::Null; }
+    // An integer column (0 when NULL); a text or boolean column is an error.
+    int64_t int8() const;
+    std::optional<int64_t> opt_int8() const {
+        if (is_null()) return std::nullopt;
+        return int8();
+    }
+    // A boolean column (false when NULL).
+    bool truth() const;
+    // The text form of a text-like column, `otherwise` when NULL.
+    std::string str(const std::string& otherwise = "") const;
+    std::optional<std::string> opt_str() const {
+        if (is_null()) return std::nullopt;
+        return str();
+    }
+
+  private:
+    enum class Kind { Null, Integer, Boolean, Text } kind_ = Kind::Null;
+    int64_t i_ = 0;
+    std::string s_;
+};
+
+// One row of a result.
+using Row = std::vector<Value>;
 
 // The quoted name of the schema that holds the function being called.
 std::string extension_schema(Oid function_oid);

@@ -191,13 +191,13 @@ std::optional<std::string> extension_schema_in_db(std::string& idle_reason) {
                       std::string(settings.database_name) + "\"";
         return std::nullopt;
     }
-    if (rows[0][1].value_or("") != kLibraryVersion) {
-        idle_reason = "the SQL schema of attendance is version " + rows[0][1].value_or("?") +
+    if (rows[0][1].str("") != kLibraryVersion) {
+        idle_reason = "the SQL schema of attendance is version " + rows[0][1].str("?") +
                       " but the library is " + kLibraryVersion +
                       "; run ALTER EXTENSION attendance UPDATE";
         return std::nullopt;
     }
-    return rows[0][0];
+    return rows[0][0].str();
 }
 
 void report(int64 next_due, int64 next_reconcile, bool ok, const std::string& message) {
@@ -238,9 +238,9 @@ void run_once() {
             "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'cleanup') "
             "  <= now() - interval '1 day', true)",
             {Arg::int4(settings.reconcile_interval_s)}, true);
-        calculate_due_now = r[0][0] == std::optional<std::string>("t");
-        reconcile_due = r[0][1] == std::optional<std::string>("t");
-        cleanup_due = r[0][2] == std::optional<std::string>("t");
+        calculate_due_now = r[0][0].truth();
+        reconcile_due = r[0][1].truth();
+        cleanup_due = r[0][2].truth();
         spi.finish();
     });
     if (!err.empty() || !schema) {
@@ -285,7 +285,7 @@ void run_once() {
             auto due = spi.query(
                 "SELECT EXISTS (SELECT 1 FROM @s.attendance_sessions_due WHERE due_at <= now())",
                 {}, true);
-            calculate_due_now = due[0][0] == std::optional<std::string>("t");
+            calculate_due_now = due[0][0].truth();
             spi.finish();
         });
     }
@@ -299,7 +299,7 @@ void run_once() {
             SpiSession spi(*schema);
             auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
                                {Arg::text(name)});
-            run_id = std::stoll(r[0][0].value_or("0"));
+            run_id = r[0][0].int8();
             spi.finish();
         });
         if (!err.empty()) {
@@ -344,8 +344,8 @@ void run_once() {
             "floor(extract(epoch FROM coalesce((SELECT max(started_at) FROM @s.attendance_job_runs "
             "   WHERE job = 'reconcile'), now()) + make_interval(secs => $1)) * 1000)::bigint",
             {Arg::int4(settings.reconcile_interval_s)}, true);
-        if (r[0][0]) next_due = std::stoll(*r[0][0]);
-        if (r[0][1]) next_reconcile = std::stoll(*r[0][1]);
+        if (!r[0][0].is_null()) next_due = r[0][0].int8();
+        if (!r[0][1].is_null()) next_reconcile = r[0][1].int8();
         spi.finish();
     });
     report(next_due, next_reconcile, err.empty(), summary.empty() ? "nothing due" : summary);
@@ -602,7 +602,7 @@ extern "C" Datum attendance_worker_status(PG_FUNCTION_ARGS) {
             "started_at, finished_at, processed, failed, message FROM @s.attendance_job_runs ORDER "
             "BY id DESC LIMIT 5) r",
             {}, true);
-        j["last_runs"] = nlohmann::json::parse(rows[0][0].value_or("[]"));
+        j["last_runs"] = nlohmann::json::parse(rows[0][0].str("[]"));
         spi.finish();
         return jsonb_datum(j.dump());
     });
@@ -617,7 +617,7 @@ extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
                 "22023", "unknown job \"" + job + "\" (fold, calculate, reconcile or cleanup)");
         auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
                            {Arg::text(job)});
-        int64_t id = std::stoll(r[0][0].value_or("0"));
+        int64_t id = r[0][0].int8();
         JobOutcome outcome = do_job(spi, job);
         spi.exec(
             "UPDATE @s.attendance_job_runs SET status = 'succeeded', finished_at = "
