@@ -100,7 +100,14 @@ def setup_database(db):
          f"ALTER DATABASE {db} SET attendance.webhook_log_level = 'off';", db=db)
 
 
+def fold(db=DB):
+    """What the scheduler's fold does within attendance.fold_interval (it serves another
+    database): connections and live rows derived from the log."""
+    scalar("SELECT attendance_fold()", db)
+
+
 def counts(db=DB, like="%"):
+    fold(db)
     out = scalar(f"SELECT (SELECT count(*) FROM meeting_attendance_events WHERE event_id LIKE '{like}'),"
                  f" (SELECT count(*) FROM attendance_sessions), (SELECT count(*) FROM meeting_attendances)", db)
     return tuple(int(x) for x in out.split("\t"))
@@ -108,10 +115,11 @@ def counts(db=DB, like="%"):
 
 def snapshot(db):
     """The recorded state, without ids and clock columns, one sorted line per row."""
+    fold(db)
     return psql("SELECT x FROM ("
                 " SELECT 'E ' || (to_jsonb(e) - 'id' - 'received_at' - 'created_at')::text AS x"
                 "   FROM meeting_attendance_events e"
-                " UNION ALL SELECT 'S ' || (to_jsonb(s) - 'created_at' - 'updated_at')::text FROM attendance_sessions s"
+                " UNION ALL SELECT 'S ' || (to_jsonb(s) - 'derived_at')::text FROM attendance_sessions s"
                 " UNION ALL SELECT 'M ' || (to_jsonb(m) - 'id' - 'created_at' - 'updated_at')::text"
                 "   FROM meeting_attendances m) t ORDER BY x", db).splitlines()
 
@@ -537,6 +545,7 @@ def test_concurrency(proxy):
     stored = psql("SELECT event_id FROM meeting_attendance_events WHERE event_id LIKE 'EV_conc_%'").split()
     check(len(stored) == 10000 and set(stored) == set(recorded),
           f"{len(stored)} logged events, {len(set(stored) ^ set(recorded))} differ from the 'recorded' answers")
+    fold()
     conns = int(scalar("SELECT count(*) FROM attendance_sessions WHERE participant_sid LIKE 'PA_conc_%'"))
     check(conns == 10000, f"{conns} connections recorded, expected 10000")
     note(f"concurrency: 11000 requests from 8 clients in {elapsed:.1f} s ({11000 / elapsed:.0f} req/s),"
