@@ -1,6 +1,6 @@
-// attendance_calculate / attendance_explain / attendance_reconcile: this file loads the
-// event-derived state through SPI, calls the pure rules in core/calc and core/reconcile,
-// and stores the results with their audit.
+// attendance_calculate / attendance_explain / attendance_reconcile: a session's events are
+// derived (pg/derive, core/derive), the pure rules in core/calc give each person's status,
+// and this file stores the results with their audit (docs/architecture.md).
 #include "pg/calculate.hpp"
 
 #include "pg/args.hpp"

@@ -1,5 +1,6 @@
 // attendance_ingest_webhook and attendance_sign_webhook: verification (core/token),
-// parsing (core/webhook), person resolution (core/person); this file only loads and stores.
+// parsing (core/webhook), person resolution (core/person), and the one row the hot path
+// appends to the log (docs/architecture.md, "The hot path").
 #include "pg/args.hpp"
 #include "pg/keys.hpp"
 #include "pg/settings.hpp"
