@@ -8,17 +8,18 @@
 -- The log: what the derivation reads of each event, and the seed's duration_minutes
 -------------------------------------------------------------------------------
 ALTER TABLE @extschema@.meeting_attendance_events ADD COLUMN disconnect_reason text;
+-- The seed's column: for participant_left, the minutes from its joinedAt to its createdAt,
+-- rounded (written by ingestion; not a generated column, whose expression PostgreSQL
+-- would rebuild for every INSERT).
+ALTER TABLE @extschema@.meeting_attendance_events ADD COLUMN duration_minutes integer;
+-- Both filled once for the events logged before 0.3.0, from their stored bodies.
 ALTER TABLE @extschema@.meeting_attendance_events DISABLE TRIGGER meeting_attendance_events_immutable;
--- Filled from the stored bodies of events logged before 0.3.0 (read by the derivation).
 UPDATE @extschema@.meeting_attendance_events
-SET disconnect_reason = nullif(raw_webhook_data #>> '{participant,disconnectReason}', 'UNKNOWN_REASON')
-WHERE event_type IN ('participant_left', 'participant_connection_aborted')
-  AND raw_webhook_data #>> '{participant,disconnectReason}' IS NOT NULL;
+SET disconnect_reason = nullif(raw_webhook_data #>> '{participant,disconnectReason}', 'UNKNOWN_REASON'),
+    duration_minutes = CASE WHEN event_type = 'participant_left' AND joined_at IS NOT NULL
+                            THEN round(extract(epoch FROM event_timestamp - joined_at) / 60)::integer END
+WHERE event_type IN ('participant_left', 'participant_connection_aborted');
 ALTER TABLE @extschema@.meeting_attendance_events ENABLE TRIGGER meeting_attendance_events_immutable;
--- Minutes of the connection a participant_left closes (its joinedAt to its createdAt).
-ALTER TABLE @extschema@.meeting_attendance_events ADD COLUMN duration_minutes integer
-    GENERATED ALWAYS AS (CASE WHEN event_type = 'participant_left' AND joined_at IS NOT NULL
-                              THEN round(extract(epoch FROM event_timestamp - joined_at) / 60)::integer END) STORED;
 COMMENT ON COLUMN @extschema@.meeting_attendance_events.session_id IS
   'The session the room name names through attendance.room_pattern when logged (NULL if none). '
   'The session an event counts for is matched when deriving (_attendance_event_session).';

@@ -78,11 +78,6 @@ int64_t percentage_hundredths(int64_t presence_ms, int64_t window_ms) {
     return q >= kFullBp ? kFullBp : static_cast<int64_t>(q);
 }
 
-// Half up to whole minutes, without overflow (presence_ms >= 0).
-int64_t round_minutes(int64_t presence_ms) {
-    return presence_ms / kMsPerMinute + (presence_ms % kMsPerMinute >= kMsPerMinute / 2 ? 1 : 0);
-}
-
 struct Decision {
     std::string status;
     std::string rule;
@@ -432,6 +427,14 @@ nlohmann::json explain(const SessionWindow& window, const Policy& policy, const 
                       {"hit", result.rule == kRulePresent}});
     j["rules"] = std::move(checks);
     return j;
+}
+
+int64_t round_minutes(int64_t ms) {
+    const int64_t q = ms / kMsPerMinute;
+    const int64_t r = ms % kMsPerMinute;  // has the sign of ms
+    if (r >= kMsPerMinute / 2) return q + 1;
+    if (r <= -kMsPerMinute / 2) return q - 1;
+    return q;
 }
 
 std::string format_percentage(int64_t hundredths) {

@@ -113,6 +113,10 @@ PersonResult calculate_person(const SessionWindow& window, const Policy& policy,
 nlohmann::json explain(const SessionWindow& window, const Policy& policy, const PersonInput& person,
                        const PersonResult& result);
 
+// Whole minutes from milliseconds, rounded half away from zero (as PostgreSQL's round()):
+// 89999 -> 1, 90000 -> 2, -90000 -> -2. Never overflows.
+int64_t round_minutes(int64_t ms);
+
 // 9499 -> "94.99", 10000 -> "100.00", 0 -> "0.00", -5 -> "-0.05".
 std::string format_percentage(int64_t hundredths);
 

@@ -129,7 +129,7 @@ void summarise(DerivedPerson& p) {
             connected_ms += *c.leave_ms - *c.join_ms;
     }
     if (open) p.last_leave_ms.reset();
-    p.connected_minutes = (connected_ms + 30'000) / 60'000;
+    p.connected_minutes = round_minutes(connected_ms);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "pg/settings.hpp"
 #include "pg/spi.hpp"
 
+#include "core/calc.hpp"
 #include "core/person.hpp"
 #include "core/token.hpp"
 #include "core/webhook.hpp"
@@ -81,9 +82,9 @@ constexpr const char* kAppend =
     "INSERT INTO @s.meeting_attendance_events (event_id, event_type, event_timestamp, "
     "session_id, room_name, room_sid, participant_sid, participant_identity, user_id, user_key, "
     "participant_name, role, participant_kind, joined_at, result, reason, api_key, "
-    "disconnect_reason, raw_webhook_data) "
+    "disconnect_reason, duration_minutes, raw_webhook_data) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-    "$19::jsonb) ON CONFLICT (event_id) DO NOTHING RETURNING id";
+    "$19, $20::jsonb) ON CONFLICT (event_id) DO NOTHING RETURNING id";
 
 Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string& body,
                const std::string& api_key) {
@@ -115,15 +116,31 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     std::optional<int64_t> joined_ms = p ? p->joined_at_ms : std::nullopt;
     const std::string disconnect =
         p && p->disconnect_reason != "UNKNOWN_REASON" ? p->disconnect_reason : "";
-    auto rows = spi.query(
-        kAppend, {Arg::text(ev.id), Arg::text(ev.event), Arg::ts_ms(event_ms),
-                  Arg::opt_int8(out.session_id), Arg::opt_text(room_name),
-                  Arg::opt_text(ev.room ? ev.room->sid : ""), Arg::opt_text(p ? p->sid : ""),
-                  Arg::opt_text(p ? p->identity : ""), Arg::opt_int8(person.user_id),
-                  Arg::opt_text(p ? person.user_key : ""), Arg::opt_text(p ? p->name : ""),
-                  Arg::opt_text(person.role), Arg::opt_text(p ? p->kind : ""),
-                  Arg::opt_ts_ms(joined_ms), Arg::text(out.result), Arg::opt_text(out.reason),
-                  Arg::opt_text(api_key), Arg::opt_text(disconnect), Arg::text(body)});
+    // The seed's duration_minutes: how long the connection a leave closes lasted.
+    std::optional<int64_t> duration_minutes;
+    if (ev.kind == EventKind::ParticipantLeft && joined_ms)
+        duration_minutes = core::round_minutes(event_ms - *joined_ms);
+    auto rows = spi.query(kAppend, {Arg::text(ev.id),
+                                    Arg::text(ev.event),
+                                    Arg::ts_ms(event_ms),
+                                    Arg::opt_int8(out.session_id),
+                                    Arg::opt_text(room_name),
+                                    Arg::opt_text(ev.room ? ev.room->sid : ""),
+                                    Arg::opt_text(p ? p->sid : ""),
+                                    Arg::opt_text(p ? p->identity : ""),
+                                    Arg::opt_int8(person.user_id),
+                                    Arg::opt_text(p ? person.user_key : ""),
+                                    Arg::opt_text(p ? p->name : ""),
+                                    Arg::opt_text(person.role),
+                                    Arg::opt_text(p ? p->kind : ""),
+                                    Arg::opt_ts_ms(joined_ms),
+                                    Arg::text(out.result),
+                                    Arg::opt_text(out.reason),
+                                    Arg::opt_text(api_key),
+                                    Arg::opt_text(disconnect),
+                                    Arg::make(Arg::Kind::Int4, duration_minutes.value_or(0), {},
+                                              false, !duration_minutes),
+                                    Arg::text(body)});
     out.user_key = p ? person.user_key : "";
     if (rows.empty()) {
         // A redelivery: the first delivery is what counts (same bytes, same event).

@@ -851,3 +851,22 @@ TEST(CalcExplain, OverrideAndSyntheticLeaveAreVisible) {
 
 }  // namespace
 }  // namespace attendance::core
+
+namespace attendance::core {
+namespace {
+
+TEST(RoundMinutes, HalfAwayFromZeroLikePostgresRound) {
+    EXPECT_EQ(round_minutes(0), 0);
+    EXPECT_EQ(round_minutes(29'999), 0);
+    EXPECT_EQ(round_minutes(30'000), 1);
+    EXPECT_EQ(round_minutes(89'999), 1);
+    EXPECT_EQ(round_minutes(90'000), 2);
+    EXPECT_EQ(round_minutes(-29'999), 0);
+    EXPECT_EQ(round_minutes(-30'000), -1);
+    EXPECT_EQ(round_minutes(-90'000), -2);
+    EXPECT_EQ(round_minutes(INT64_MAX), INT64_MAX / 60'000 + 1);  // no overflow
+    EXPECT_EQ(round_minutes(INT64_MIN), INT64_MIN / 60'000 - 1);
+}
+
+}  // namespace
+}  // namespace attendance::core
