@@ -467,6 +467,7 @@ def start_proxy(db):
     proc, port = start_on_free_port(start)
     if proc is None:
         raise RuntimeError("attendance-proxy is built but did not start on any of 5 free ports")
+    print(f"note: attendance-proxy on port {port}", flush=True)
     return proc, port
 
 
