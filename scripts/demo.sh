@@ -4,6 +4,10 @@
 # realistic class through the proxy (reconnects, a duplicate, a lost leave, a late
 # student, a recorder), let the background scheduler calculate it, and print the
 # attendance. Leaves nothing running unless --keep is given.
+# Environment (all optional):
+#   ATTENDANCE_DEMO_PORT       PostgreSQL's port (default: a free port, picked by a bind
+#                              probe and retried if it is taken meanwhile)
+#   ATTENDANCE_DEMO_HTTP_PORT  attendance-proxy's port (default: likewise a free port)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,16 +27,15 @@ make install >/dev/null
 step "starting a throwaway PostgreSQL with the extension preloaded"
 . scripts/pg.sh
 PGDIR=$(mktemp -d /tmp/attendance-demo.XXXXXX)
-PORT=${ATTENDANCE_DEMO_PORT:-54330}
-HTTP_PORT=${ATTENDANCE_DEMO_HTTP_PORT:-8089}
 PROXY_PID=
 cleanup() {
-  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+  if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null; fi
   pg_stop "$PGDIR"
   rm -rf "$PGDIR"
 }
-if [ $KEEP -eq 0 ]; then trap cleanup EXIT; fi
-pg_start "$PGDIR" "$PORT" "attendance.calculation_delay = '3s'"
+trap cleanup EXIT  # on success with --keep, disarmed at the end
+pg_start "$PGDIR" "${ATTENDANCE_DEMO_PORT:-}" "attendance.calculation_delay = '3s'"
+PORT=$PGPORT
 echo "data directory $PGDIR, port $PORT (user postgres, database postgres)"
 
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
@@ -52,14 +55,33 @@ SELECT attendance_expect(456, u, r) FROM (VALUES (7, 'teacher'), (12, 'student')
 SQL
 echo "session 456 in room session-456: $START – $END; roster: teacher 7, students 12 19 23 31 40"
 
-step "starting attendance-proxy on 127.0.0.1:$HTTP_PORT"
-build/attendance-proxy --listen 127.0.0.1 --port "$HTTP_PORT" \
-  --conninfo "host=$PGDIR port=$PORT user=postgres dbname=postgres" >"$PGDIR/proxy.log" 2>&1 &
-PROXY_PID=$!
-for _ in $(seq 1 50); do
-  curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
+step "starting attendance-proxy"
+# Waits until the proxy answers /healthz (true) or has exited (false), at most 30 s.
+proxy_up() {
+  local deadline=$((SECONDS + 30))
+  while [ $SECONDS -lt $deadline ]; do
+    kill -0 "$PROXY_PID" 2>/dev/null || return 1
+    curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+for attempt in 1 2 3 4 5; do
+  HTTP_PORT=${ATTENDANCE_DEMO_HTTP_PORT:-$(free_port)}
+  build/attendance-proxy --listen 127.0.0.1 --port "$HTTP_PORT" \
+    --conninfo "host=$PGDIR port=$PORT user=postgres dbname=postgres" >>"$PGDIR/proxy.log" 2>&1 &
+  PROXY_PID=$!
+  proxy_up && break
+  kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null || true
+  PROXY_PID=
+  if [ -n "${ATTENDANCE_DEMO_HTTP_PORT:-}" ] || [ $attempt -eq 5 ]; then
+    echo "attendance-proxy did not start on port $HTTP_PORT:" >&2
+    tail -5 "$PGDIR/proxy.log" >&2
+    exit 1
+  fi
+  echo "port $HTTP_PORT was taken meanwhile; trying another free port"
 done
+echo "attendance-proxy listening on http://127.0.0.1:$HTTP_PORT/webhooks/livekit (pid $PROXY_PID)"
 
 step "replaying the class through the proxy (re-timed, signed as LiveKit would)"
 python3 - "$SHIFT" "$HTTP_PORT" "$ROOT/test/fixtures/livekit/session-456.jsonl" <<'PY'
@@ -120,5 +142,15 @@ cat <<TXT
   logs: server.log and proxy.log in the data directory (kept with scripts/demo.sh --keep)
 TXT
 if [ $KEEP -eq 1 ]; then
-  echo "kept running: PGHOST=$PGDIR PGPORT=$PORT; proxy pid $PROXY_PID on port $HTTP_PORT"
+  trap - EXIT
+  STOP_PG="$PG_BIN/pg_ctl -D $PGDIR/data -m fast -w stop"
+  [ "$(id -u)" -eq 0 ] && STOP_PG="(cd / && runuser -u $PG_OS_USER -- $STOP_PG)"
+  cat <<TXT
+
+kept running (scripts/demo.sh --keep):
+  connect:  PGHOST=$PGDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres psql
+  webhooks: http://127.0.0.1:$HTTP_PORT/webhooks/livekit (attendance-proxy, pid $PROXY_PID)
+  stop everything and remove the data directory:
+            kill $PROXY_PID; $STOP_PG; rm -rf $PGDIR
+TXT
 fi

@@ -6,7 +6,8 @@ packages=(
   build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
   postgresql-15 postgresql-server-dev-15 libpq-dev
   nlohmann-json3-dev libssl-dev libcpp-httplib-dev libgtest-dev
-  python3 curl
+  python3 curl jq
+  debhelper postgresql-server-dev-all
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,17 +1,32 @@
 # Sourced by the scripts: a throwaway PostgreSQL 15 cluster run by an unprivileged
 # user (PostgreSQL refuses to run as root).
 #   pg_start DIR PORT [extra postgresql.conf lines...]   pg_stop DIR
+#   free_port                                            prints a free TCP port
+# PORT may be empty: then a free port is picked (bind probe), and if another program
+# takes it before the server binds it, the start is retried on another free port.
 # Exports PGHOST (the socket directory), PGPORT, PGUSER, PGDATABASE for clients.
+# Reads PG_BIN (default /usr/lib/postgresql/15/bin) and PG_OS_USER (default postgres).
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_OS_USER=${PG_OS_USER:-postgres}
 
+# Runs a command as the cluster's user. From a neutral directory: the programs of
+# PostgreSQL look up their own path and warn when the caller's directory (e.g. root's
+# home) is not readable by that user.
 pg_as_user() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u "$PG_OS_USER" -- "$@"
+    (cd / && runuser -u "$PG_OS_USER" -- "$@")
   else
-    "$@"
+    (cd / && "$@")
   fi
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on now: the kernel's choice for port 0.
+free_port() {
+  python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 pg_start() {
@@ -27,7 +42,6 @@ pg_start() {
     { cat "$dir/initdb.log" >&2; return 1; }
   {
     echo "listen_addresses = '127.0.0.1'"
-    echo "port = $port"
     echo "unix_socket_directories = '$dir'"
     echo "shared_preload_libraries = 'attendance'"
     echo "attendance.database_name = 'postgres'"
@@ -37,9 +51,26 @@ pg_start() {
     local line
     for line in "$@"; do echo "$line"; done
   } | pg_as_user tee -a "$dir/data/postgresql.conf" >/dev/null
-  pg_as_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
-    { cat "$dir/server.log" >&2; return 1; }
-  export PGHOST="$dir" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
+  local attempt try_port seen
+  for attempt in 1 2 3 4 5; do
+    try_port=${port:-$(free_port)}
+    # The last "port" line wins; it stays in the file so that a restart with plain
+    # pg_ctl (as the end-to-end tests do) comes back on the same port.
+    echo "port = $try_port" | pg_as_user tee -a "$dir/data/postgresql.conf" >/dev/null
+    seen=0
+    if [ -f "$dir/server.log" ]; then seen=$(wc -l <"$dir/server.log"); fi
+    if pg_as_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null; then
+      export PGHOST="$dir" PGPORT="$try_port" PGUSER=postgres PGDATABASE=postgres
+      return 0
+    fi
+    if [ -z "$port" ] && tail -n +"$((seen + 1))" "$dir/server.log" | grep -q 'Address already in use'; then
+      echo "port $try_port was taken meanwhile; trying another free port" >&2
+      continue
+    fi
+    break
+  done
+  cat "$dir/server.log" >&2
+  return 1
 }
 
 pg_stop() {

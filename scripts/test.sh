@@ -3,6 +3,13 @@
 #   unit (GoogleTest), unit under ASan+UBSan, pg_regress, isolation, end-to-end.
 # Works on a fresh Debian 12 machine as root: installs what it needs, builds, starts a
 # throwaway PostgreSQL as an unprivileged user, and removes it afterwards.
+# Environment (all optional):
+#   ATTENDANCE_TEST_PORT     port of the throwaway cluster (default: a free port, picked
+#                            by a bind probe and retried if it is taken meanwhile)
+#   ATTENDANCE_KEEP_LOGS=1   keep the log directory after a green run too
+#   ATTENDANCE_FUZZ_SECONDS  length of each fuzz target's run (test/e2e/test_fuzz.sh)
+# The logs go to a temporary directory that is removed after a green run and kept (and
+# named on the last lines) after a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -28,6 +35,22 @@ gtest_counts() {  # log -> "passed failed"
 
 LOGDIR=$(mktemp -d /tmp/attendance-test-logs.XXXXXX)
 chmod 755 "$LOGDIR"
+PGDIR=
+# On exit: stop the cluster; keep the logs (and the server's log) only after a failure.
+finish() {
+  local rc=$?
+  if [ -n "$PGDIR" ]; then
+    pg_stop "$PGDIR"
+    cp "$PGDIR/server.log" "$LOGDIR/server.log" 2>/dev/null
+    rm -rf "$PGDIR"
+  fi
+  if [ $rc -eq 0 ] && [ "${ATTENDANCE_KEEP_LOGS:-0}" != 1 ]; then rm -rf "$LOGDIR"; fi
+}
+trap finish EXIT
+summary() {  # the last lines: where the logs are kept (if they are), then the counts
+  if [ "$FAILED" -gt 0 ] || [ "${ATTENDANCE_KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $LOGDIR"; fi
+  echo "$PASSED passed, $FAILED failed"
+}
 
 # ---- 1. unit tests (pure core, no server) ----------------------------------------
 echo "== building the core, unit tests and programs (CMake)"
@@ -62,23 +85,26 @@ echo "== building and installing the extension (PGXS)"
 if ! { make -j2 >"$LOGDIR/make.log" 2>&1 && make install >>"$LOGDIR/make.log" 2>&1; }; then
   tail -40 "$LOGDIR/make.log"
   count extension-build 0 1
-  echo "$PASSED passed, $FAILED failed"
+  summary
   exit 1
 fi
 
 . scripts/pg.sh
 PGDIR=$(mktemp -d /tmp/attendance-test-pg.XXXXXX)
-PGPORT_TEST=${ATTENDANCE_TEST_PORT:-54329}
-cleanup() { pg_stop "$PGDIR"; rm -rf "$PGDIR"; }
-trap cleanup EXIT
-if ! pg_start "$PGDIR" "$PGPORT_TEST" \
+if ! pg_start "$PGDIR" "${ATTENDANCE_TEST_PORT:-}" \
      "attendance.calculation_delay = '2s'" \
      "attendance.webhook_log_level = 'debug1'"; then
   count postgres-start 0 1
-  echo "$PASSED passed, $FAILED failed"
+  summary
   exit 1
 fi
+echo "== throwaway PostgreSQL on port $PGPORT (socket directory $PGDIR)"
 export ATTENDANCE_PGDIR="$PGDIR"
+# The end-to-end tests' temporary files (proxy logs, scratch files) go under the log
+# directory, so that a green run leaves nothing behind.
+export TMPDIR="$LOGDIR/tmp"
+mkdir -p "$TMPDIR"
+chmod 1777 "$TMPDIR"
 
 echo "== pg_regress"
 rm -rf results regression.diffs regression.out
@@ -113,6 +139,8 @@ for t in test/e2e/test_*.py test/e2e/test_*.sh; do
 done
 
 echo
-[ ${#FAILED_SUITES[@]} -gt 0 ] && echo "failing suites: ${FAILED_SUITES[*]} (logs in $LOGDIR)"
-echo "$PASSED passed, $FAILED failed"
+[ ${#FAILED_SUITES[@]} -gt 0 ] && echo "failing suites: ${FAILED_SUITES[*]}"
+# pg_regress and isolation outputs of a green run are not kept either.
+[ "$FAILED" -eq 0 ] && rm -rf results regression.diffs regression.out test/isolation/output_iso
+summary
 [ "$FAILED" -eq 0 ]

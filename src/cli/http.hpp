@@ -1,11 +1,16 @@
-// A minimal HTTP/1.1 client for replaying webhooks: http:// only, IPv4 (or a name that
-// resolves to IPv4, such as localhost), POST with Content-Length, keep-alive, and a
-// response read by Content-Length, chunked encoding or connection close.
+// The HTTP side of `attendancectl replay --url`: the URL's checks and a keep-alive
+// client, which is cpp-httplib's (libcpp-httplib, the library attendance-proxy serves
+// with). http:// only: the proxy speaks plain HTTP (put TLS in front of it).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace httplib {
+class Client;
+}
 
 namespace attendancectl {
 
@@ -31,22 +36,16 @@ class HttpClient {
     HttpClient(const HttpClient&) = delete;
     HttpClient& operator=(const HttpClient&) = delete;
 
-    // POSTs body to the URL's path. Throws InputError when the server cannot be reached
-    // or answers something that is not HTTP.
+    // POSTs body to the URL's path on a kept-alive connection (a new one when the
+    // server closed it). Throws InputError when the server cannot be reached or does
+    // not answer in time.
     HttpResponse post(const std::string& body,
                       const std::vector<std::pair<std::string, std::string>>& headers);
 
   private:
-    void connect_socket();
-    void close_socket();
-    void send_all(const std::string& data);
-    // Reads one response; `fresh`: false when a reused connection may have been closed.
-    HttpResponse read_response();
-
     Url url_;
     int timeout_;
-    int fd_ = -1;
-    std::string buffer_;  // bytes read past the previous response
+    std::unique_ptr<httplib::Client> client_;
 };
 
 }  // namespace attendancectl

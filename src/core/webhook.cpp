@@ -223,7 +223,8 @@ EventKind event_kind_of(std::string_view event) {
     return EventKind::Other;
 }
 
-WebhookEvent parse_webhook(std::string_view body, const ParseLimits& limits) {
+WebhookEvent parse_webhook(std::string_view body, const ParseLimits& limits,
+                           const ParseOptions& options) {
     if (body.size() > limits.max_body_bytes)
         throw Error(sqlstate::kProgramLimit, "webhook body is " + std::to_string(body.size()) +
                                                  " bytes, over the limit of " +
@@ -261,10 +262,37 @@ WebhookEvent parse_webhook(std::string_view body, const ParseLimits& limits) {
     ev.id = get_string(doc, "id", nullptr, "id").value_or("");
     if (ev.id.empty()) not_a_webhook("field 'id' is missing");
     auto created = get_int64(doc, "createdAt", "created_at", "createdAt");
-    if (!created || *created == 0) not_a_webhook("field 'createdAt' is missing");
-    ev.created_at_s = checked_seconds(*created, "createdAt");
+    const bool has_created = created && *created != 0;  // 0 is proto3's omitted default
+    if (!has_created && !options.development_mode) not_a_webhook("field 'createdAt' is missing");
+    if (has_created) ev.created_at_s = checked_seconds(*created, "createdAt");
     if (const json* room = field(doc, "room", nullptr)) ev.room = parse_room(*room);
     if (const json* p = field(doc, "participant", nullptr)) ev.participant = parse_participant(*p);
+    if (!has_created) {
+        // Development mode only (see ParseOptions).
+        std::optional<int64_t> joined_s;
+        if (ev.participant && ev.participant->joined_at_ms)
+            joined_s = *ev.participant->joined_at_ms / 1000;
+        std::optional<int64_t> received_s;
+        if (options.received_at_s) {
+            if (*options.received_at_s < kMinEpochSeconds ||
+                *options.received_at_s > kMaxEpochSeconds)
+                throw Error(sqlstate::kInvalidParameter,
+                            "receipt time " + std::to_string(*options.received_at_s) +
+                                " is out of range (not between 1970 and 9999)");
+            received_s = options.received_at_s;
+        }
+        const bool join_time_first = ev.kind == EventKind::ParticipantJoined;
+        const auto& first = join_time_first ? joined_s : received_s;
+        const auto& second = join_time_first ? received_s : joined_s;
+        if (!first && !second)
+            not_a_webhook(
+                "field 'createdAt' is missing, and there is neither a join time nor a receipt time "
+                "to take its place (development mode)");
+        ev.created_at_s = first ? *first : *second;
+        ev.created_at_source = (first ? join_time_first : !join_time_first)
+                                   ? EventTimeSource::JoinedAt
+                                   : EventTimeSource::ReceivedAt;
+    }
 
     bool participant_event = ev.kind == EventKind::ParticipantJoined ||
                              ev.kind == EventKind::ParticipantLeft ||

@@ -38,18 +38,43 @@ struct Participant {
     bool recorder = false;
 };
 
+// Where a webhook's event time (created_at_s) came from.
+enum class EventTimeSource {
+    CreatedAt,   // the body's createdAt (always so outside development mode)
+    JoinedAt,    // development mode, no createdAt: the participant's join time
+    ReceivedAt,  // development mode, no createdAt: the receipt time passed in
+};
+
 struct WebhookEvent {
     std::string event;  // e.g. "participant_joined"
     EventKind kind = EventKind::Other;
     std::string id;  // EV_..., the idempotency key
     int64_t created_at_s = 0;
+    EventTimeSource created_at_source = EventTimeSource::CreatedAt;
     std::optional<Room> room;
     std::optional<Participant> participant;
+
+    // A body without createdAt, accepted only in development mode: its log row must say so.
+    bool development_event() const { return created_at_source != EventTimeSource::CreatedAt; }
 };
 
 struct ParseLimits {
     size_t max_body_bytes = 1024 * 1024;
     int max_depth = 64;
+};
+
+// How lenient the parser is. The defaults are production's: createdAt is required.
+struct ParseOptions {
+    // attendance.development_mode: a body without createdAt (as a hand-written test
+    // sends it) is accepted. Its event time is then
+    //  - participant_joined: the participant's join time (joinedAtMs / joinedAt /
+    //    joined_at), else the receipt time;
+    //  - any other event (a leave happens when it is sent, not when the person joined):
+    //    the receipt time, else the participant's join time;
+    // and the event is a development event (WebhookEvent::development_event()).
+    bool development_mode = false;
+    // The receipt time in epoch seconds for such bodies; nullopt when the caller has none.
+    std::optional<int64_t> received_at_s;
 };
 
 // Earliest and latest accepted times (1970-01-01 .. 9999-12-31 23:59:59 UTC).
@@ -59,7 +84,8 @@ inline constexpr int64_t kMaxEpochSeconds = 253402300799;
 // Parses one webhook body. Throws Error with SQLSTATE 22P02 (not JSON), 22023 (JSON
 // but not a LiveKit webhook; the message names the field), 22P05 (\u0000 in a
 // string) or 54000 (over a limit).
-WebhookEvent parse_webhook(std::string_view body, const ParseLimits& limits = {});
+WebhookEvent parse_webhook(std::string_view body, const ParseLimits& limits = {},
+                           const ParseOptions& options = {});
 
 EventKind event_kind_of(std::string_view event);
 

@@ -1,5 +1,6 @@
 """Small helpers shared by the end-to-end tests: psql calls and PASS/FAIL reporting."""
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ def pg_ctl(action, extra=()):
     cmd = [f"{PG_BIN}/pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", *extra, action]
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True)
+    # cwd "/": PostgreSQL's programs warn when the caller's directory is not theirs to read
+    return subprocess.run(cmd, capture_output=True, text=True, cwd="/")
 
 
 def wait_ready(timeout=60):
@@ -52,6 +54,25 @@ def wait_for(predicate, timeout, interval=0.2):
             return value
         time.sleep(interval)
     return None
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_on_free_port(start, attempts=5):
+    """Calls start(port) with a free port until it returns a truthy value: another
+    program may take a probed port before the server binds it. Returns (value, port)
+    or (None, None) after `attempts` ports."""
+    for _ in range(attempts):
+        port = free_port()
+        value = start(port)
+        if value:
+            return value, port
+    return None, None
 
 
 def case(name):

@@ -9,7 +9,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, psql, wait_for  # noqa: E402
+from pgtest import case, finish, psql, start_on_free_port, wait_for  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -473,36 +472,36 @@ def _():
 
 
 # ---- replay over HTTP through attendance-proxy (only when it is built) ------------------
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def start_proxy(db):
+    """Starts attendance-proxy on a free port (another one if the port is taken before
+    the proxy binds it). Returns (process, port); (None, None) if it is not built."""
     if not os.access(PROXY, os.X_OK):
         return None, None
-    port = free_port()
     # The proxy's own connection runs in replay mode (superuser), so the archived,
     # expired fixture tokens are accepted as with --replay-mode.
     conninfo = f"dbname={db} options='-c attendance.replay_mode=on'"
-    proc = subprocess.Popen([PROXY, "--port", str(port), "--conninfo", conninfo],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
 
-    def healthy():
-        if proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except Exception:
-            return False
-    if not wait_for(healthy, 10):
+    def start(port):
+        proc = subprocess.Popen([PROXY, "--port", str(port), "--conninfo", conninfo],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+
+        def healthy():
+            if proc.poll() is not None:
+                return "exited"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    return "up" if r.status == 200 else None
+            except Exception:
+                return None
+        if wait_for(healthy, 30) == "up":
+            return proc
         proc.kill()
         proc.wait()
-        return None, None
+        return None
+    proc, port = start_on_free_port(start)
+    if proc is None:
+        raise RuntimeError("attendance-proxy is built but did not start on any of 5 free ports")
+    print(f"note: attendance-proxy on port {port}", flush=True)
     return proc, port
 
 
@@ -516,8 +515,7 @@ psql("SELECT attendance_schedule_session(456, 'session-456', '2025-11-14 14:30:0
      "SELECT attendance_add_webhook_key('APIfixture', 'fixture-secret-0123456789abcdef0123')", db=HTTP_DB)
 proxy, proxy_port = start_proxy(HTTP_DB)
 if proxy is None:
-    print("note: replay over HTTP not tested: attendance-proxy is not built or did not start",
-          flush=True)
+    print("note: replay over HTTP not tested: attendance-proxy is not built", flush=True)
 else:
     try:
         @case("replay session-456 over HTTP through attendance-proxy: same summary")

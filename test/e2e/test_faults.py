@@ -100,9 +100,22 @@ def _():
     assert other > 0 and ok >= 100, "the kill did not hit the load: the test proved nothing"
 
 
+def proxy_healthy():
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
 @case("the postmaster killed with -9 under load, then restarted: every 200 is logged")
 def _():
     hooks = signed("kp", 3000)
+    # After the previous kill the proxy waits (with backoff) before it reconnects, and
+    # answers 503 at once meanwhile: a load started then could be all 503 before the
+    # proxy is back. So start it once the proxy answers /healthz with 200 again.
+    assert wait_for(proxy_healthy, 60), "the proxy did not reconnect after the previous case"
     ts, answers = load(proxy.port, hooks)
     assert wait_for(lambda: sum(1 for v in list(answers.values()) if v == 200) >= 100, 60), "no load got through"
 

@@ -11,7 +11,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SECS=${ATTENDANCE_FUZZ_SECONDS:-30}
 TARGETS=(fuzz_webhook fuzz_token)
-WORK=$(mktemp -d /tmp/attendance-fuzz-test.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/attendance-fuzz-test.XXXXXX")
 LIMITS=(-timeout=10 -rss_limit_mb=2048)
 
 # Why a libFuzzer run failed, from its log and exit status.

@@ -2,10 +2,10 @@
 """The background scheduler against the test cluster (attendance.database_name =
 postgres, attendance.calculation_delay = 2s): sessions become final by themselves,
 failures are isolated, kill -9 is survived, reconciliation runs."""
+import json
 import os
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from pgtest import case, finish, psql, wait_for, wait_ready  # noqa: E402
@@ -24,6 +24,14 @@ def join(session, user, sid, joined_ms):
 
 def status():
     return psql("SELECT attendance_worker_status()")
+
+
+def process_exists(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 @case("scheduler running and visible in attendance_worker_status")
@@ -89,14 +97,27 @@ def _():
               WHILE EXISTS (SELECT 1 FROM public.slow_2004_hold) LOOP PERFORM pg_sleep(0.1); END LOOP;
             END IF; RETURN NEW; END $$""")
     psql("CREATE TRIGGER slow_2004 BEFORE INSERT OR UPDATE ON meeting_attendances FOR EACH ROW EXECUTE FUNCTION public.slow_2004()")
-    psql("SELECT attendance_schedule_session(2004, 'session-2004', now() - interval '1 hour', now() - interval '1 minute')")
-    psql("SELECT attendance_expect(2004, 8)")
+    # One transaction: the session is due at once, and scheduling it wakes the scheduler.
+    # Committed apart, the roster could commit while a run is calculating the session
+    # without it: that run marks the session calculated with nobody to write, the
+    # trigger never fires and no run is ever held (this case's rare "no run was seen in
+    # progress"). attendance_expect does not yet wait for a calculation in progress, so
+    # such a roster change is not recalculated; that is the extension's to fix, not this
+    # case's to depend on.
+    psql("SELECT attendance_schedule_session(2004, 'session-2004', now() - interval '1 hour', now() - interval '1 minute');"
+         "SELECT attendance_expect(2004, 8)")
     running = wait_for(lambda: psql("SELECT id || ':' || pid FROM attendance_job_runs WHERE status = 'running' AND job = 'calculate'"), 30)
     assert running, "no run was seen in progress"
     run_id, pid = running.split(":")
+    launcher = json.loads(status())["launcher_pid"]
+    assert launcher, status()
     os.kill(int(pid), signal.SIGKILL)
-    time.sleep(1)
+    # The postmaster reaps the killed run, ends every other process (the launcher too)
+    # and restarts after crash recovery: wait for each step, not for a fixed time.
+    assert wait_for(lambda: not process_exists(int(pid)), 30), f"run {pid} still exists after kill -9"
     assert wait_ready(60), "server did not recover"
+    assert wait_for(lambda: json.loads(status())["launcher_pid"] not in (None, launcher), 60), \
+        f"no new scheduler after the crash restart: {status()}"
     psql("DELETE FROM public.slow_2004_hold")
     psql("DROP TRIGGER IF EXISTS slow_2004 ON meeting_attendances; DROP FUNCTION IF EXISTS public.slow_2004();"
          "DROP TABLE public.slow_2004_hold")

@@ -8,7 +8,10 @@
 #include "test_support.hpp"
 
 #include <cstdint>
+#include <fstream>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -792,3 +795,142 @@ TEST(WebhookFuzzFindings, EmptyEnumNamesAreTheDefaults) {
     EXPECT_EQ(ev.participant->state, "JOINING");
     EXPECT_EQ(ev.participant->disconnect_reason, "UNKNOWN_REASON");
 }
+
+// ---- development mode: a body written by hand ---------------------------------------
+namespace attendance::core {
+namespace {
+
+std::string curl_body() {
+    std::ifstream in(
+        std::string(ATTENDANCE_FIXTURE_DIR) + "/development/curl-participant-joined.json",
+        std::ios::binary);
+    if (!in) throw std::runtime_error("cannot open the development fixture");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+ParseOptions development(std::optional<int64_t> received_at_s = std::nullopt) {
+    ParseOptions o;
+    o.development_mode = true;
+    o.received_at_s = received_at_s;
+    return o;
+}
+
+constexpr int64_t kReceived = 1763130700;
+
+TEST(WebhookDevelopment, CurlBodyIsRefusedOutsideDevelopmentMode) {
+    const std::string body = curl_body();
+    EXPECT_TRUE(
+        throws_error([&] { parse_webhook(body); }, "22023", "field 'createdAt' is missing"));
+    ParseOptions off;
+    off.received_at_s = kReceived;  // a receipt time alone changes nothing
+    EXPECT_TRUE(throws_error([&] { parse_webhook(body, {}, off); }, "22023",
+                             "field 'createdAt' is missing"));
+}
+
+TEST(WebhookDevelopment, CurlBodyTakesItsTimesFromJoinedAt) {
+    const auto ev = parse_webhook(curl_body(), {}, development(kReceived));
+    EXPECT_EQ(ev.kind, EventKind::ParticipantJoined);
+    EXPECT_EQ(ev.id, "EV_manual_curl_1");
+    ASSERT_TRUE(ev.room);
+    EXPECT_EQ(ev.room->name, "session-456");
+    ASSERT_TRUE(ev.participant);
+    EXPECT_EQ(ev.participant->identity, "user-12");
+    EXPECT_EQ(ev.participant->joined_at_ms, std::optional<int64_t>(1763130605000));
+    EXPECT_EQ(ev.created_at_s, 1763130605);  // the join time, not the receipt time
+    EXPECT_EQ(ev.created_at_source, EventTimeSource::JoinedAt);
+    EXPECT_TRUE(ev.development_event());
+    // without a receipt time as well
+    EXPECT_EQ(parse_webhook(curl_body(), {}, development()).created_at_s, 1763130605);
+}
+
+TEST(WebhookDevelopment, JoinWithoutJoinTimeTakesTheReceiptTime) {
+    const std::string body =
+        R"({"event":"participant_joined","id":"EV_d1","room":{"name":"session-1"},)"
+        R"("participant":{"sid":"PA_d1","identity":"user-3"}})";
+    const auto ev = parse_webhook(body, {}, development(kReceived));
+    EXPECT_EQ(ev.created_at_s, kReceived);
+    EXPECT_EQ(ev.created_at_source, EventTimeSource::ReceivedAt);
+    EXPECT_TRUE(ev.development_event());
+    EXPECT_FALSE(ev.participant->joined_at_ms);
+    // with neither a join time nor a receipt time there is no event time
+    EXPECT_TRUE(throws_error([&] { parse_webhook(body, {}, development()); }, "22023",
+                             "neither a join time nor a receipt time"));
+}
+
+TEST(WebhookDevelopment, LeaveTakesTheReceiptTimeFirst) {
+    const std::string body =
+        R"({"event":"participant_left","id":"EV_d2","room":{"name":"session-1"},)"
+        R"("participant":{"sid":"PA_d2","identity":"user-3","joined_at":"1763130605"}})";
+    auto ev = parse_webhook(body, {}, development(kReceived));
+    EXPECT_EQ(ev.created_at_s, kReceived);  // the leave happened now, not at the join
+    EXPECT_EQ(ev.created_at_source, EventTimeSource::ReceivedAt);
+    EXPECT_EQ(ev.participant->joined_at_ms, std::optional<int64_t>(1763130605000));
+    ev = parse_webhook(body, {}, development());  // no receipt time: the join time
+    EXPECT_EQ(ev.created_at_s, 1763130605);
+    EXPECT_EQ(ev.created_at_source, EventTimeSource::JoinedAt);
+    EXPECT_TRUE(ev.development_event());
+}
+
+TEST(WebhookDevelopment, RoomEventTakesTheReceiptTime) {
+    const std::string body =
+        R"({"event":"room_finished","id":"EV_d3","room":{"name":"session-1"}})";
+    const auto ev = parse_webhook(body, {}, development(kReceived));
+    EXPECT_EQ(ev.created_at_s, kReceived);
+    EXPECT_EQ(ev.created_at_source, EventTimeSource::ReceivedAt);
+    EXPECT_TRUE(throws_error([&] { parse_webhook(body, {}, development()); }, "22023",
+                             "field 'createdAt' is missing"));
+}
+
+TEST(WebhookDevelopment, CreatedAtStillWinsAndIsNoDevelopmentEvent) {
+    const std::string body =
+        R"({"event":"participant_joined","id":"EV_d4","created_at":"1763130999",)"
+        R"("room":{"name":"session-1"},"participant":{"sid":"PA_d4","identity":"u","joined_at":1763130605}})";
+    const auto dev = parse_webhook(body, {}, development(kReceived));
+    const auto prod = parse_webhook(body);
+    EXPECT_EQ(dev.created_at_s, 1763130999);
+    EXPECT_EQ(prod.created_at_s, 1763130999);
+    EXPECT_EQ(dev.created_at_source, EventTimeSource::CreatedAt);
+    EXPECT_FALSE(dev.development_event());
+    EXPECT_FALSE(prod.development_event());
+}
+
+TEST(WebhookDevelopment, ZeroCreatedAtIsAbsent) {
+    // proto3 omits a default 0; a literal "0" means the same
+    const std::string body =
+        R"({"event":"participant_joined","id":"EV_d5","createdAt":"0","room":{"name":"r"},)"
+        R"("participant":{"sid":"PA_d5","identity":"u","joinedAtMs":"1763130605123"}})";
+    EXPECT_TRUE(
+        throws_error([&] { parse_webhook(body); }, "22023", "field 'createdAt' is missing"));
+    const auto ev = parse_webhook(body, {}, development(kReceived));
+    EXPECT_EQ(ev.created_at_s, 1763130605);  // whole seconds of joinedAtMs
+    EXPECT_EQ(ev.participant->joined_at_ms, std::optional<int64_t>(1763130605123));
+    EXPECT_TRUE(ev.development_event());
+}
+
+TEST(WebhookDevelopment, OtherFieldsAreCheckedAsAlways) {
+    // development mode relaxes createdAt only
+    EXPECT_TRUE(throws_error(
+        [] {
+            parse_webhook(R"({"event":"participant_joined","room":{"name":"r"},)"
+                          R"("participant":{"sid":"PA","identity":"u","joined_at":1}})",
+                          {}, development(kReceived));
+        },
+        "22023", "field 'id' is missing"));
+    EXPECT_TRUE(throws_error(
+        [] {
+            parse_webhook(R"({"event":"participant_joined","id":"EV","room":{"name":"r"}})", {},
+                          development(kReceived));
+        },
+        "22023", "has no 'participant'"));
+    EXPECT_TRUE(throws_error(
+        [] {
+            parse_webhook(R"({"event":"room_started","id":"EV","room":{"name":"r"}})", {},
+                          development(int64_t(-5)));
+        },
+        "22023", "out of range"));
+}
+
+}  // namespace
+}  // namespace attendance::core

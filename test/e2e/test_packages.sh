@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# The Debian packages end to end: builds postgresql-15-attendance and attendance-tools
+# with scripts/deb.sh (dpkg-buildpackage -b -uc -us), installs them with dpkg, starts a
+# throwaway cluster that preloads the packaged library, and runs a smoke test (CREATE
+# EXTENSION, one signed webhook through the installed attendance-proxy,
+# attendance_calculate, the installed attendancectl). Then it purges both packages,
+# checks that they left nothing behind, and puts back any file of the build tree's
+# `make install` that the packages replaced, so the suites after this one are unchanged.
+# Time-bounded: the package build gets ATTENDANCE_PACKAGE_BUILD_SECONDS (default 900),
+# every later wait its own deadline. Refuses to run if either package is already
+# installed (it would purge it). Prints "PASS name" / "FAIL name: why" per case.
+# dpkg writes /var/lib/dpkg: run it through the same wrapper as scripts/test.sh.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/scripts/pg.sh"
+export PATH="$PG_BIN:$PATH"
+BUILD_SECS=${ATTENDANCE_PACKAGE_BUILD_SECONDS:-900}
+PACKAGES=(attendance-tools postgresql-15-attendance)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/attendance-packages-test.XXXXXX")
+chmod 755 "$WORK"
+FAILED=0
+PGDIR="$WORK/pg"
+INSTALLED_BY_US=0
+
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+known() { dpkg-query -W -f='${Status}' "$1" >/dev/null 2>&1 && ! dpkg-query -W -f='${Status}' "$1" | grep -q "not-installed"; }
+
+# Puts back the files the packages replaced (saved in $WORK/backup before dpkg -i).
+restore() {
+  local f
+  if [ -d "$WORK/backup" ]; then
+    (cd "$WORK/backup" && find . ! -type d) | while read -r f; do cp -a "$WORK/backup/${f#./}" "/${f#./}"; done
+  fi
+  rm -rf "$WORK/backup"
+}
+finish() {
+  if [ -f "$WORK/proxy.pid" ]; then kill "$(cat "$WORK/proxy.pid")" 2>/dev/null; fi
+  pg_stop "$PGDIR"
+  if [ $INSTALLED_BY_US -eq 1 ]; then
+    for p in "${PACKAGES[@]}"; do known "$p" && dpkg --purge "$p" >/dev/null 2>&1; done
+    restore
+  fi
+  if [ $FAILED -eq 0 ]; then rm -rf "$WORK"; else echo "work directory kept: $WORK"; fi
+}
+trap finish EXIT
+
+for p in "${PACKAGES[@]}"; do
+  if known "$p"; then
+    fail "preconditions" "$p is already installed here; this test installs and purges it, so it does not run"
+    exit 1
+  fi
+done
+
+# ---- build ---------------------------------------------------------------------------
+started=$SECONDS
+if timeout --kill-after=30 "$BUILD_SECS" env ATTENDANCE_DEB_DIR="$WORK/dist" TMPDIR="$WORK" \
+     "$ROOT/scripts/deb.sh" >"$WORK/deb.log" 2>&1; then
+  ext=$(ls "$WORK"/dist/postgresql-15-attendance_*.deb 2>/dev/null | head -1)
+  tools=$(ls "$WORK"/dist/attendance-tools_*.deb 2>/dev/null | head -1)
+  if [ -n "$ext" ] && [ -n "$tools" ]; then
+    pass "dpkg-buildpackage -b -uc -us builds both packages ($((SECONDS - started)) s)"
+  else
+    fail "build" "the packages are missing: $(ls "$WORK/dist" 2>&1 | tr '\n' ' ')"
+    exit 1
+  fi
+else
+  rc=$?
+  [ $rc -eq 124 ] && why="did not finish within $BUILD_SECS s (ATTENDANCE_PACKAGE_BUILD_SECONDS)" || why="exit status $rc"
+  fail "build" "$why: $(tail -15 "$WORK/deb.log" | tr '\n' '|')"
+  exit 1
+fi
+
+# ---- install -------------------------------------------------------------------------
+mkdir -p "$WORK/backup"
+for deb in "$ext" "$tools"; do
+  dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's|^\./|/|' | while read -r f; do
+    if [ -f "$f" ] || [ -L "$f" ]; then mkdir -p "$WORK/backup$(dirname "$f")" && cp -a "$f" "$WORK/backup$f"; fi
+  done
+done
+INSTALLED_BY_US=1
+if dpkg -i "$ext" "$tools" >"$WORK/dpkg-install.log" 2>&1 && installed postgresql-15-attendance && installed attendance-tools; then
+  pass "dpkg -i installs both packages"
+else
+  fail "install" "$(tail -15 "$WORK/dpkg-install.log" | tr '\n' '|')"
+  exit 1
+fi
+
+contents() {
+  local f unit
+  for f in /usr/lib/postgresql/15/lib/attendance.so /usr/share/postgresql/15/extension/attendance.control \
+           /usr/share/postgresql/15/extension/attendance--0.1.0.sql \
+           /usr/share/postgresql/15/extension/attendance--0.1.0--0.2.0.sql; do
+    dpkg -S "$f" | grep -q '^postgresql-15-attendance:' || { echo "$f is not from postgresql-15-attendance"; exit 1; }
+  done
+  for f in /usr/bin/attendance-proxy /usr/bin/attendancectl; do
+    dpkg -S "$f" | grep -q '^attendance-tools:' || { echo "$f is not from attendance-tools"; exit 1; }
+  done
+  unit=$(dpkg -L attendance-tools | grep '/systemd/system/attendance-proxy.service$')
+  [ -n "$unit" ] || { echo "no attendance-proxy.service in attendance-tools"; exit 1; }
+  grep -qx 'ExecStart=/usr/bin/attendance-proxy' "$unit" || { echo "the unit does not start /usr/bin/attendance-proxy"; exit 1; }
+  grep -qx 'DynamicUser=yes' "$unit" || { echo "the unit is not the hardened one of packaging/"; exit 1; }
+  ! ls /etc/systemd/system/*.wants/attendance-proxy.service >/dev/null 2>&1 ||
+    { echo "the unit was enabled at install"; exit 1; }
+  /usr/bin/attendancectl --version | grep -q '0.2.0' || { echo "attendancectl --version"; exit 1; }
+}
+(contents) >"$WORK/contents.log" 2>&1
+if [ $? -eq 0 ]; then
+  pass "the extension's files, both programs and the unit (installed, not enabled) are where Debian puts them"
+else
+  fail "contents" "$(tr '\n' ' ' <"$WORK/contents.log")"
+fi
+
+# ---- smoke test ------------------------------------------------------------------------
+smoke() {
+  set -e
+  pg_start "$PGDIR" "" "attendance.calculation_delay = '1h'"
+  echo "cluster of the packaged extension on port $PGPORT" | tee "$WORK/ports"
+  local q="psql -X -At -v ON_ERROR_STOP=1"
+  $q -c "SET client_min_messages = warning; CREATE EXTENSION attendance" >/dev/null
+  # the server preloaded the packaged library: its scheduler runs
+  local deadline=$((SECONDS + 30))
+  until $q -c "SELECT attendance_worker_status()->>'running'" | grep -qx true; do
+    [ $SECONDS -lt $deadline ] || { echo "the packaged scheduler is not running"; return 1; }
+    sleep 0.2
+  done
+  [ "$($q -c "SELECT extversion FROM pg_extension WHERE extname = 'attendance'")" = 0.2.0 ]
+  $q -c "SELECT attendance_add_webhook_key('APIpkg', 'package-secret-0123456789abcdef')" >/dev/null
+  local start_s
+  start_s=$($q -c "SELECT floor(extract(epoch FROM now()))::bigint - 1800")
+  $q -c "SELECT attendance_schedule_session(456, 'session-456', to_timestamp($start_s), to_timestamp($start_s + 1740));
+         SELECT attendance_expect(456, 12)" >/dev/null
+  local body token
+  body="{\"event\":\"participant_joined\",\"id\":\"EV_pkg_1\",\"createdAt\":\"$((start_s - 60))\",\"room\":{\"name\":\"session-456\"},\"participant\":{\"sid\":\"PA_pkg_1\",\"identity\":\"user-12\",\"joinedAtMs\":\"$(((start_s - 60) * 1000))\"}}"
+  token=$($q -c "SELECT attendance_sign_webhook('$body', 'APIpkg')")
+  local attempt port up
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port)
+    /usr/bin/attendance-proxy --listen 127.0.0.1 --port "$port" \
+      --conninfo "host=$PGDIR port=$PGPORT user=postgres dbname=postgres" >>"$WORK/proxy.log" 2>&1 &
+    PROXY_PID=$!
+    echo "$PROXY_PID" >"$WORK/proxy.pid"
+    up=0
+    deadline=$((SECONDS + 30))
+    while [ $SECONDS -lt $deadline ] && kill -0 "$PROXY_PID" 2>/dev/null; do
+      if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then up=1; break; fi
+      sleep 0.1
+    done
+    [ $up -eq 1 ] && break
+    kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null || true
+    PROXY_PID=
+  done
+  [ $up -eq 1 ] || { echo "the installed attendance-proxy did not start: $(tail -3 "$WORK/proxy.log")"; return 1; }
+  echo "installed attendance-proxy on port $port" | tee -a "$WORK/ports"
+  local answer
+  answer=$(curl -sS -w ' %{http_code}' -H "Authorization: $token" -H 'Content-Type: application/webhook+json' \
+    --data-binary "$body" "http://127.0.0.1:$port/webhooks/livekit")
+  case "$answer" in *'"result":"recorded"'*' 200'|*'"result": "recorded"'*' 200') ;;
+    *) echo "the webhook through the installed proxy: $answer"; return 1 ;;
+  esac
+  local row
+  row=$($q -c "SELECT user_id || '|' || attendance_status || '|' || attendance_percentage FROM attendance_calculate(456)")
+  [ "$row" = "12|present|100.00" ] || { echo "attendance_calculate(456): '$row', expected 12|present|100.00"; return 1; }
+  /usr/bin/attendancectl calculate 456 | grep -q present || { echo "the installed attendancectl calculate 456"; return 1; }
+}
+(smoke) >"$WORK/smoke.log" 2>&1
+rc=$?
+# the subshell's proxy, if it is still running
+if [ -f "$WORK/proxy.pid" ]; then kill "$(cat "$WORK/proxy.pid")" 2>/dev/null; rm -f "$WORK/proxy.pid"; fi
+pg_stop "$PGDIR"
+[ -f "$WORK/ports" ] && sed 's/^/  # /' "$WORK/ports"
+if [ $rc -eq 0 ]; then
+  pass "smoke test: CREATE EXTENSION, a signed webhook through the installed proxy, attendance_calculate"
+else
+  fail "smoke test" "$(tail -8 "$WORK/smoke.log" | tr '\n' '|')"
+fi
+
+# ---- purge -----------------------------------------------------------------------------
+if dpkg --purge "${PACKAGES[@]}" >"$WORK/dpkg-purge.log" 2>&1; then
+  left=()
+  for p in "${PACKAGES[@]}"; do known "$p" && left+=("package $p"); done
+  for f in /usr/bin/attendance-proxy /usr/bin/attendancectl /lib/systemd/system/attendance-proxy.service \
+           /usr/lib/systemd/system/attendance-proxy.service /usr/share/doc/attendance-tools \
+           /usr/share/doc/postgresql-15-attendance /usr/lib/postgresql/15/lib/attendance.so \
+           /usr/share/postgresql/15/extension/attendance.control; do
+    [ -e "$f" ] && left+=("$f")
+  done
+  if [ ${#left[@]} -eq 0 ]; then
+    pass "dpkg --purge removes both packages and leaves nothing behind"
+  else
+    fail "purge" "left behind: ${left[*]}"
+  fi
+else
+  fail "purge" "$(tail -10 "$WORK/dpkg-purge.log" | tr '\n' '|')"
+fi
+restore
+INSTALLED_BY_US=0
+[ $FAILED -eq 0 ]
