@@ -12,6 +12,9 @@ ALTER TABLE @extschema@.meeting_attendance_events ADD COLUMN disconnect_reason t
 -- rounded (written by ingestion; not a generated column, whose expression PostgreSQL
 -- would rebuild for every INSERT).
 ALTER TABLE @extschema@.meeting_attendance_events ADD COLUMN duration_minutes integer;
+-- A hand-written body accepted in development mode without createdAt (its time is its
+-- join time or its receipt time; the reason says which).
+ALTER TABLE @extschema@.meeting_attendance_events ADD COLUMN development_event boolean NOT NULL DEFAULT false;
 -- Both filled once for the events logged before 0.3.0, from their stored bodies.
 ALTER TABLE @extschema@.meeting_attendance_events DISABLE TRIGGER meeting_attendance_events_immutable;
 UPDATE @extschema@.meeting_attendance_events

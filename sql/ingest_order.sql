@@ -70,3 +70,17 @@ RESET client_min_messages;
 SELECT attendance_fold() ->> 'events' AS folded;
 SELECT c.participant_sid, c.user_key, m.user_id, c.join_time FROM attendance_sessions c
 JOIN meeting_attendances m USING (session_id, user_key) WHERE participant_sid = 'PA_snake1';
+
+-- 6. the hand-written curl test (snake_case, no createdAt, unsigned): refused outside
+-- development mode; in development mode logged as a development event timed by joined_at
+\set curl `cat test/fixtures/development/curl-participant-joined.json`
+RESET attendance.development_mode;
+SELECT pg_temp.try_ingest(:'curl', NULL) AS outcome;
+SET attendance.development_mode = on;
+SET client_min_messages = error;
+SELECT attendance_ingest_webhook(:'curl') - 'log_id' AS answer;
+RESET client_min_messages;
+SELECT event_id, event_timestamp, joined_at, development_event, reason FROM meeting_attendance_events
+WHERE event_id = 'EV_manual_curl_1';
+SELECT count(*) AS ordinary_events_marked FROM meeting_attendance_events WHERE development_event AND event_id <> 'EV_manual_curl_1';
+RESET attendance.development_mode;

@@ -82,9 +82,9 @@ constexpr const char* kAppend =
     "INSERT INTO @s.meeting_attendance_events (event_id, event_type, event_timestamp, "
     "session_id, room_name, room_sid, participant_sid, participant_identity, user_id, user_key, "
     "participant_name, role, participant_kind, joined_at, result, reason, api_key, "
-    "disconnect_reason, duration_minutes, raw_webhook_data) "
+    "disconnect_reason, duration_minutes, development_event, raw_webhook_data) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-    "$19, $20::jsonb) ON CONFLICT (event_id) DO NOTHING RETURNING id";
+    "$19, $20, $21::jsonb) ON CONFLICT (event_id) DO NOTHING RETURNING id";
 
 Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string& body,
                const std::string& api_key) {
@@ -105,6 +105,10 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
                                    ev.kind == EventKind::ParticipantLeft ||
                                    ev.kind == EventKind::ParticipantConnectionAborted;
     out.result = "recorded";
+    if (ev.development_event())
+        out.reason = std::string("development event: no createdAt, its time is the ") +
+                     (ev.created_at_source == core::EventTimeSource::JoinedAt ? "join time"
+                                                                              : "receipt time");
     if (participant_event && person.excluded_by_kind) {
         out.result = "ignored";
         out.reason = person.not_attending_reason;
@@ -140,6 +144,7 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
                                     Arg::opt_text(disconnect),
                                     Arg::make(Arg::Kind::Int4, duration_minutes.value_or(0), {},
                                               false, !duration_minutes),
+                                    Arg::boolean(ev.development_event()),
                                     Arg::text(body)});
     out.user_key = p ? person.user_key : "";
     if (rows.empty()) {
@@ -221,7 +226,12 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
             api_key = parsed->iss;
         }
 
-        core::WebhookEvent ev = core::parse_webhook(body, limits);
+        // Development mode also accepts a hand-written body without createdAt; its log row
+        // says so (development_event, and the reason names where its time came from).
+        core::ParseOptions parse_options;
+        parse_options.development_mode = settings.development_mode;
+        parse_options.received_at_s = int64_t(std::time(nullptr));
+        core::WebhookEvent ev = core::parse_webhook(body, limits, parse_options);
         // Replay mode skips the expiry check against the clock only: a token valid now
         // (e.g. re-signed) passes as always; otherwise it must still have been valid
         // when LiveKit sent the webhook (its createdAt).
