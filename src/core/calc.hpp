@@ -1,4 +1,4 @@
-// The attendance rules (DESIGN.md section 5) as a pure function of a person's connections,
+// The attendance rules (docs/decisions.md, "Calculation") as a pure function of a person's connections,
 // the session window and the policy. Pure C++ (no PostgreSQL), int64 milliseconds since the
 // Unix epoch, exact integer arithmetic, no floats anywhere.
 #pragma once
@@ -100,7 +100,7 @@ struct PersonResult {
 // min(end_ms, room_finished_ms if present, as_of_ms): where an open connection is closed.
 int64_t effective_end_ms(const SessionWindow& window);
 
-// Applies DESIGN §5. Throws std::invalid_argument when window.end_ms <= window.start_ms,
+// Applies the status rules. Throws std::invalid_argument when window.end_ms <= window.start_ms,
 // when the policy numbers used are out of range, or when override_status is set but empty.
 PersonResult calculate_person(const SessionWindow& window, const Policy& policy,
                               const PersonInput& person);

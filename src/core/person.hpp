@@ -29,7 +29,7 @@ struct Person {
 // (std::regex recurses per character); the identity itself is then the person's key.
 inline constexpr size_t kMaxPatternInput = 256;
 
-// Person resolution per DESIGN §4: attributes.user_id, else metadata JSON user_id, else
+// Person resolution (docs/decisions.md): attributes.user_id, else metadata JSON user_id, else
 // the identity through `identity_pattern` (ECMAScript regex, first group = the id),
 // else the identity itself. Throws Error(22023) if the pattern does not compile.
 Person resolve_person(const Participant& participant, std::string_view identity_pattern);

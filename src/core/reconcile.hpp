@@ -1,4 +1,5 @@
-// When to close a connection whose leave never came (DESIGN §5, reconciliation).
+// When to close a connection whose leave never came: reconciliation's rule, a part of the
+// derivation (docs/architecture.md, "The derivation").
 #pragma once
 #include "core/no_postgres.hpp"
 

@@ -304,6 +304,7 @@ WebhookEvent parse_webhook(std::string_view body, const ParseLimits& limits,
         if (!ev.room) not_a_webhook("'" + ev.event + "' has no 'room'");
         if (ev.room->name.empty()) not_a_webhook("field 'room.name' is missing");
     }
+    if (options.document) *options.document = std::move(doc);
     return ev;
 }
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 namespace attendance::core {
 
 enum class EventKind {
@@ -75,6 +77,9 @@ struct ParseOptions {
     bool development_mode = false;
     // The receipt time in epoch seconds for such bodies; nullopt when the caller has none.
     std::optional<int64_t> received_at_s;
+    // When set, receives the parsed document of an accepted body, so that the caller can
+    // store it without parsing the same bytes again.
+    nlohmann::json* document = nullptr;
 };
 
 // Earliest and latest accepted times (1970-01-01 .. 9999-12-31 23:59:59 UTC).

@@ -84,10 +84,83 @@ constexpr const char* kAppend =
     "participant_name, role, participant_kind, joined_at, result, reason, api_key, "
     "disconnect_reason, duration_minutes, development_event, raw_webhook_data) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-    "$19, $20, $21::jsonb) ON CONFLICT (event_id) DO NOTHING RETURNING id";
+    "$19, $20, $21) ON CONFLICT (event_id) DO NOTHING RETURNING id";
+
+// The stored body as jsonb, built from the document the parser already made (the same
+// bytes are not parsed a second time). A number with a fraction or an exponent keeps
+// jsonb's own reading of its text: the document holds it as a double, whose text may
+// differ; so does a database whose encoding is not UTF-8.
+bool has_fraction(const nlohmann::json& j) {
+    if (j.is_number_float()) return true;
+    if (j.is_structured())
+        for (const auto& v : j)
+            if (has_fraction(v)) return true;
+    return false;
+}
+
+// Inside pg_call: pushJsonbValue may ereport. Returns what the last push returned: for the
+// outermost object, the finished value.
+JsonbValue* push_jsonb(JsonbParseState** state, const nlohmann::json& j,
+                       JsonbIteratorToken scalar) {
+    JsonbValue v;
+    switch (j.type()) {
+        case nlohmann::json::value_t::object:
+            pushJsonbValue(state, WJB_BEGIN_OBJECT, nullptr);
+            for (const auto& [key, value] : j.items()) {
+                JsonbValue k;
+                k.type = jbvString;
+                k.val.string.val = const_cast<char*>(key.data());
+                k.val.string.len = int(key.size());
+                pushJsonbValue(state, WJB_KEY, &k);
+                push_jsonb(state, value, WJB_VALUE);
+            }
+            return pushJsonbValue(state, WJB_END_OBJECT, nullptr);
+        case nlohmann::json::value_t::array:
+            pushJsonbValue(state, WJB_BEGIN_ARRAY, nullptr);
+            for (const auto& value : j) push_jsonb(state, value, WJB_ELEM);
+            return pushJsonbValue(state, WJB_END_ARRAY, nullptr);
+        case nlohmann::json::value_t::string: {
+            const std::string& s = j.get_ref<const std::string&>();
+            v.type = jbvString;
+            v.val.string.val = const_cast<char*>(s.data());
+            v.val.string.len = int(s.size());
+            break;
+        }
+        case nlohmann::json::value_t::boolean:
+            v.type = jbvBool;
+            v.val.boolean = j.get<bool>();
+            break;
+        case nlohmann::json::value_t::number_integer:
+            v.type = jbvNumeric;
+            v.val.numeric = int64_to_numeric(j.get<int64_t>());
+            break;
+        case nlohmann::json::value_t::number_unsigned: {
+            const std::string digits = std::to_string(j.get<uint64_t>());
+            v.type = jbvNumeric;
+            v.val.numeric = DatumGetNumeric(
+                DirectFunctionCall3(numeric_in, CStringGetDatum(digits.c_str()),
+                                    ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+            break;
+        }
+        default:  // null (a fraction never gets here: see has_fraction)
+            v.type = jbvNull;
+            break;
+    }
+    return pushJsonbValue(state, scalar, &v);
+}
+
+Datum stored_body(const std::string& body, const nlohmann::json& document) {
+    const bool from_document = document.is_object() && !has_fraction(document);
+    return pg_call([&] {
+        if (!from_document || GetDatabaseEncoding() != PG_UTF8)
+            return DirectFunctionCall1(jsonb_in, CStringGetDatum(body.c_str()));
+        JsonbParseState* state = nullptr;
+        return JsonbPGetDatum(JsonbValueToJsonb(push_jsonb(&state, document, WJB_VALUE)));
+    });
+}
 
 Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string& body,
-               const std::string& api_key) {
+               const nlohmann::json& document, const std::string& api_key) {
     Outcome out;
     const int64_t event_ms = ev.created_at_s * 1000;
     const std::string room_name = ev.room ? ev.room->name : "";
@@ -145,7 +218,7 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
                                     Arg::make(Arg::Kind::Int4, duration_minutes.value_or(0), {},
                                               false, !duration_minutes),
                                     Arg::boolean(ev.development_event()),
-                                    Arg::text(body)});
+                                    Arg::jsonb(stored_body(body, document))});
     out.user_key = p ? person.user_key : "";
     if (rows.empty()) {
         // A redelivery: the first delivery is what counts (same bytes, same event).
@@ -231,6 +304,8 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
         core::ParseOptions parse_options;
         parse_options.development_mode = settings.development_mode;
         parse_options.received_at_s = int64_t(std::time(nullptr));
+        nlohmann::json document;
+        parse_options.document = &document;
         core::WebhookEvent ev = core::parse_webhook(body, limits, parse_options);
         // Replay mode skips the expiry check against the clock only: a token valid now
         // (e.g. re-signed) passes as always; otherwise it must still have been valid
@@ -245,7 +320,7 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
                                          "attendance.development_mode is on"),
                                   errhint("Never enable development mode in production.")));
             });
-        Outcome out = record(spi, ev, body, api_key);
+        Outcome out = record(spi, ev, body, document, api_key);
         log_processed(ev, out);
         spi.finish();
 

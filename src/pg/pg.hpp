@@ -1,5 +1,5 @@
 // The only way C++ in src/pg includes PostgreSQL headers, and the two crossings of the
-// C++/PostgreSQL boundary (DESIGN §7):
+// C++/PostgreSQL boundary (docs/architecture.md, "The C++/PostgreSQL boundary"):
 //   entry(f)   - every extern "C" entry point runs its body through it: any C++ exception
 //                is caught, every C++ object destroyed, then ereport(ERROR) is raised.
 //   pg_call(f) - every call into PostgreSQL that may ereport(ERROR) from C++ code with
@@ -18,6 +18,7 @@ extern "C" {
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -25,6 +26,7 @@ extern "C" {
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 }
 

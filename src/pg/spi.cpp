@@ -24,6 +24,8 @@ Oid type_oid(Arg::Kind kind) {
             return TEXTARRAYOID;
         case Arg::Kind::BoolArray:
             return BOOLARRAYOID;
+        case Arg::Kind::Jsonb:
+            return JSONBOID;
         case Arg::Kind::Null:
             return TEXTOID;
     }
@@ -181,6 +183,9 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
                 case Arg::Kind::BoolArray:
                     values[i] = array_datum(p);
                     break;
+                case Arg::Kind::Jsonb:
+                    values[i] = p.datum;
+                    break;
                 case Arg::Kind::Null:
                     break;
             }
@@ -238,7 +243,8 @@ std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg
         for (int c = 0; c < ncols; ++c) {
             bool isnull = true;
             const Oid type = types[size_t(c)];
-            Datum d = pg_call([&] { return SPI_getbinval(table->vals[r], table->tupdesc, c + 1, &isnull); });
+            Datum d = pg_call(
+                [&] { return SPI_getbinval(table->vals[r], table->tupdesc, c + 1, &isnull); });
             if (isnull) continue;
             switch (type) {
                 case INT8OID:
@@ -257,7 +263,8 @@ std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg
                     row[size_t(c)] = Value::boolean(DatumGetBool(d));
                     break;
                 default: {
-                    char* v = pg_call([&] { return SPI_getvalue(table->vals[r], table->tupdesc, c + 1); });
+                    char* v = pg_call(
+                        [&] { return SPI_getvalue(table->vals[r], table->tupdesc, c + 1); });
                     row[size_t(c)] = Value::text(v ? std::string(v) : std::string());
                     if (v) pfree(v);  // a palloc'd copy made just above: cannot fail
                 }

@@ -22,7 +22,8 @@ struct Arg {
         Bool,
         Int8Array,
         TextArray,
-        BoolArray
+        BoolArray,
+        Jsonb  // a jsonb Datum the caller built (palloc'd in its memory context)
     } kind = Kind::Null;
     int64_t i = 0;
     std::string s;
@@ -33,6 +34,7 @@ struct Arg {
     std::vector<int64_t> ints;
     std::vector<std::string> texts;
     std::vector<bool> nulls;
+    Datum datum = 0;  // Jsonb
 
     static Arg make(Kind k, int64_t i = 0, std::string s = {}, bool b = false, bool null = false) {
         Arg p;
@@ -66,6 +68,11 @@ struct Arg {
     static Arg bool_array(const std::vector<bool>& v) {
         Arg p = make(Kind::BoolArray);
         p.ints.assign(v.begin(), v.end());
+        return p;
+    }
+    static Arg jsonb(Datum d) {
+        Arg p = make(Kind::Jsonb);
+        p.datum = d;
         return p;
     }
     static Arg text_array(std::vector<std::string> v, std::vector<bool> nulls = {}) {

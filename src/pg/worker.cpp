@@ -1,4 +1,4 @@
-// The background scheduler (DESIGN §6), in two parts:
+// The background scheduler (docs/architecture.md, "The worker's loops"), in two parts:
 //  - the launcher "attendance scheduler": a static worker started after recovery, not
 //    connected to any database. It sleeps on its latch until the next due moment (or
 //    until woken at commit) and then starts one run;
