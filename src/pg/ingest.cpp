@@ -331,7 +331,11 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
             {"session_id", out.session_id ? nlohmann::json(*out.session_id) : nlohmann::json()},
             {"log_id", out.row_id ? nlohmann::json(*out.row_id) : nlohmann::json()},
             {"reason", out.reason.empty() ? nlohmann::json() : nlohmann::json(out.reason)}};
-        return jsonb_datum(response.dump());
+        // Built as jsonb directly, like the stored body (no text to parse).
+        return pg_call([&] {
+            JsonbParseState* state = nullptr;
+            return JsonbPGetDatum(JsonbValueToJsonb(push_jsonb(&state, response, WJB_VALUE)));
+        });
     });
 }
 
