@@ -68,7 +68,8 @@ const std::vector<Option>& options() {
          },
          [](const Config& c) { return c.conninfo.empty() ? std::string("\"\"") : c.conninfo; }},
         {"threads", "ATTENDANCE_PROXY_THREADS", "N",
-         "HTTP worker threads (each open client connection holds one)",
+         "HTTP I/O threads (event-driven: an open connection holds none; the database calls"
+         " run on --pool-size threads of their own)",
          [](Config& c, const std::string& v) { return int_setter(v, 1, 1024, c.threads); },
          [](const Config& c) { return std::to_string(c.threads); }},
         {"pool-size", "ATTENDANCE_PROXY_POOL_SIZE", "N", "maximum PostgreSQL connections",
@@ -98,9 +99,17 @@ const std::vector<Option>& options() {
              return int_setter(v, 0, kIntMax, c.statement_timeout_ms);
          },
          [](const Config& c) { return std::to_string(c.statement_timeout_ms); }},
-        {"read-timeout", "ATTENDANCE_PROXY_READ_TIMEOUT", "S", "HTTP read timeout",
+        {"read-timeout", "ATTENDANCE_PROXY_READ_TIMEOUT", "S",
+         "total time allowed to receive one request, headers and body together (408, then"
+         " close)",
          [](Config& c, const std::string& v) { return int_setter(v, 1, 3600, c.read_timeout_s); },
          [](const Config& c) { return std::to_string(c.read_timeout_s); }},
+        {"max-connections", "ATTENDANCE_PROXY_MAX_CONNECTIONS", "N",
+         "open client connections at most; past it a new connection is closed at once",
+         [](Config& c, const std::string& v) {
+             return int_setter(v, 1, 1000000, c.max_connections);
+         },
+         [](const Config& c) { return std::to_string(c.max_connections); }},
         {"write-timeout", "ATTENDANCE_PROXY_WRITE_TIMEOUT", "S", "HTTP write timeout",
          [](Config& c, const std::string& v) { return int_setter(v, 1, 3600, c.write_timeout_s); },
          [](const Config& c) { return std::to_string(c.write_timeout_s); }},

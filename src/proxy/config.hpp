@@ -17,13 +17,14 @@ struct Config {
     int port = 8080;
     std::string path = "/webhooks/livekit";
     std::string conninfo;  // empty: libpq's PG* environment variables and service files
-    int threads = 16;
+    int threads = 2;       // I/O threads: they only move bytes, never wait for the database
     int pool_size = 8;
     std::size_t max_body_bytes = 1024 * 1024;
     int pool_timeout_ms = 5000;
     int connect_timeout_s = 5;
     int statement_timeout_ms = 10000;
-    int read_timeout_s = 10;
+    int read_timeout_s = 10;  // total time to receive one request, headers and body
+    int max_connections = 10000;
     int write_timeout_s = 10;
     int keepalive_timeout_s = 5;
     int retry_after_s = 2;

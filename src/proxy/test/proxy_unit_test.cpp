@@ -104,30 +104,6 @@ TEST(ProxyText, JsonEscapeAlwaysGivesValidJson) {
               std::string("q\"b\\n\nt\tc\x01 \xd8\xa3 bad\xef\xbf\xbd end") + std::string(1, '\0'));
 }
 
-TEST(ProxyText, PicksTopLevelFieldsOutOfTheFunctionsAnswer) {
-    const std::string answer =
-        R"({"event": "participant_joined", "log_id": 3, "reason": null, "result": "recorded", )"
-        R"("event_id": "EV_UNNxzFQU4tXb", "session_id": 456})";
-    EXPECT_EQ(ap::json_top_level_string(answer, "result"), "recorded");
-    EXPECT_EQ(ap::json_top_level_string(answer, "event"), "participant_joined");
-    EXPECT_EQ(ap::json_top_level_string(answer, "event_id"), "EV_UNNxzFQU4tXb");
-    EXPECT_EQ(ap::json_top_level_string(answer, "session_id"), "456");
-    EXPECT_EQ(ap::json_top_level_string(answer, "reason"), std::nullopt);
-    EXPECT_EQ(ap::json_top_level_string(answer, "missing"), std::nullopt);
-}
-
-TEST(ProxyText, IgnoresKeysInsideStringsAndNestedObjects) {
-    const std::string tricky =
-        R"({"reason": "the \"result\": \"recorded\" text", "nested": {"result": "inner", "a": [{"result": "x"}]},)"
-        R"( "result":"duplicate","event_id":"EV_\"q\"\\"})";
-    EXPECT_EQ(ap::json_top_level_string(tricky, "result"), "duplicate");
-    EXPECT_EQ(ap::json_top_level_string(tricky, "event_id"), "EV_\"q\"\\");
-    EXPECT_EQ(ap::json_top_level_string(tricky, "nested"), std::nullopt);
-    EXPECT_EQ(ap::json_top_level_string("[\"result\", \"x\"]", "result"), std::nullopt);
-    EXPECT_EQ(ap::json_top_level_string("", "result"), std::nullopt);
-    EXPECT_EQ(ap::json_top_level_string("{\"result\":", "result"), std::nullopt);
-}
-
 TEST(ProxyText, OneLineCollapsesLibpqMessages) {
     EXPECT_EQ(ap::one_line("server closed the connection unexpectedly\n\tThis probably means\n"),
               "server closed the connection unexpectedly This probably means");
@@ -180,6 +156,7 @@ TEST(ProxyConfig, RejectsBadInput) {
     EXPECT_NE(parse({"--port", "70000"}).error, "");
     EXPECT_NE(parse({"--port", "80x"}).error, "");
     EXPECT_NE(parse({"--threads", "-1"}).error, "");
+    EXPECT_NE(parse({"--max-connections", "0"}).error, "");
     EXPECT_NE(parse({"--port"}).error, "");
     EXPECT_NE(parse({"--nope", "1"}).error, "");
     EXPECT_NE(parse({"stray"}).error, "");
@@ -197,8 +174,8 @@ TEST(ProxyConfig, HelpListsEveryFlagAndVariable) {
     for (const char* s :
          {"--listen", "--port", "--path", "--conninfo", "--threads", "--pool-size",
           "--max-body-bytes", "--pool-timeout-ms", "--connect-timeout", "--statement-timeout-ms",
-          "--read-timeout", "--write-timeout", "--keepalive-timeout", "--retry-after",
-          "--log-format", "ATTENDANCE_PROXY_CONNINFO", "/webhooks/livekit"}) {
+          "--read-timeout", "--max-connections", "--write-timeout", "--keepalive-timeout",
+          "--retry-after", "--log-format", "ATTENDANCE_PROXY_CONNINFO", "/webhooks/livekit"}) {
         EXPECT_NE(text.find(s), std::string::npos) << s;
     }
 }
