@@ -1,5 +1,6 @@
-// Command-line flags and environment variables of attendance-proxy. Precedence:
-// flag > environment variable > built-in default. Pure: no I/O, testable.
+// Command-line flags and environment variables of attendance-proxy, parsed with CLI11.
+// Precedence: flag > environment variable > built-in default. No I/O but reading the
+// environment: testable.
 #pragma once
 
 #include <cstddef>
@@ -38,11 +39,11 @@ struct ParseResult {
     bool version = false;          // --version
 };
 
-// Looks up an environment variable; returns nullptr when unset.
-using EnvLookup = std::function<const char*(const char*)>;
+inline constexpr const char* kProxyVersion = "0.2.0";
 
-// args excludes argv[0]. Accepts "--flag value" and "--flag=value".
-ParseResult parse_config(const std::vector<std::string>& args, const EnvLookup& env);
+// args excludes argv[0]. Accepts "--flag value" and "--flag=value"; the environment
+// variables are read from the process environment.
+ParseResult parse_config(const std::vector<std::string>& args);
 
 // The --help text: every flag, its environment variable and its default.
 std::string usage();

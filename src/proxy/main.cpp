@@ -18,8 +18,6 @@
 
 namespace {
 
-constexpr const char* kVersion = "0.2.0";
-
 using namespace attendance::proxy;
 
 int run(const Config& config) {
@@ -39,8 +37,8 @@ int run(const Config& config) {
         log.error(error);
         return 1;
     }
-    log.info("attendance-proxy " + std::string(kVersion) + " listening on " + config.listen + ":" +
-             std::to_string(config.port) + ", webhook path " + config.path + ", " +
+    log.info("attendance-proxy " + std::string(kProxyVersion) + " listening on " + config.listen +
+             ":" + std::to_string(config.port) + ", webhook path " + config.path + ", " +
              std::to_string(config.threads) + " I/O threads, pool of " +
              std::to_string(config.pool_size) + ", at most " +
              std::to_string(config.max_connections) + " connections, max body " +
@@ -56,13 +54,13 @@ int run(const Config& config) {
 
 int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
-    ParseResult parsed = parse_config(args, [](const char* name) { return std::getenv(name); });
+    ParseResult parsed = parse_config(args);
     if (parsed.help) {
         std::fputs(usage().c_str(), stdout);
         return 0;
     }
     if (parsed.version) {
-        std::printf("attendance-proxy %s\n", kVersion);
+        std::printf("attendance-proxy %s\n", kProxyVersion);
         return 0;
     }
     if (!parsed.config) {

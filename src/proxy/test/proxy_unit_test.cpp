@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,11 +19,13 @@ namespace ap = attendance::proxy;
 
 namespace {
 
+// Parses with exactly `env` as the ATTENDANCE_PROXY_* environment (CLI11 reads the
+// process environment), and leaves the environment as it was.
 ap::ParseResult parse(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
-    return ap::parse_config(args, [env](const char* name) -> const char* {
-        auto it = env.find(name);
-        return it == env.end() ? nullptr : it->second.c_str();
-    });
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    auto r = ap::parse_config(args);
+    for (const auto& [k, v] : env) unsetenv(k.c_str());
+    return r;
 }
 
 }  // namespace
@@ -165,6 +168,18 @@ TEST(ProxyConfig, RejectsBadInput) {
     EXPECT_NE(parse({"--log-format", "xml"}).error, "");
     EXPECT_NE(parse({}, {{"ATTENDANCE_PROXY_PORT", "http"}}).error, "");
     EXPECT_FALSE(parse({"--port", "0"}).config);
+}
+
+TEST(ProxyConfig, ErrorsNameTheFlagOrTheVariableThatWasWrong) {
+    EXPECT_EQ(
+        parse({}, {{"ATTENDANCE_PROXY_PORT", "http"}}).error.rfind("ATTENDANCE_PROXY_PORT:", 0),
+        0u);
+    EXPECT_EQ(parse({"--port=http"}).error.rfind("--port:", 0), 0u);
+    EXPECT_EQ(parse({"--log-format", "xml"}).error.rfind("--log-format:", 0), 0u);
+    auto r = parse({"--max-connections", "50"}, {{"ATTENDANCE_PROXY_LOG_FORMAT", "json"}});
+    ASSERT_TRUE(r.config) << r.error;
+    EXPECT_EQ(r.config->log_format, ap::LogFormat::Json);
+    EXPECT_EQ(r.config->max_connections, 50);
 }
 
 TEST(ProxyConfig, HelpListsEveryFlagAndVariable) {
