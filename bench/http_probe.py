@@ -19,6 +19,7 @@ probes in bench/http_probe/ for libmicrohttpd and cpp-httplib). Loopback only.
 import argparse
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -68,8 +69,7 @@ def exchange(port, raw, timeout=3.0):
         closed = True
     finally:
         s.close()
-    statuses = [line.split(b" ")[1].decode() for line in data.split(b"\r\n")
-                if line.startswith(b"HTTP/1.") and len(line.split(b" ")) > 1]
+    statuses = [m.decode() for m in re.findall(rb"HTTP/1\.[01] (\d{3}) ", data)]
     return statuses, closed
 
 

@@ -134,6 +134,12 @@ int connect_to(const Options& o) {
     if (fd < 0) return -1;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // An answer that does not come within 10 s is counted as an error (a stalled server
+    // must not hang the run).
+    // The same bound for connect() and sends (Linux applies SO_SNDTIMEO to connect).
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(uint16_t(o.port));
@@ -346,6 +352,12 @@ int main(int argc, char** argv) {
                 for (size_t i = size_t(c); i < total; i += size_t(o.connections)) {
                     auto when = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(double(i) / o.rate));
                     std::this_thread::sleep_until(when);
+                    // A server that stalls does not hold the run: 10 s past its end, the
+                    // requests not sent yet are counted as errors.
+                    if (Clock::now() > t_end + std::chrono::seconds(10)) {
+                        r.errors++;
+                        continue;
+                    }
                     one(i, when);
                 }
             } else {

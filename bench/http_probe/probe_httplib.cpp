@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     server.new_task_queue = [] { return new httplib::ThreadPool(16); };
     server.set_read_timeout(10, 0);
     server.set_keep_alive_timeout(5);
+    server.set_tcp_nodelay(true);
     server.Post(".*", [](const httplib::Request&, httplib::Response& res) {
         res.status = 404;
         res.set_content("{\"error\": \"not found\", \"sqlstate\": null}\n", "application/json");
