@@ -46,7 +46,7 @@ HTTP_PORT=${BENCH_HTTP_PORT:-18480}
 WORK=${BENCH_WORKDIR:-$(mktemp -d /tmp/attendance-bench.XXXXXX)}
 mkdir -p "$WORK"
 chmod 755 "$WORK"
-BUILD_DIR=/tmp/attendance-bench-build
+BUILD_DIR="$WORK/proxy-build"
 echo "== work directory $WORK"
 
 # ---- dependencies (Debian packages) ------------------------------------------------------
@@ -150,7 +150,7 @@ cleanup() {
   pg_stop "$PGDIR"
   # Keep results.json and the logs; the cluster (tens of GB at 10^7 events) goes.
   if [ "${BENCH_KEEP:-0}" != 1 ]; then
-    rm -rf "$PGDIR" "$PGROOT" "$WORK/stage" "$WORK/ext" "$WORK/node_peer" "$WORK"/*.csv "$WORK"/*.tsv "$WORK"/perf-*.data
+    rm -rf "$PGDIR" "$PGROOT" "$WORK/stage" "$WORK/ext" "$WORK/node_peer" "$WORK/proxy-build" "$WORK"/*.csv "$WORK"/*.tsv "$WORK"/perf-*.data
   fi
   exit $rc
 }
