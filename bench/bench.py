@@ -18,6 +18,7 @@ import platform
 import re
 import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -326,11 +327,13 @@ VACUUM ANALYZE;
                 self.proxy.wait()
         self.proxy = None
 
-    def loadgen(self, rate, seconds):
+    def loadgen(self, rate, seconds, idle=0, slow=0, port=None):
         a = self.a
-        cmd = [a.loadgen, "--port", str(a.http_port), "--path", a.http_path, "--file",
+        cmd = [a.loadgen, "--port", str(port or a.http_port), "--path", a.http_path, "--file",
                str(self.work / "stream.hooks.tsv"), "--rate", str(rate), "--duration", str(seconds),
                "--connections", str(a.http_connections)]
+        if idle or slow:
+            cmd += ["--idle", str(idle), "--slow", str(slow)]
         p = subprocess.run(cmd, capture_output=True, text=True, check=True)
         return json.loads(p.stdout)
 
@@ -374,6 +377,8 @@ VACUUM ANALYZE;
         sampler.start()
         runs = {str(r): [] for r in a.http_rates}
         runs["max"] = []
+        runs["attack"] = []  # 1,000/s with 1,000 idle and 64 slow-drip connections held open
+        attack_rss = []
         sql_runs = {str(r): [] for r in a.http_rates}
         rss_idle = None
         try:
@@ -401,6 +406,19 @@ VACUUM ANALYZE;
                 runs["max"].append(r)
                 log("ingest-http rep %d closed loop (%d connections): %.0f/s p50 %.2f ms p99 %.2f ms non2xx %d" %
                     (rep + 1, a.http_connections, r["achieved_rate"], r["p50_ms"], r["p99_ms"], r["non2xx"]))
+                self.reset(("extension",))
+                attack_sampler = MemSampler([pid], interval=0.1)
+                attack_sampler.start()
+                try:
+                    r = self.loadgen(1000, a.http_seconds, idle=1000, slow=64)
+                finally:
+                    attack_sampler.stop()
+                runs["attack"].append(r)
+                attack_rss.append(attack_sampler.peak(pid, "VmRSS"))
+                log("ingest-http rep %d at 1000/s with 1000 idle + 64 slow-drip connections: %.0f/s p50 %.2f ms "
+                    "p99 %.2f ms max %.1f ms non2xx %d errors %d (attack reconnects %d)" %
+                    (rep + 1, r["achieved_rate"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["non2xx"], r["errors"],
+                     r["attack_reconnects"]))
         finally:
             sampler.stop()
             self.proxy_stop()
@@ -417,7 +435,89 @@ VACUUM ANALYZE;
         res["listen_overflows"] = (after - overflows) if after is not None and overflows is not None else None
         res.update({"runs": runs, "median": med, "seconds_per_run": a.http_seconds,
                     "connections": a.http_connections, "proxy_rss_idle_kb": rss_idle,
-                    "proxy_rss_peak_kb": sampler.peak(pid, "VmRSS"), "proxy_hwm_kb": sampler.peak(pid, "VmHWM")})
+                    "proxy_rss_peak_kb": sampler.peak(pid, "VmRSS"), "proxy_hwm_kb": sampler.peak(pid, "VmHWM"),
+                    "proxy_rss_attack_kb": median([x for x in attack_rss if x]) if any(attack_rss) else None})
+        self.save()
+
+    def node_start(self, workers):
+        a = self.a
+        env = dict(self.env)
+        env.update({"PORT": str(a.node_port), "PGHOST": self.env["PGHOST"], "PGPORT": self.env["PGPORT"],
+                    "PGUSER": self.env.get("PGUSER", "postgres"),
+                    "PGDATABASE": self.env.get("PGDATABASE", "postgres"), "LIVEKIT_API_KEY": a.api_key,
+                    "LIVEKIT_API_SECRET": a.secret, "POOL_SIZE": "8", "WORKERS": str(workers),
+                    "WEBHOOK_PATH": a.http_path})
+        self.node_log = open(self.work / ("node-%d.log" % workers), "w")
+        self.node = subprocess.Popen(["node", str(Path(a.node) / "server.js")], env=env, cwd=a.node,
+                                     stdout=self.node_log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", a.node_port), timeout=1).close()
+                return
+            except OSError:
+                if self.node.poll() is not None:
+                    break
+                time.sleep(0.05)
+        raise RuntimeError("the Node peer did not start; see %s" % self.node_log.name)
+
+    def node_stop(self):
+        if getattr(self, "node", None) and self.node.poll() is None:
+            self.node.send_signal(signal.SIGTERM)
+            try:
+                self.node.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.node.kill()
+                self.node.wait()
+        self.node = None
+
+    def ingest_node(self):
+        """The peer a team would build instead (bench/node_peer: LiveKit's server SDK with
+        WebhookReceiver, node-postgres, one INSERT ... ON CONFLICT DO NOTHING per webhook),
+        measured with the same load generator, workload and rates as the proxy."""
+        a = self.a
+        res = self.R.setdefault("ingest_http", {}).setdefault("node", {})
+        if not a.node or not (Path(a.node) / "node_modules").is_dir():
+            res["skipped"] = "the Node peer is not installed (%s)" % a.node
+            log("node peer skipped: " + res["skipped"])
+            self.save()
+            return
+        self.pg.file(HERE / "node_peer" / "schema.sql")
+        truncate = "TRUNCATE bench_node.webhook_events; CHECKPOINT;"
+        for workers in a.node_workers:
+            runs = {str(r): [] for r in a.http_rates}
+            runs["max"] = []
+            stored = []
+            self.node_start(workers)
+            try:
+                self.pg.run(truncate)
+                self.loadgen(200, 3, port=a.node_port)  # warm-up, not measured
+                for rep in range(a.reps):
+                    for rate in a.http_rates:
+                        self.pg.run(truncate)
+                        r = self.loadgen(rate, a.http_seconds, port=a.node_port)
+                        runs[str(rate)].append(r)
+                        log("node peer (%d worker%s) rep %d offered %5d/s: achieved %.0f/s p50 %.2f ms p99 %.2f ms "
+                            "max %.1f ms non2xx %d errors %d" % (workers, "" if workers == 1 else "s", rep + 1, rate,
+                                                                 r["achieved_rate"], r["p50_ms"], r["p99_ms"],
+                                                                 r["max_ms"], r["non2xx"], r["errors"]))
+                    self.pg.run(truncate)
+                    r = self.loadgen(0, a.http_seconds, port=a.node_port)
+                    runs["max"].append(r)
+                    stored.append(int(self.pg.val("SELECT count(*) FROM bench_node.webhook_events")))
+                    log("node peer (%d worker%s) rep %d closed loop: %.0f/s p50 %.2f ms p99 %.2f ms non2xx %d; "
+                        "%d rows stored for %d answered 200" % (workers, "" if workers == 1 else "s", rep + 1,
+                                                                r["achieved_rate"], r["p50_ms"], r["p99_ms"],
+                                                                r["non2xx"], stored[-1], r["ok"]))
+            finally:
+                self.node_stop()
+            med = {}
+            for k, rs in runs.items():
+                med[k] = {f: median([r[f] for r in rs]) for f in
+                          ("achieved_rate", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")}
+                med[k]["non2xx"] = sum(r["non2xx"] for r in rs)
+                med[k]["errors"] = sum(r["errors"] for r in rs)
+            res[str(workers)] = {"runs": runs, "median": med, "stored_after_closed_loop": stored}
+        self.pg.run(truncate)
         self.save()
 
     # -- 3. calculation -------------------------------------------------------------------------
@@ -863,11 +963,15 @@ def main():
     ap.add_argument("--http-rates", default="500,1000,2000")
     ap.add_argument("--http-seconds", type=int, default=8)
     ap.add_argument("--http-connections", type=int, default=16)
+    ap.add_argument("--node", default="", help="bench/node_peer with its node_modules installed")
+    ap.add_argument("--node-port", type=int, default=18481)
+    ap.add_argument("--node-workers", default="1,2", help="1: one process; more: node:cluster")
     ap.add_argument("--perf", default="")
     ap.add_argument("--drop-first", action="store_true", help="drop the bench objects first (development)")
     a = ap.parse_args()
     a.clients = [int(x) for x in a.clients.split(",")]
     a.http_rates = [int(x) for x in a.http_rates.split(",")]
+    a.node_workers = [int(x) for x in a.node_workers.split(",")]
     phases = a.phases.split(",")
 
     b = Bench(a)
@@ -881,7 +985,7 @@ def main():
         if ph not in phases:
             continue
         t = time.time()
-        {"ingest_sql": b.ingest_sql, "ingest_http": b.ingest_http,
+        {"ingest_sql": b.ingest_sql, "ingest_http": lambda: (b.ingest_http(), b.ingest_node()),
          "calculation": b.calculation_and_growth, "profile": b.profile}[ph]()
         timings[ph] = round(time.time() - t)
     b.R["phase_seconds"] = timings

@@ -12,6 +12,10 @@
 // "authorization<TAB>body" (bench/gen_workload.py --tsv), taken in order.
 // Prints one JSON object on stdout. Only for 127.0.0.1-style benchmarking.
 //
+// --idle N --slow M hold N connections that send nothing and M that send a request one
+// byte every --drip-interval seconds for the whole run, reopened whenever the server
+// closes them: the valid requests' latencies are then those under attack.
+//
 //   loadgen --port 8080 --path /webhook --file hooks.tsv --rate 1000 --duration 10 --connections 16
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,6 +24,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <memory>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -44,12 +50,78 @@ struct Options {
     int connections = 16;
     size_t start = 0;  // first line of the file to send
     std::string trace;  // optional file: "offset_ms latency_ms status" per request
+    int idle = 0;       // connections held open that send nothing
+    int slow = 0;       // connections that send a request one byte at a time
+    double drip_interval = 1.0;  // seconds between two bytes of a slow connection
+};
+
+// Hostile clients held for the whole run: idle connections and slow-drip ones. A
+// connection the server closes (timeouts) is opened again at once, as an attacker would.
+class Attack {
+  public:
+    Attack(const Options& o) : o_(o) {
+        drip_ = "POST " + o.path + " HTTP/1.1\r\nHost: " + o.host + "\r\nX-Pad: " +
+                std::string(8000, 'a') + "\r\n";
+        for (int i = 0; i < o.idle; ++i) idle_.push_back(open());
+        for (int i = 0; i < o.slow; ++i) {
+            slow_.push_back(open());
+            pos_.push_back(0);
+        }
+    }
+    void run(const std::atomic<bool>& stop) {
+        auto next_drip = Clock::now();
+        auto next_check = Clock::now();
+        while (!stop.load()) {
+            const auto now = Clock::now();
+            if (now >= next_drip) {
+                for (size_t i = 0; i < slow_.size(); ++i) {
+                    if (slow_[i] < 0 ||
+                        send(slow_[i], drip_.data() + pos_[i] % drip_.size(), 1,
+                             MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+                        reopen(slow_[i]);
+                        pos_[i] = 0;
+                    } else {
+                        ++pos_[i];
+                    }
+                }
+                next_drip = now + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(o_.drip_interval));
+            }
+            if (now >= next_check) {
+                char c;
+                for (int& fd : idle_) {
+                    ssize_t n = fd < 0 ? 0 : recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+                    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) reopen(fd);
+                }
+                next_check = now + std::chrono::milliseconds(500);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+    ~Attack() {
+        for (int fd : idle_) if (fd >= 0) close(fd);
+        for (int fd : slow_) if (fd >= 0) close(fd);
+    }
+    long reconnects() const { return reconnects_; }
+
+  private:
+    int open();
+    void reopen(int& fd) {
+        if (fd >= 0) close(fd);
+        fd = open();
+        ++reconnects_;
+    }
+    const Options& o_;
+    std::string drip_;
+    std::vector<int> idle_, slow_;
+    std::vector<size_t> pos_;
+    long reconnects_ = 0;
 };
 
 struct Result {
     std::vector<double> latency_ms;  // per request, scheduled (open) or sent (closed) to answered
     std::vector<std::pair<double, int>> at;  // (offset of the scheduled/sent time from t0, status)
-    long ok = 0, non2xx = 0, errors = 0;
+    long ok = 0, non2xx = 0, errors = 0, resent = 0;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -62,6 +134,12 @@ int connect_to(const Options& o) {
     if (fd < 0) return -1;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // An answer that does not come within 10 s is counted as an error (a stalled server
+    // must not hang the run).
+    // The same bound for connect() and sends (Linux applies SO_SNDTIMEO to connect).
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(uint16_t(o.port));
@@ -73,6 +151,8 @@ int connect_to(const Options& o) {
     return fd;
 }
 
+int Attack::open() { return connect_to(o_); }
+
 bool send_all(int fd, const std::string& data) {
     size_t off = 0;
     while (off < data.size()) {
@@ -83,15 +163,23 @@ bool send_all(int fd, const std::string& data) {
     return true;
 }
 
-// Reads one HTTP/1.1 response (Content-Length or chunked-free bodies); returns the status
-// code, or -1 on a broken connection. buf keeps bytes of a following response.
-int read_response(int fd, std::string& buf, bool& keep_alive) {
+// Reads one HTTP/1.1 response, its body framed by Content-Length or chunked; returns
+// the status code, or -1 on a broken or unreadable connection (got_any: some bytes of
+// it had arrived). buf keeps bytes of a following response.
+bool fill(int fd, std::string& buf) {
     char tmp[16384];
+    ssize_t n = recv(fd, tmp, sizeof tmp, 0);
+    if (n <= 0) return false;
+    buf.append(tmp, size_t(n));
+    return true;
+}
+
+int read_response(int fd, std::string& buf, bool& keep_alive, bool& got_any) {
+    got_any = !buf.empty();
     size_t header_end;
     while ((header_end = buf.find("\r\n\r\n")) == std::string::npos) {
-        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
-        if (n <= 0) return -1;
-        buf.append(tmp, size_t(n));
+        if (!fill(fd, buf)) return -1;
+        got_any = true;
     }
     int status = 0;
     if (std::sscanf(buf.c_str(), "HTTP/1.%*d %d", &status) != 1) return -1;
@@ -102,14 +190,41 @@ int read_response(int fd, std::string& buf, bool& keep_alive) {
     size_t p = headers.find("\r\ncontent-length:");
     if (p != std::string::npos) length = std::strtoul(headers.c_str() + p + 17, nullptr, 10);
     if (headers.find("\r\nconnection: close") != std::string::npos) keep_alive = false;
-    size_t total = header_end + 4 + length;
-    while (buf.size() < total) {
-        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
-        if (n <= 0) return -1;
-        buf.append(tmp, size_t(n));
+    const bool chunked = headers.find("\r\ntransfer-encoding: chunked") != std::string::npos;
+    if (!chunked) {
+        size_t total = header_end + 4 + length;
+        while (buf.size() < total) {
+            if (!fill(fd, buf)) return -1;
+        }
+        buf.erase(0, total);
+        return status;
     }
-    buf.erase(0, total);
-    return status;
+    // chunk-size [; ext] CRLF data CRLF ... 0 CRLF [trailers] CRLF
+    size_t pos = header_end + 4;
+    for (;;) {
+        size_t eol;
+        while ((eol = buf.find("\r\n", pos)) == std::string::npos) {
+            if (!fill(fd, buf)) return -1;
+        }
+        const size_t size = std::strtoul(buf.c_str() + pos, nullptr, 16);
+        pos = eol + 2;
+        if (size == 0) {
+            size_t end;
+            while ((end = buf.find("\r\n", pos)) != pos) {  // trailers, up to an empty line
+                if (end != std::string::npos) {
+                    pos = end + 2;
+                    continue;
+                }
+                if (!fill(fd, buf)) return -1;
+            }
+            buf.erase(0, pos + 2);
+            return status;
+        }
+        while (buf.size() < pos + size + 2) {
+            if (!fill(fd, buf)) return -1;
+        }
+        pos += size + 2;
+    }
 }
 
 std::string build_request(const Options& o, const std::string& line) {
@@ -148,6 +263,9 @@ int main(int argc, char** argv) {
         else if (a == "--connections") o.connections = std::atoi(next().c_str());
         else if (a == "--start") o.start = size_t(std::atol(next().c_str()));
         else if (a == "--trace") o.trace = next();
+        else if (a == "--idle") o.idle = std::atoi(next().c_str());
+        else if (a == "--slow") o.slow = std::atoi(next().c_str());
+        else if (a == "--drip-interval") o.drip_interval = std::atof(next().c_str());
         else die("unknown option " + a);
     }
     if (o.file.empty() || o.connections < 1 || o.duration <= 0) die("need --file, --connections >= 1, --duration > 0");
@@ -185,32 +303,48 @@ int main(int argc, char** argv) {
         fds.push_back(connect_to(o));
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
+    std::unique_ptr<Attack> attack;
+    std::thread attacker;
+    std::atomic<bool> done{false};
+    if (o.idle > 0 || o.slow > 0) attack = std::make_unique<Attack>(o);
     const auto t0 = Clock::now() + std::chrono::milliseconds(200);
     const auto t_end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
+    if (attack) attacker = std::thread([&] { attack->run(done); });
     for (int c = 0; c < o.connections; ++c) {
         threads.emplace_back([&, c] {
             Result& r = results[size_t(c)];
             int fd = fds[size_t(c)];
             std::string buf;
+            bool reused = false;  // fd carried an earlier request
             auto one = [&](size_t i, Clock::time_point from) {
+                // A request is sent again only when a kept-alive connection turns out to
+                // be closed before any byte of the answer came (the server closed it while
+                // idle); an answer that cannot be read is an error, never a resend.
                 for (int attempt = 0; attempt < 2; ++attempt) {
-                    if (fd < 0) fd = connect_to(o);
+                    if (fd < 0) {
+                        fd = connect_to(o);
+                        reused = false;
+                    }
                     if (fd < 0) break;
-                    bool keep = true;
-                    if (send_all(fd, requests[i])) {
-                        int status = read_response(fd, buf, keep);
+                    bool keep = true, got_any = false;
+                    const bool sent = send_all(fd, requests[i]);
+                    if (sent) {
+                        int status = read_response(fd, buf, keep, got_any);
                         if (status > 0) {
                             auto done = Clock::now();
                             r.latency_ms.push_back(std::chrono::duration<double, std::milli>(done - from).count());
                             r.at.emplace_back(std::chrono::duration<double, std::milli>(from - t0).count(), status);
                             (status >= 200 && status < 300 ? r.ok : r.non2xx)++;
                             if (!keep) { close(fd); fd = -1; buf.clear(); }
+                            reused = fd >= 0;
                             return;
                         }
                     }
                     close(fd);
                     fd = -1;
                     buf.clear();
+                    if (!reused || got_any) break;
+                    r.resent++;
                 }
                 r.errors++;
             };
@@ -218,6 +352,12 @@ int main(int argc, char** argv) {
                 for (size_t i = size_t(c); i < total; i += size_t(o.connections)) {
                     auto when = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(double(i) / o.rate));
                     std::this_thread::sleep_until(when);
+                    // A server that stalls does not hold the run: 10 s past its end, the
+                    // requests not sent yet are counted as errors.
+                    if (Clock::now() > t_end + std::chrono::seconds(10)) {
+                        r.errors++;
+                        continue;
+                    }
                     one(i, when);
                 }
             } else {
@@ -233,6 +373,12 @@ int main(int argc, char** argv) {
     }
     for (auto& t : threads) t.join();
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    long attack_reconnects = 0;
+    if (attack) {
+        done = true;
+        attacker.join();
+        attack_reconnects = attack->reconnects();
+    }
 
     if (!o.trace.empty()) {
         FILE* f = std::fopen(o.trace.c_str(), "w");
@@ -244,8 +390,9 @@ int main(int argc, char** argv) {
         }
     }
     std::vector<double> all;
-    long ok = 0, non2xx = 0, errors = 0;
+    long ok = 0, non2xx = 0, errors = 0, resent = 0;
     for (auto& r : results) {
+        resent += r.resent;
         all.insert(all.end(), r.latency_ms.begin(), r.latency_ms.end());
         ok += r.ok;
         non2xx += r.non2xx;
@@ -256,9 +403,11 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"mode\":\"%s\",\"offered_rate\":%.1f,\"connections\":%d,\"duration_s\":%.3f,\"requests\":%zu,"
         "\"ok\":%ld,\"non2xx\":%ld,\"errors\":%ld,\"achieved_rate\":%.1f,\"mean_ms\":%.3f,\"p50_ms\":%.3f,"
-        "\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"exhausted\":%s}\n",
+        "\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"exhausted\":%s,"
+        "\"resent\":%ld,\"idle\":%d,\"slow\":%d,\"attack_reconnects\":%ld}\n",
         open_loop ? "open" : "closed", o.rate, o.connections, elapsed, all.size() + size_t(errors), ok, non2xx,
         errors, double(ok + non2xx) / elapsed, mean, pct(all, 50), pct(all, 90), pct(all, 99), pct(all, 99.9),
-        all.empty() ? 0.0 : all.back(), exhausted.load() ? "true" : "false");
+        all.empty() ? 0.0 : all.back(), exhausted.load() ? "true" : "false", resent, o.idle, o.slow,
+        attack_reconnects);
     return 0;
 }

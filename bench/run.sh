@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for every attendance benchmark (issue 6):
-#   bench/run.sh [--quick] [--max-log N] [--no-build] [--no-profile]
+#   bench/run.sh [--quick] [--max-log N] [--no-build] [--no-profile] [--phases LIST] [--report FILE]
 # As root on Debian 12: installs what it needs, builds the extension, the proxy and the
 # load generator in /tmp (the extension goes into a private copy of the PostgreSQL tree,
 # not into the system), starts a throwaway PostgreSQL as an unprivileged user, generates the deterministic
@@ -12,7 +12,11 @@
 #                 1000000 saves about 7 minutes and 30 GB of disk)
 #   --no-build    use the system-wide installed extension and an existing proxy build
 #   --no-profile  skip the perf profiles
-# Environment: BENCH_PG_PORT (55440), BENCH_HTTP_PORT (18480), BENCH_WORKDIR (mktemp),
+#   --phases LIST only these of ingest_sql,ingest_http,calculation,profile (ingest_http
+#                 includes the Node.js peer)
+#   --report FILE write the report there instead of docs/performance.md
+# Environment: BENCH_PG_PORT (55440), BENCH_HTTP_PORT (18480; the Node.js peer listens on
+# the next port), BENCH_WORKDIR (mktemp),
 # BENCH_KEEP=1 (keep the cluster and the workload files in the work directory).
 # The run takes about 20 minutes on 2 cores and needs ~45 GB of free disk in /tmp for
 # the 10^7-event log (without it, the 10^7 step is skipped and said so).
@@ -22,14 +26,16 @@ ROOT=$(pwd)
 COMMAND="bench/run.sh${*:+ $*}"
 export PATH="/usr/lib/postgresql/15/bin:$PATH"
 
-QUICK=0 BUILD=1 PROFILE=1 MAX_LOG=10000000
+QUICK=0 BUILD=1 PROFILE=1 MAX_LOG=10000000 PHASES="" REPORT=docs/performance.md
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --no-build) BUILD=0 ;;
     --no-profile) PROFILE=0 ;;
     --max-log) MAX_LOG=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --phases) PHASES=$2; shift ;;
+    --report) REPORT=$2; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -40,7 +46,7 @@ HTTP_PORT=${BENCH_HTTP_PORT:-18480}
 WORK=${BENCH_WORKDIR:-$(mktemp -d /tmp/attendance-bench.XXXXXX)}
 mkdir -p "$WORK"
 chmod 755 "$WORK"
-BUILD_DIR=/tmp/attendance-bench-build
+BUILD_DIR="$WORK/proxy-build"
 echo "== work directory $WORK"
 
 # ---- dependencies (Debian packages) ------------------------------------------------------
@@ -105,6 +111,23 @@ PROXY=""
 [ -x "$BUILD_DIR/attendance-proxy" ] && PROXY="$BUILD_DIR/attendance-proxy"
 echo "== building the load generator"
 g++ -std=c++20 -O2 -pthread "$ROOT/bench/loadgen.cpp" -o "$WORK/loadgen"
+# The Node.js peer (bench/node_peer): LiveKit's server SDK needs Node.js 19 or later and
+# its packages from the npm registry (versions pinned by package-lock.json).
+NODE_PEER=""
+if command -v node >/dev/null && command -v npm >/dev/null &&
+   [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 19 ]; then
+  echo "== installing the Node.js peer (npm ci) in $WORK/node_peer"
+  mkdir -p "$WORK/node_peer"
+  cp bench/node_peer/package.json bench/node_peer/package-lock.json bench/node_peer/server.js \
+     bench/node_peer/schema.sql "$WORK/node_peer/"
+  if (cd "$WORK/node_peer" && npm ci --no-audit --no-fund >"$WORK/npm.log" 2>&1); then
+    NODE_PEER="$WORK/node_peer"
+  else
+    echo "   npm ci failed: the Node.js peer will not be measured (see $WORK/npm.log)"
+  fi
+else
+  echo "   no Node.js 19 or later: the Node.js peer will not be measured"
+fi
 
 # ---- the throwaway cluster -------------------------------------------------------------------
 # The same settings for all three variants. pg.sh adds fsync = off (so every variant
@@ -127,7 +150,7 @@ cleanup() {
   pg_stop "$PGDIR"
   # Keep results.json and the logs; the cluster (tens of GB at 10^7 events) goes.
   if [ "${BENCH_KEEP:-0}" != 1 ]; then
-    rm -rf "$PGDIR" "$PGROOT" "$WORK/stage" "$WORK/ext" "$WORK"/*.csv "$WORK"/*.tsv "$WORK"/perf-*.data
+    rm -rf "$PGDIR" "$PGROOT" "$WORK/stage" "$WORK/ext" "$WORK/node_peer" "$WORK/proxy-build" "$WORK"/*.csv "$WORK"/*.tsv "$WORK"/perf-*.data
   fi
   exit $rc
 }
@@ -139,10 +162,12 @@ pg_start "$PGDIR" "$PG_PORT" "${PG_SETTINGS[@]}"
 ARGS=(--workdir "$WORK" --http-port "$HTTP_PORT" --loadgen "$WORK/loadgen" --max-log "$MAX_LOG")
 [ -n "$PROXY" ] && ARGS+=(--proxy "$PROXY")
 [ -n "$PERF" ] && ARGS+=(--perf "$PERF")
+[ -n "$PHASES" ] && ARGS+=(--phases "$PHASES")
+[ -n "$NODE_PEER" ] && ARGS+=(--node "$NODE_PEER" --node-port "$((HTTP_PORT + 1))")
 if [ "$QUICK" = 1 ]; then
   ARGS+=(--reps 1 --large-reps 1 --ingest-seconds 3 --http-seconds 3 --stream-sessions 2500 --growth-webhooks 2000
          --max-log 100000)
 fi
 python3 bench/bench.py "${ARGS[@]}"
-python3 bench/report.py "$WORK/results.json" --command "$COMMAND" --out docs/performance.md
-echo "== wrote docs/performance.md (raw results: $WORK/results.json)"
+python3 bench/report.py "$WORK/results.json" --command "$COMMAND" --out "$REPORT"
+echo "== wrote $REPORT (raw results: $WORK/results.json)"

@@ -8,6 +8,7 @@
 # copy of the source that is removed afterwards (and kept, and named, after a failure).
 # Environment (optional): ATTENDANCE_DEB_DIR, where to put the packages (default dist/).
 set -euo pipefail
+umask 022  # the packages' directories must be 0755 (dpkg applies them to /usr and the like)
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 INSTALL=0

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
   postgresql-15 postgresql-server-dev-15 libpq-dev
-  nlohmann-json3-dev libssl-dev libcpp-httplib-dev libgtest-dev
+  nlohmann-json3-dev libssl-dev libboost-dev libcpp-httplib-dev libcli11-dev libgtest-dev
   python3 curl jq
   debhelper postgresql-server-dev-all
 )

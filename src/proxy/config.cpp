@@ -1,226 +1,132 @@
 #include "proxy/config.hpp"
 
-#include <charconv>
-#include <limits>
-#include <sstream>
+#include "proxy/cli11.hpp"
+
+#include <algorithm>
+#include <memory>
 
 namespace attendance::proxy {
 
 namespace {
 
-// Parses a whole decimal integer in [lo, hi]; returns an error message or "".
-template <typename T>
-std::string parse_int(const std::string& text, T lo, T hi, T& out) {
-    T value{};
-    const char* first = text.data();
-    const char* last = text.data() + text.size();
-    auto [ptr, ec] = std::from_chars(first, last, value);
-    if (text.empty() || ec != std::errc() || ptr != last) return "'" + text + "' is not an integer";
-    if (value < lo || value > hi) {
-        return "'" + text + "' is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) +
-               "]";
-    }
-    out = value;
-    return "";
-}
+constexpr int kIntMax = 2147483647;
 
-std::string int_setter(const std::string& v, int lo, int hi, int& field) {
-    return parse_int<int>(v, lo, hi, field);
-}
-
-struct Option {
-    const char* flag;  // without the leading "--"
-    const char* env;
-    const char* metavar;
-    const char* help;
-    std::function<std::string(Config&, const std::string&)> set;
-    std::function<std::string(const Config&)> show;
-};
-
-constexpr int kIntMax = std::numeric_limits<int>::max();
-
-const std::vector<Option>& options() {
-    static const std::vector<Option> table = {
-        {"listen", "ATTENDANCE_PROXY_LISTEN", "ADDR", "address to listen on (0.0.0.0 for all IPv4)",
-         [](Config& c, const std::string& v) {
-             if (v.empty()) return std::string("the listen address must not be empty");
-             c.listen = v;
-             return std::string();
-         },
-         [](const Config& c) { return c.listen; }},
-        {"port", "ATTENDANCE_PROXY_PORT", "N", "TCP port to listen on",
-         [](Config& c, const std::string& v) { return int_setter(v, 1, 65535, c.port); },
-         [](const Config& c) { return std::to_string(c.port); }},
-        {"path", "ATTENDANCE_PROXY_PATH", "PATH", "webhook path (the URL LiveKit posts to)",
-         [](Config& c, const std::string& v) {
-             if (v.empty() || v[0] != '/')
-                 return std::string("the webhook path must start with '/'");
-             if (v == "/healthz" || v == "/metrics") return "the webhook path must not be " + v;
-             c.path = v;
-             return std::string();
-         },
-         [](const Config& c) { return c.path; }},
-        {"conninfo", "ATTENDANCE_PROXY_CONNINFO", "STR",
-         "libpq connection string or URI; empty means libpq's PG* environment variables",
-         [](Config& c, const std::string& v) {
-             c.conninfo = v;
-             return std::string();
-         },
-         [](const Config& c) { return c.conninfo.empty() ? std::string("\"\"") : c.conninfo; }},
-        {"threads", "ATTENDANCE_PROXY_THREADS", "N",
-         "HTTP worker threads (each open client connection holds one)",
-         [](Config& c, const std::string& v) { return int_setter(v, 1, 1024, c.threads); },
-         [](const Config& c) { return std::to_string(c.threads); }},
-        {"pool-size", "ATTENDANCE_PROXY_POOL_SIZE", "N", "maximum PostgreSQL connections",
-         [](Config& c, const std::string& v) { return int_setter(v, 1, 1024, c.pool_size); },
-         [](const Config& c) { return std::to_string(c.pool_size); }},
-        {"max-body-bytes", "ATTENDANCE_PROXY_MAX_BODY_BYTES", "N",
-         "largest webhook body accepted; larger ones answer 413",
-         [](Config& c, const std::string& v) {
-             return parse_int<std::size_t>(v, 1, std::size_t(1) << 30, c.max_body_bytes);
-         },
-         [](const Config& c) { return std::to_string(c.max_body_bytes); }},
-        {"pool-timeout-ms", "ATTENDANCE_PROXY_POOL_TIMEOUT_MS", "MS",
-         "how long a request waits for a free connection before answering 503",
-         [](Config& c, const std::string& v) {
-             return int_setter(v, 0, kIntMax, c.pool_timeout_ms);
-         },
-         [](const Config& c) { return std::to_string(c.pool_timeout_ms); }},
-        {"connect-timeout", "ATTENDANCE_PROXY_CONNECT_TIMEOUT", "S",
-         "libpq connect_timeout (a connect_timeout in the conninfo wins)",
-         [](Config& c, const std::string& v) {
-             return int_setter(v, 1, 3600, c.connect_timeout_s);
-         },
-         [](const Config& c) { return std::to_string(c.connect_timeout_s); }},
-        {"statement-timeout-ms", "ATTENDANCE_PROXY_STATEMENT_TIMEOUT_MS", "MS",
-         "statement_timeout set on each connection (0: leave the server's)",
-         [](Config& c, const std::string& v) {
-             return int_setter(v, 0, kIntMax, c.statement_timeout_ms);
-         },
-         [](const Config& c) { return std::to_string(c.statement_timeout_ms); }},
-        {"read-timeout", "ATTENDANCE_PROXY_READ_TIMEOUT", "S", "HTTP read timeout",
-         [](Config& c, const std::string& v) { return int_setter(v, 1, 3600, c.read_timeout_s); },
-         [](const Config& c) { return std::to_string(c.read_timeout_s); }},
-        {"write-timeout", "ATTENDANCE_PROXY_WRITE_TIMEOUT", "S", "HTTP write timeout",
-         [](Config& c, const std::string& v) { return int_setter(v, 1, 3600, c.write_timeout_s); },
-         [](const Config& c) { return std::to_string(c.write_timeout_s); }},
-        {"keepalive-timeout", "ATTENDANCE_PROXY_KEEPALIVE_TIMEOUT", "S",
-         "idle time before a keep-alive connection is closed (also bounds shutdown)",
-         [](Config& c, const std::string& v) {
-             return int_setter(v, 1, 3600, c.keepalive_timeout_s);
-         },
-         [](const Config& c) { return std::to_string(c.keepalive_timeout_s); }},
-        {"retry-after", "ATTENDANCE_PROXY_RETRY_AFTER", "S", "Retry-After value sent with 503",
-         [](Config& c, const std::string& v) { return int_setter(v, 0, 86400, c.retry_after_s); },
-         [](const Config& c) { return std::to_string(c.retry_after_s); }},
-        {"log-format", "ATTENDANCE_PROXY_LOG_FORMAT", "text|json", "access and server log format",
-         [](Config& c, const std::string& v) {
-             if (v == "text") {
-                 c.log_format = LogFormat::Text;
-             } else if (v == "json") {
-                 c.log_format = LogFormat::Json;
-             } else {
-                 return "'" + v + "' is not a log format (text or json)";
-             }
-             return std::string();
-         },
-         [](const Config& c) { return std::string(to_string(c.log_format)); }},
+// Every flag, bound to its field of `c`, with its environment variable and its range.
+// CLI11 gives the precedence flag > environment variable > default, "--flag value" and
+// "--flag=value", and the --help text.
+std::unique_ptr<CLI::App> make_app(Config& c, std::string& log_format) {
+    auto app = std::make_unique<CLI::App>(
+        "Receives LiveKit webhooks over HTTP and records each one in PostgreSQL by calling\n"
+        "attendance_ingest_webhook(body, authorization). Answers 2xx only after the commit.\n"
+        "Also serves GET /healthz and GET /metrics (Prometheus text format).\n"
+        "Each flag is also read from the environment variable shown; a flag wins.\n"
+        "Standard libpq variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSFILE, PGSERVICE,\n"
+        "PGOPTIONS, ...) apply to whatever the connection string leaves out.\n"
+        "Stops gracefully on SIGTERM or SIGINT: no new connections, in-flight requests finish.",
+        "attendance-proxy");
+    app->get_formatter()->column_width(34);
+    app->set_version_flag("--version", "attendance-proxy " + std::string(kProxyVersion));
+    auto opt = [&](const char* flag, auto& field, const char* env, const char* help) {
+        return app->add_option(flag, field, help)->envname(env)->capture_default_str();
     };
-    return table;
-}
+    auto int_opt = [&](const char* flag, int& field, const char* env, const char* help, int lo,
+                       int hi) { return opt(flag, field, env, help)->check(CLI::Range(lo, hi)); };
 
-const Option* find_option(const std::string& flag) {
-    for (const auto& o : options()) {
-        if (flag == o.flag) return &o;
-    }
-    return nullptr;
+    opt("--listen", c.listen, "ATTENDANCE_PROXY_LISTEN",
+        "address to listen on (0.0.0.0 for all IPv4)")
+        ->check(CLI::Validator(
+            [](std::string& v) {
+                return v.empty() ? std::string("the listen address must not be empty") : "";
+            },
+            "ADDR"));
+    int_opt("--port", c.port, "ATTENDANCE_PROXY_PORT", "TCP port to listen on", 1, 65535);
+    opt("--path", c.path, "ATTENDANCE_PROXY_PATH", "webhook path (the URL LiveKit posts to)")
+        ->check(CLI::Validator(
+            [](std::string& v) {
+                if (v.empty() || v[0] != '/')
+                    return std::string("the webhook path must start with '/'");
+                if (v == "/healthz" || v == "/metrics") return "the webhook path must not be " + v;
+                return std::string();
+            },
+            "PATH"));
+    opt("--conninfo", c.conninfo, "ATTENDANCE_PROXY_CONNINFO",
+        "libpq connection string or URI; empty means libpq's PG* environment variables");
+    int_opt("--threads", c.threads, "ATTENDANCE_PROXY_THREADS",
+            "HTTP I/O threads (event-driven: an open connection holds none; the database calls "
+            "run on --pool-size threads of their own)",
+            1, 1024);
+    int_opt("--pool-size", c.pool_size, "ATTENDANCE_PROXY_POOL_SIZE",
+            "maximum PostgreSQL connections (and database threads)", 1, 1024);
+    opt("--max-body-bytes", c.max_body_bytes, "ATTENDANCE_PROXY_MAX_BODY_BYTES",
+        "largest webhook body accepted; larger ones answer 413")
+        ->check(CLI::Range(std::size_t(1), std::size_t(1) << 30));
+    int_opt("--pool-timeout-ms", c.pool_timeout_ms, "ATTENDANCE_PROXY_POOL_TIMEOUT_MS",
+            "how long a request waits for a free connection before answering 503", 0, kIntMax);
+    int_opt("--connect-timeout", c.connect_timeout_s, "ATTENDANCE_PROXY_CONNECT_TIMEOUT",
+            "libpq connect_timeout in seconds (a connect_timeout in the conninfo wins)", 1, 3600);
+    int_opt("--statement-timeout-ms", c.statement_timeout_ms,
+            "ATTENDANCE_PROXY_STATEMENT_TIMEOUT_MS",
+            "statement_timeout set on each connection (0: leave the server's)", 0, kIntMax);
+    int_opt("--read-timeout", c.read_timeout_s, "ATTENDANCE_PROXY_READ_TIMEOUT",
+            "seconds allowed to receive one request, headers and body together; then the "
+            "connection is closed",
+            1, 3600);
+    int_opt("--max-connections", c.max_connections, "ATTENDANCE_PROXY_MAX_CONNECTIONS",
+            "open client connections at most; past it a new connection is closed at once", 1,
+            1000000);
+    int_opt("--write-timeout", c.write_timeout_s, "ATTENDANCE_PROXY_WRITE_TIMEOUT",
+            "seconds allowed to send one answer", 1, 3600);
+    int_opt("--keepalive-timeout", c.keepalive_timeout_s, "ATTENDANCE_PROXY_KEEPALIVE_TIMEOUT",
+            "seconds an idle keep-alive connection stays open between requests", 1, 3600);
+    int_opt("--retry-after", c.retry_after_s, "ATTENDANCE_PROXY_RETRY_AFTER",
+            "Retry-After value (seconds) sent with 503", 0, 86400);
+    log_format = to_string(c.log_format);
+    opt("--log-format", log_format, "ATTENDANCE_PROXY_LOG_FORMAT", "access and server log format")
+        ->check(CLI::IsMember({"text", "json"}));
+    return app;
 }
 
 }  // namespace
 
 const char* to_string(LogFormat f) { return f == LogFormat::Json ? "json" : "text"; }
 
-ParseResult parse_config(const std::vector<std::string>& args, const EnvLookup& env) {
+ParseResult parse_config(const std::vector<std::string>& args) {
     ParseResult result;
     Config config;
-
-    for (const auto& o : options()) {
-        const char* value = env ? env(o.env) : nullptr;
-        if (value == nullptr) continue;
-        std::string err = o.set(config, value);
-        if (!err.empty()) {
-            result.error = std::string(o.env) + ": " + err;
-            return result;
+    std::string log_format;
+    auto app = make_app(config, log_format);
+    // CLI11 takes the arguments in reverse order, without argv[0].
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    try {
+        app->parse(reversed);
+    } catch (const CLI::CallForHelp&) {
+        result.help = true;
+        return result;
+    } catch (const CLI::CallForVersion&) {
+        result.version = true;
+        return result;
+    } catch (const CLI::ParseError& e) {
+        result.error = e.what();
+        // CLI11 names the flag also when the bad value came from its environment variable.
+        for (const CLI::Option* o : app->get_options()) {
+            const std::string flag = o->get_name();
+            if (o->get_envname().empty() || result.error.rfind(flag + ":", 0) != 0) continue;
+            const bool given = std::any_of(args.begin(), args.end(), [&](const std::string& a) {
+                return a == flag || a.rfind(flag + "=", 0) == 0;
+            });
+            if (!given) result.error = o->get_envname() + result.error.substr(flag.size());
         }
+        return result;
     }
-
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string& arg = args[i];
-        if (arg == "--help" || arg == "-h") {
-            result.help = true;
-            return result;
-        }
-        if (arg == "--version") {
-            result.version = true;
-            return result;
-        }
-        if (arg.rfind("--", 0) != 0) {
-            result.error = "unexpected argument '" + arg + "'";
-            return result;
-        }
-        std::string name = arg.substr(2);
-        std::optional<std::string> value;
-        if (auto eq = name.find('='); eq != std::string::npos) {
-            value = name.substr(eq + 1);
-            name.resize(eq);
-        }
-        const Option* o = find_option(name);
-        if (o == nullptr) {
-            result.error = "unknown flag '--" + name + "'";
-            return result;
-        }
-        if (!value) {
-            if (i + 1 >= args.size()) {
-                result.error = "flag '--" + name + "' needs a value";
-                return result;
-            }
-            value = args[++i];
-        }
-        std::string err = o->set(config, *value);
-        if (!err.empty()) {
-            result.error = "--" + name + ": " + err;
-            return result;
-        }
-    }
+    config.log_format = log_format == "json" ? LogFormat::Json : LogFormat::Text;
     result.config = std::move(config);
     return result;
 }
 
 std::string usage() {
-    const Config defaults;
-    std::ostringstream out;
-    out << "Usage: attendance-proxy [FLAGS]\n"
-           "\n"
-           "Receives LiveKit webhooks over HTTP and records each one in PostgreSQL by calling\n"
-           "attendance_ingest_webhook(body, authorization). Answers 2xx only after the commit.\n"
-           "Also serves GET /healthz and GET /metrics (Prometheus text format).\n"
-           "\n"
-           "Flags (each also read from the environment variable shown; a flag wins):\n";
-    for (const auto& o : options()) {
-        std::string left = std::string("  --") + o.flag + " " + o.metavar;
-        out << left;
-        if (left.size() < 32) out << std::string(32 - left.size(), ' ');
-        out << o.help << "\n"
-            << std::string(32, ' ') << "env " << o.env << ", default " << o.show(defaults) << "\n";
-    }
-    out << "  --help                        this text\n"
-           "  --version                     print the version\n"
-           "\n"
-           "Standard libpq variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSFILE, PGSERVICE,\n"
-           "PGOPTIONS, ...) apply to whatever the connection string leaves out.\n"
-           "Stops gracefully on SIGTERM or SIGINT: no new connections, in-flight requests "
-           "finish.\n";
-    return out.str();
+    Config defaults;
+    std::string log_format;
+    return make_app(defaults, log_format)->help();
 }
 
 }  // namespace attendance::proxy

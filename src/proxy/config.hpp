@@ -1,5 +1,6 @@
-// Command-line flags and environment variables of attendance-proxy. Precedence:
-// flag > environment variable > built-in default. Pure: no I/O, testable.
+// Command-line flags and environment variables of attendance-proxy, parsed with CLI11.
+// Precedence: flag > environment variable > built-in default. No I/O but reading the
+// environment: testable.
 #pragma once
 
 #include <cstddef>
@@ -17,13 +18,14 @@ struct Config {
     int port = 8080;
     std::string path = "/webhooks/livekit";
     std::string conninfo;  // empty: libpq's PG* environment variables and service files
-    int threads = 16;
+    int threads = 2;       // I/O threads: they only move bytes, never wait for the database
     int pool_size = 8;
     std::size_t max_body_bytes = 1024 * 1024;
     int pool_timeout_ms = 5000;
     int connect_timeout_s = 5;
     int statement_timeout_ms = 10000;
-    int read_timeout_s = 10;
+    int read_timeout_s = 10;  // total time to receive one request, headers and body
+    int max_connections = 10000;
     int write_timeout_s = 10;
     int keepalive_timeout_s = 5;
     int retry_after_s = 2;
@@ -37,11 +39,11 @@ struct ParseResult {
     bool version = false;          // --version
 };
 
-// Looks up an environment variable; returns nullptr when unset.
-using EnvLookup = std::function<const char*(const char*)>;
+inline constexpr const char* kProxyVersion = "0.2.0";
 
-// args excludes argv[0]. Accepts "--flag value" and "--flag=value".
-ParseResult parse_config(const std::vector<std::string>& args, const EnvLookup& env);
+// args excludes argv[0]. Accepts "--flag value" and "--flag=value"; the environment
+// variables are read from the process environment.
+ParseResult parse_config(const std::vector<std::string>& args);
 
 // The --help text: every flag, its environment variable and its default.
 std::string usage();

@@ -43,11 +43,18 @@ DbResult failure(const Result& res, Connection& c) {
     return out;
 }
 
+std::string text_column(const Result& res, int column) {
+    if (PQnfields(res.r) <= column || PQgetisnull(res.r, 0, column)) return "";
+    return std::string(PQgetvalue(res.r, 0, column),
+                       static_cast<std::size_t>(PQgetlength(res.r, 0, column)));
+}
+
+// One row whose first column is the value; further text columns are optional.
 DbResult single_value(const Result& res, Connection& c) {
     if (PQresultStatus(res.r) != PGRES_TUPLES_OK) return failure(res, c);
     DbResult out;
     out.broken = PQtransactionStatus(c.pg) != PQTRANS_IDLE;
-    if (PQntuples(res.r) != 1 || PQnfields(res.r) != 1 || PQgetisnull(res.r, 0, 0)) {
+    if (PQntuples(res.r) != 1 || PQnfields(res.r) < 1 || PQgetisnull(res.r, 0, 0)) {
         out.message = "the database answered no value";
         return out;
     }
@@ -73,7 +80,13 @@ DbResult call_ingest(Connection& c, const std::string& body,
                             authorization ? static_cast<int>(authorization->size()) : 0};
     const int formats[2] = {1, 1};
     Result res(PQexecPrepared(c.pg, kIngestStatement, 2, values, lengths, formats, 0));
-    return single_value(res, c);
+    DbResult out = single_value(res, c);
+    if (out.ok) {
+        out.result = text_column(res, 1);
+        out.event = text_column(res, 2);
+        out.event_id = text_column(res, 3);
+    }
+    return out;
 }
 
 DbResult ping(Connection& c) {

@@ -105,6 +105,17 @@ std::string Metrics::render(const PoolStats& pool) const {
     out << "attendance_proxy_pool_in_use " << pool.in_use << "\n";
     header(out, "attendance_proxy_in_flight_requests", "gauge", "Requests being handled now.");
     out << "attendance_proxy_in_flight_requests " << in_flight_.load() << "\n";
+    header(out, "attendance_proxy_open_connections", "gauge", "Client connections open now.");
+    out << "attendance_proxy_open_connections " << open_connections_.load() << "\n";
+    header(out, "attendance_proxy_connections_refused_total", "counter",
+           "Client connections closed at once because --max-connections were open.");
+    out << "attendance_proxy_connections_refused_total " << connections_refused_.load() << "\n";
+    header(out, "attendance_proxy_request_timeouts_total", "counter",
+           "Connections closed because a request was not received within --read-timeout.");
+    out << "attendance_proxy_request_timeouts_total " << request_timeouts_.load() << "\n";
+    header(out, "attendance_proxy_bad_framing_total", "counter",
+           "Requests refused with 400 for their HTTP framing, and their connection closed.");
+    out << "attendance_proxy_bad_framing_total " << bad_framing_.load() << "\n";
     header(out, "attendance_proxy_start_time_seconds", "gauge",
            "Start time of the process (Unix seconds).");
     out << "attendance_proxy_start_time_seconds " << number(start_time_) << "\n";

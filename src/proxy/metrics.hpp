@@ -38,6 +38,18 @@ class Metrics {
 
     void in_flight_add(int delta) { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
 
+    // Client connections: open now, refused at --max-connections, and closed because a
+    // request was not received within --read-timeout or was framed wrongly.
+    void connection_add(int delta) {
+        open_connections_.fetch_add(delta, std::memory_order_relaxed);
+    }
+    std::int64_t open_connections() const {
+        return open_connections_.load(std::memory_order_relaxed);
+    }
+    void connection_refused() { connections_refused_.fetch_add(1, std::memory_order_relaxed); }
+    void request_timed_out() { request_timeouts_.fetch_add(1, std::memory_order_relaxed); }
+    void bad_framing() { bad_framing_.fetch_add(1, std::memory_order_relaxed); }
+
     void set_start_time(double unix_seconds) { start_time_ = unix_seconds; }
 
     std::string render(const PoolStats& pool) const;
@@ -54,6 +66,10 @@ class Metrics {
     std::atomic<std::uint64_t> connections_opened_{0};
     std::atomic<std::uint64_t> pool_timeouts_{0};
     std::atomic<std::int64_t> in_flight_{0};
+    std::atomic<std::int64_t> open_connections_{0};
+    std::atomic<std::uint64_t> connections_refused_{0};
+    std::atomic<std::uint64_t> request_timeouts_{0};
+    std::atomic<std::uint64_t> bad_framing_{0};
     double start_time_ = 0;
 };
 

@@ -47,57 +47,6 @@ std::size_t sequence_length(std::string_view s, std::size_t i) {
     return len;
 }
 
-std::size_t skip_ws(std::string_view s, std::size_t i) {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
-    return i;
-}
-
-// s[i] is an opening quote. Returns the index after the closing quote; when `out` is
-// set, appends the string's content with simple escapes resolved (\uXXXX kept as is).
-std::size_t scan_string(std::string_view s, std::size_t i, std::string* out) {
-    ++i;
-    while (i < s.size()) {
-        const char c = s[i];
-        if (c == '"') return i + 1;
-        if (c == '\\' && i + 1 < s.size()) {
-            const char e = s[i + 1];
-            if (e == 'u') {
-                const std::size_t len = std::min<std::size_t>(6, s.size() - i);
-                if (out) out->append(s.substr(i, len));
-                i += len;
-                continue;
-            }
-            if (out) {
-                switch (e) {
-                    case 'n':
-                        out->push_back('\n');
-                        break;
-                    case 't':
-                        out->push_back('\t');
-                        break;
-                    case 'r':
-                        out->push_back('\r');
-                        break;
-                    case 'b':
-                        out->push_back('\b');
-                        break;
-                    case 'f':
-                        out->push_back('\f');
-                        break;
-                    default:
-                        out->push_back(e);
-                        break;  // \" \\ \/
-                }
-            }
-            i += 2;
-            continue;
-        }
-        if (out) out->push_back(c);
-        ++i;
-    }
-    return s.size();
-}
-
 }  // namespace
 
 std::optional<std::size_t> first_invalid_utf8(std::string_view s) {
@@ -155,51 +104,6 @@ std::string json_escape(std::string_view s) {
         ++i;
     }
     return out;
-}
-
-std::optional<std::string> json_top_level_string(std::string_view s, std::string_view key) {
-    int depth = 0;
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const char c = s[i];
-        if (c == '"') {
-            std::string text;
-            const std::size_t end = scan_string(s, i, depth == 1 ? &text : nullptr);
-            if (depth != 1) {
-                i = end;
-                continue;
-            }
-            std::size_t j = skip_ws(s, end);
-            if (j >= s.size() || s[j] != ':') {  // a value, not a key
-                i = end;
-                continue;
-            }
-            if (text != key) {
-                i = j + 1;
-                continue;
-            }
-            j = skip_ws(s, j + 1);
-            if (j >= s.size()) return std::nullopt;
-            if (s[j] == '"') {
-                std::string value;
-                scan_string(s, j, &value);
-                return value;
-            }
-            if (s[j] == '{' || s[j] == '[') return std::nullopt;
-            std::size_t k = j;
-            while (k < s.size() && s[k] != ',' && s[k] != '}' && s[k] != ' ' && s[k] != '\n') ++k;
-            std::string_view raw = s.substr(j, k - j);
-            if (raw == "null" || raw.empty()) return std::nullopt;
-            return std::string(raw);
-        }
-        if (c == '{' || c == '[') {
-            ++depth;
-        } else if (c == '}' || c == ']') {
-            --depth;
-        }
-        ++i;
-    }
-    return std::nullopt;
 }
 
 std::string one_line(std::string_view s) {

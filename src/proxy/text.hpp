@@ -1,6 +1,6 @@
-// Small text helpers of the proxy. The proxy never parses JSON (the extension does);
-// json_top_level_string only picks a few fields out of the function's own answer for
-// the access log and the metrics. Pure: testable without a server.
+// Small text helpers of the proxy. The proxy never parses JSON (the extension does;
+// the fields the access log needs come back as typed columns). Pure: testable without
+// a server.
 #pragma once
 
 #include <chrono>
@@ -18,12 +18,6 @@ std::optional<std::size_t> first_invalid_utf8(std::string_view s);
 // `s` as the inside of a JSON string literal (no quotes added). Invalid UTF-8 bytes
 // become U+FFFD, so the output is always valid JSON.
 std::string json_escape(std::string_view s);
-
-// The value of `key` in the top-level object of `json` when it is a string (escapes
-// other than \uXXXX resolved), or its raw text when it is a number or boolean; nullopt
-// when the key is missing or null. A tiny scanner, not a JSON parser: it assumes `json`
-// is well formed, which the function's jsonb output always is.
-std::optional<std::string> json_top_level_string(std::string_view json, std::string_view key);
 
 // libpq messages span lines ("...\n\tHINT"): every run of blanks becomes one space,
 // and the ends are trimmed, so a message fits one log line.

@@ -72,6 +72,17 @@ else
   exit 1
 fi
 
+# ---- the packages' directories -----------------------------------------------------------
+# dpkg gives existing directories (/usr, /usr/lib, ...) the modes the package says: a
+# package built with a strict umask would lock PostgreSQL out of its own tree. Refuse to
+# install one whose directories are not 0755.
+bad=$(for deb in "$ext" "$tools"; do dpkg-deb -c "$deb" | awk '$1 ~ /^d/ && $1 != "drwxr-xr-x" {print $1, $6}'; done)
+if [ -n "$bad" ]; then
+  fail "package directories are 0755" "$(echo "$bad" | head -5 | tr '\n' ' ')"
+  exit 1
+fi
+pass "package directories are 0755"
+
 # ---- install -------------------------------------------------------------------------
 mkdir -p "$WORK/backup"
 for deb in "$ext" "$tools"; do

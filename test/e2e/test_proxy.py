@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -616,6 +617,10 @@ def main():
             except Exception:  # noqa: BLE001
                 pass
     failed = sum(1 for _, e in results if e is not None)
+    if failed:
+        note(f"proxy logs kept in {LOGDIR}")
+    else:
+        shutil.rmtree(LOGDIR, ignore_errors=True)
     print(f"{len(results) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,11 +19,13 @@ namespace ap = attendance::proxy;
 
 namespace {
 
+// Parses with exactly `env` as the ATTENDANCE_PROXY_* environment (CLI11 reads the
+// process environment), and leaves the environment as it was.
 ap::ParseResult parse(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
-    return ap::parse_config(args, [env](const char* name) -> const char* {
-        auto it = env.find(name);
-        return it == env.end() ? nullptr : it->second.c_str();
-    });
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    auto r = ap::parse_config(args);
+    for (const auto& [k, v] : env) unsetenv(k.c_str());
+    return r;
 }
 
 }  // namespace
@@ -104,30 +107,6 @@ TEST(ProxyText, JsonEscapeAlwaysGivesValidJson) {
               std::string("q\"b\\n\nt\tc\x01 \xd8\xa3 bad\xef\xbf\xbd end") + std::string(1, '\0'));
 }
 
-TEST(ProxyText, PicksTopLevelFieldsOutOfTheFunctionsAnswer) {
-    const std::string answer =
-        R"({"event": "participant_joined", "log_id": 3, "reason": null, "result": "recorded", )"
-        R"("event_id": "EV_UNNxzFQU4tXb", "session_id": 456})";
-    EXPECT_EQ(ap::json_top_level_string(answer, "result"), "recorded");
-    EXPECT_EQ(ap::json_top_level_string(answer, "event"), "participant_joined");
-    EXPECT_EQ(ap::json_top_level_string(answer, "event_id"), "EV_UNNxzFQU4tXb");
-    EXPECT_EQ(ap::json_top_level_string(answer, "session_id"), "456");
-    EXPECT_EQ(ap::json_top_level_string(answer, "reason"), std::nullopt);
-    EXPECT_EQ(ap::json_top_level_string(answer, "missing"), std::nullopt);
-}
-
-TEST(ProxyText, IgnoresKeysInsideStringsAndNestedObjects) {
-    const std::string tricky =
-        R"({"reason": "the \"result\": \"recorded\" text", "nested": {"result": "inner", "a": [{"result": "x"}]},)"
-        R"( "result":"duplicate","event_id":"EV_\"q\"\\"})";
-    EXPECT_EQ(ap::json_top_level_string(tricky, "result"), "duplicate");
-    EXPECT_EQ(ap::json_top_level_string(tricky, "event_id"), "EV_\"q\"\\");
-    EXPECT_EQ(ap::json_top_level_string(tricky, "nested"), std::nullopt);
-    EXPECT_EQ(ap::json_top_level_string("[\"result\", \"x\"]", "result"), std::nullopt);
-    EXPECT_EQ(ap::json_top_level_string("", "result"), std::nullopt);
-    EXPECT_EQ(ap::json_top_level_string("{\"result\":", "result"), std::nullopt);
-}
-
 TEST(ProxyText, OneLineCollapsesLibpqMessages) {
     EXPECT_EQ(ap::one_line("server closed the connection unexpectedly\n\tThis probably means\n"),
               "server closed the connection unexpectedly This probably means");
@@ -180,6 +159,7 @@ TEST(ProxyConfig, RejectsBadInput) {
     EXPECT_NE(parse({"--port", "70000"}).error, "");
     EXPECT_NE(parse({"--port", "80x"}).error, "");
     EXPECT_NE(parse({"--threads", "-1"}).error, "");
+    EXPECT_NE(parse({"--max-connections", "0"}).error, "");
     EXPECT_NE(parse({"--port"}).error, "");
     EXPECT_NE(parse({"--nope", "1"}).error, "");
     EXPECT_NE(parse({"stray"}).error, "");
@@ -190,6 +170,18 @@ TEST(ProxyConfig, RejectsBadInput) {
     EXPECT_FALSE(parse({"--port", "0"}).config);
 }
 
+TEST(ProxyConfig, ErrorsNameTheFlagOrTheVariableThatWasWrong) {
+    EXPECT_EQ(
+        parse({}, {{"ATTENDANCE_PROXY_PORT", "http"}}).error.rfind("ATTENDANCE_PROXY_PORT:", 0),
+        0u);
+    EXPECT_EQ(parse({"--port=http"}).error.rfind("--port:", 0), 0u);
+    EXPECT_EQ(parse({"--log-format", "xml"}).error.rfind("--log-format:", 0), 0u);
+    auto r = parse({"--max-connections", "50"}, {{"ATTENDANCE_PROXY_LOG_FORMAT", "json"}});
+    ASSERT_TRUE(r.config) << r.error;
+    EXPECT_EQ(r.config->log_format, ap::LogFormat::Json);
+    EXPECT_EQ(r.config->max_connections, 50);
+}
+
 TEST(ProxyConfig, HelpListsEveryFlagAndVariable) {
     EXPECT_TRUE(parse({"--help"}).help);
     EXPECT_TRUE(parse({"--version"}).version);
@@ -197,8 +189,8 @@ TEST(ProxyConfig, HelpListsEveryFlagAndVariable) {
     for (const char* s :
          {"--listen", "--port", "--path", "--conninfo", "--threads", "--pool-size",
           "--max-body-bytes", "--pool-timeout-ms", "--connect-timeout", "--statement-timeout-ms",
-          "--read-timeout", "--write-timeout", "--keepalive-timeout", "--retry-after",
-          "--log-format", "ATTENDANCE_PROXY_CONNINFO", "/webhooks/livekit"}) {
+          "--read-timeout", "--max-connections", "--write-timeout", "--keepalive-timeout",
+          "--retry-after", "--log-format", "ATTENDANCE_PROXY_CONNINFO", "/webhooks/livekit"}) {
         EXPECT_NE(text.find(s), std::string::npos) << s;
     }
 }
