@@ -103,12 +103,18 @@ DROP FUNCTION @extschema@._attendance_refresh_live(bigint, text);
 -------------------------------------------------------------------------------
 -- One home for each rule
 -------------------------------------------------------------------------------
+-- These rule functions have no SET clause, so that PostgreSQL inlines them into the
+-- queries that use them (a function with SET is called per row); their bodies name every
+-- object with its schema, and the extension's own callers pin search_path.
+--
 -- Matching: the session an event counts for, against the schedule as it is now. The
 -- scheduled session of the event's room (the one whose window, widened by an hour, holds
 -- the event, else the one starting nearest to it, else the highest id), else the session
 -- the room name names through attendance.room_pattern.
-CREATE FUNCTION @extschema@._attendance_event_session(room_name text, at timestamptz, room_session bigint)
-RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+-- (A set-returning function, used as LATERAL _attendance_match(...), is inlined into the
+-- query; _attendance_event_session is the same rule as a plain value, for the views.)
+CREATE FUNCTION @extschema@._attendance_match(room_name text, at timestamptz, room_session bigint)
+RETURNS SETOF bigint LANGUAGE sql STABLE ROWS 1 AS $$
     SELECT coalesce(
         (SELECT s.session_id FROM @extschema@.attendance_session_schedule s
          WHERE s.room_name = $1
@@ -117,14 +123,20 @@ RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
          LIMIT 1),
         $3);
 $$;
+CREATE FUNCTION @extschema@._attendance_event_session(room_name text, at timestamptz, room_session bigint)
+RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT m FROM @extschema@._attendance_match($1, $2, $3) m;
+$$;
 
 -- Late webhooks: an event that the session's last calculation did not see (its
--- transaction was not visible in the calculation's snapshot).
+-- transaction was not visible in the calculation's snapshot). The row's 32-bit xmin is
+-- made a full transaction id relative to the next one.
 CREATE FUNCTION @extschema@._attendance_unseen_by(x xid, snapshot pg_snapshot)
-RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT $2 IS NOT NULL AND age($1) < 1000000000 AND NOT pg_visible_in_snapshot(
-        (n.next - ((n.next - $1::text::bigint) & 4294967295))::text::xid8, $2)
-    FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next) n;
+        (pg_snapshot_xmax(pg_current_snapshot())::text::bigint
+         - ((pg_snapshot_xmax(pg_current_snapshot())::text::bigint - $1::text::bigint) & 4294967295))::text::xid8,
+        $2);
 $$;
 
 -- Flagging: a calculated session must be calculated again, for `cause`. A pending cause
@@ -138,6 +150,12 @@ RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n integer;
 BEGIN
+    -- Lock the rows first, in id order as calculations do: a calculation running now is
+    -- waited for, and the UPDATE below (a new snapshot) then sees what it stored. Without
+    -- it, a change committed during a session's first calculation would find the session
+    -- not yet calculated and flag nothing, and the calculation would not have seen it.
+    PERFORM 1 FROM @extschema@.attendance_session_schedule s
+    WHERE s.session_id = ANY ($1) ORDER BY s.session_id FOR UPDATE;
     UPDATE @extschema@.attendance_session_schedule s
     SET needs_calculation = true,
         recalculation_cause = CASE WHEN s.needs_calculation AND s.recalculation_cause IS NOT NULL
@@ -180,21 +198,32 @@ CREATE FUNCTION @extschema@._attendance_session_events(session_ids bigint[])
 RETURNS TABLE (session_id bigint, event_id text, event_type text, at_ms bigint, participant_sid text,
                participant_identity text, user_key text, user_id bigint, participant_name text, role text,
                joined_ms bigint, disconnect_reason text, unseen boolean)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE AS $$
+    -- Candidates by index: the events of the sessions' rooms, and those whose room names
+    -- one of the sessions through the room pattern; each matched once.
+    WITH candidates AS MATERIALIZED (
+        SELECT e.id, e.room_name, e.event_timestamp, e.session_id AS room_session
+        FROM @extschema@.meeting_attendance_events e
+        WHERE e.room_name = ANY (ARRAY(SELECT x.room_name FROM @extschema@.attendance_session_schedule x
+                                       WHERE x.session_id = ANY ($1)))
+          AND e.result = 'recorded'
+        UNION
+        SELECT e.id, e.room_name, e.event_timestamp, e.session_id
+        FROM @extschema@.meeting_attendance_events e
+        WHERE e.session_id = ANY ($1) AND e.result = 'recorded'),
+    matched AS MATERIALIZED (
+        SELECT c.id, m.session_id
+        FROM candidates c,
+             LATERAL @extschema@._attendance_match(c.room_name, c.event_timestamp, c.room_session) m(session_id))
     SELECT m.session_id, e.event_id, e.event_type,
            floor(extract(epoch FROM e.event_timestamp) * 1000)::bigint, e.participant_sid,
            e.participant_identity, e.user_key, e.user_id, e.participant_name, e.role,
            floor(extract(epoch FROM e.joined_at) * 1000)::bigint, e.disconnect_reason,
            @extschema@._attendance_unseen_by(e.xmin, s.calculated_snapshot)
-    FROM @extschema@.meeting_attendance_events e
-    CROSS JOIN LATERAL (SELECT @extschema@._attendance_event_session(e.room_name, e.event_timestamp, e.session_id)
-                        AS session_id) m
+    FROM matched m
+    JOIN @extschema@.meeting_attendance_events e ON e.id = m.id
     LEFT JOIN @extschema@.attendance_session_schedule s ON s.session_id = m.session_id
-    WHERE e.result = 'recorded'
-      AND (e.room_name IN (SELECT x.room_name FROM @extschema@.attendance_session_schedule x
-                           WHERE x.session_id = ANY ($1))
-           OR e.session_id = ANY ($1))
-      AND m.session_id = ANY ($1);
+    WHERE m.session_id = ANY ($1);
 $$;
 
 -------------------------------------------------------------------------------
@@ -350,6 +379,7 @@ COMMENT ON FUNCTION @extschema@.attendance_ingest_webhook(text, text) IS
   'Verify, parse and append one LiveKit webhook to the log; returns {result, event, event_id, session_id, reason}. Writes nothing else.';
 
 REVOKE ALL ON FUNCTION @extschema@._attendance_event_session(text, timestamptz, bigint),
+    @extschema@._attendance_match(text, timestamptz, bigint),
     @extschema@._attendance_unseen_by(xid, pg_snapshot), @extschema@._attendance_flag(bigint[], text, bigint[]),
     @extschema@._attendance_session_events(bigint[]), @extschema@.attendance_fold(),
     @extschema@._attendance_policy_changed(), @extschema@._attendance_policy_deleted(),
@@ -358,6 +388,7 @@ REVOKE ALL ON FUNCTION @extschema@._attendance_event_session(text, timestamptz, 
 -- attendance_reader reads the log and runs attendance_explain, which derives through these.
 GRANT EXECUTE ON FUNCTION @extschema@._attendance_calculation_delay(),
     @extschema@._attendance_event_session(text, timestamptz, bigint),
+    @extschema@._attendance_match(text, timestamptz, bigint),
     @extschema@._attendance_unseen_by(xid, pg_snapshot), @extschema@._attendance_session_events(bigint[])
   TO attendance_reader;
 

@@ -26,7 +26,6 @@ namespace attendance::pg {
 
 namespace {
 
-
 #define MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
 
 #define NUMBERS(a)                                                                  \
@@ -113,6 +112,10 @@ struct ResultColumns {
     std::vector<int64_t> session_id, user_id, presence_ms, minutes, session_minutes;
     std::vector<bool> user_id_null, is_final;
     std::vector<std::string> user_key, role, status, rule, pct, cause, policy;
+    // the live columns, from the same derivation (one write per person)
+    std::vector<std::string> identity, name, cycles;
+    std::vector<bool> identity_null, name_null, first_null, last_null;
+    std::vector<int64_t> first_ms, last_ms, joins, leaves;
 
     void add(const SessionData& s, const core::DerivedPerson& person, const core::PersonResult& r,
              const std::string& why) {
@@ -130,6 +133,17 @@ struct ResultColumns {
         cause.push_back(why);
         policy.push_back(s.policy.name);
         is_final.push_back(s.over);
+        identity.push_back(person.identity);
+        identity_null.push_back(person.identity.empty());
+        name.push_back(person.name);
+        name_null.push_back(person.name.empty());
+        first_ms.push_back(person.first_join_ms.value_or(0));
+        first_null.push_back(!person.first_join_ms);
+        last_ms.push_back(person.last_leave_ms.value_or(0));
+        last_null.push_back(!person.last_leave_ms);
+        joins.push_back(person.join_count);
+        leaves.push_back(person.leave_count);
+        cycles.push_back(core::cycles_json(person).dump());
     }
 };
 
@@ -137,9 +151,11 @@ struct ResultColumns {
 constexpr const char* kStoreResults =
     "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], "
     "    $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], "
-    "    $11::text[], $12::text[], $13::bool[]) "
+    "    $11::text[], $12::text[], $13::bool[], $14::text[], $15::text[], $16::bigint[], "
+    "    $17::bigint[], $18::bigint[], $19::bigint[], $20::text[]) "
     "  AS x(session_id, user_key, user_id, role, status, rule, pct_text, presence_ms, minutes, "
-    "       session_minutes, cause, policy_name, is_final)), "
+    "       session_minutes, cause, policy_name, is_final, identity, name, first_ms, last_ms, "
+    "       joins, leaves, cycles)), "
     // LATERAL with LIMIT (the key is unique; the LIMIT keeps the planner from turning it
     // into a join): one index probe per result row, never a scan of the whole table
     "old AS (SELECT r.session_id, r.user_key, m.attendance_status, m.attendance_percentage, "
@@ -158,12 +174,21 @@ constexpr const char* kStoreResults =
     "up AS (INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, role, "
     "    attendance_status, status_rule, attendance_percentage, presence_ms, "
     "    total_duration_minutes, session_duration_minutes, policy_name, is_calculated, "
-    "    attendance_calculated_at) "
+    "    attendance_calculated_at, participant_identity, participant_name, first_join_time, "
+    "    last_leave_time, join_count, leave_count, join_leave_cycles) "
     "  SELECT r.session_id, r.user_key, r.user_id, r.role, r.status, r.rule, "
     "    r.pct_text::numeric(5,2), r.presence_ms, r.minutes, r.session_minutes, r.policy_name, "
-    "    r.is_final, now() FROM r "
+    "    r.is_final, now(), r.identity, r.name, "
+    "    'epoch'::timestamptz + r.first_ms * interval '1 millisecond', "
+    "    'epoch'::timestamptz + r.last_ms * interval '1 millisecond', r.joins, r.leaves, "
+    "    r.cycles::jsonb FROM r "
     "  ON CONFLICT (session_id, user_key) DO UPDATE SET "
     "    user_id = coalesce(excluded.user_id, m.user_id), role = excluded.role, "
+    "    participant_identity = coalesce(excluded.participant_identity, m.participant_identity), "
+    "    participant_name = coalesce(excluded.participant_name, m.participant_name), "
+    "    first_join_time = excluded.first_join_time, last_leave_time = excluded.last_leave_time, "
+    "    join_count = excluded.join_count, leave_count = excluded.leave_count, "
+    "    join_leave_cycles = excluded.join_leave_cycles, "
     "    attendance_status = excluded.attendance_status, status_rule = excluded.status_rule, "
     "    attendance_percentage = excluded.attendance_percentage, "
     "    presence_ms = excluded.presence_ms, "
@@ -236,16 +261,29 @@ BatchResult calculate_batch(SpiSession& spi, const std::vector<int64_t>& ids,
     // The live columns and connections from the same derivation, then the results.
     spi.exec(kRemoveVanished, {Arg::int8_array(done), Arg::text_array(session_causes),
                                Arg::int8_array(rows.session_id), Arg::text_array(rows.user_key)});
-    store_live(spi, live);
+    // The connections; the persons' live columns go with their results below.
+    store_live(spi, live, false);
     if (!rows.session_id.empty())
-        spi.query(
-            kStoreResults,
-            {Arg::int8_array(rows.session_id), Arg::text_array(rows.user_key),
-             Arg::int8_array(rows.user_id, rows.user_id_null), Arg::text_array(rows.role),
-             Arg::text_array(rows.status), Arg::text_array(rows.rule), Arg::text_array(rows.pct),
-             Arg::int8_array(rows.presence_ms), Arg::int8_array(rows.minutes),
-             Arg::int8_array(rows.session_minutes), Arg::text_array(rows.cause),
-             Arg::text_array(rows.policy), Arg::bool_array(rows.is_final)});
+        spi.query(kStoreResults, {Arg::int8_array(rows.session_id),
+                                  Arg::text_array(rows.user_key),
+                                  Arg::int8_array(rows.user_id, rows.user_id_null),
+                                  Arg::text_array(rows.role),
+                                  Arg::text_array(rows.status),
+                                  Arg::text_array(rows.rule),
+                                  Arg::text_array(rows.pct),
+                                  Arg::int8_array(rows.presence_ms),
+                                  Arg::int8_array(rows.minutes),
+                                  Arg::int8_array(rows.session_minutes),
+                                  Arg::text_array(rows.cause),
+                                  Arg::text_array(rows.policy),
+                                  Arg::bool_array(rows.is_final),
+                                  Arg::text_array(rows.identity, rows.identity_null),
+                                  Arg::text_array(rows.name, rows.name_null),
+                                  Arg::int8_array(rows.first_ms, rows.first_null),
+                                  Arg::int8_array(rows.last_ms, rows.last_null),
+                                  Arg::int8_array(rows.joins),
+                                  Arg::int8_array(rows.leaves),
+                                  Arg::text_array(rows.cycles)});
     spi.exec(
         "UPDATE @s.attendance_session_schedule s SET calculated_at = now(), "
         "calculated_snapshot = $3::pg_snapshot, "

@@ -12,7 +12,6 @@ namespace attendance::pg {
 
 namespace {
 
-
 // Milliseconds since the epoch, exactly (timestamptz has microseconds).
 #define MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
 // And back, exactly.
@@ -108,7 +107,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     return out;
 }
 
-void store_live(SpiSession& spi, const std::vector<Derived>& sessions) {
+void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool persons) {
     if (sessions.empty()) return;
     std::vector<int64_t> ids;
     // connections
@@ -118,12 +117,15 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions) {
     std::vector<bool> c_source_null, c_end_null, c_reason_null, c_join_ev_null, c_leave_ev_null;
     // persons
     std::vector<int64_t> p_session, p_user_id, p_first, p_last, p_joins, p_leaves, p_minutes;
-    std::vector<bool> p_user_id_null, p_first_null, p_last_null, p_pending;
+    std::vector<bool> p_user_id_null, p_first_null, p_last_null;
+    // Calculated sessions waiting for recalculation: their rows show as not calculated.
+    std::vector<int64_t> pending_sessions;
     std::vector<std::string> p_key, p_identity, p_name, p_role, p_cycles;
     std::vector<bool> p_identity_null, p_name_null;
     for (const Derived& d : sessions) {
         ids.push_back(d.session_id);
-        const bool pending = d.calculated && (d.pending_cause || d.unseen_events);
+        if (d.calculated && (d.pending_cause || d.unseen_events))
+            pending_sessions.push_back(d.session_id);
         for (const auto& [key, p] : d.derivation.persons) {
             for (const core::DerivedConnection& c : p.connections) {
                 c_session.push_back(d.session_id);
@@ -162,7 +164,6 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions) {
             p_leaves.push_back(p.leave_count);
             p_minutes.push_back(p.connected_minutes);
             p_cycles.push_back(core::cycles_json(p).dump());
-            p_pending.push_back(pending);
         }
     }
     const Arg id_array = Arg::int8_array(ids);
@@ -185,6 +186,7 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions) {
              Arg::bool_array(c_synthetic), Arg::text_array(c_reason, c_reason_null),
              Arg::text_array(c_join_ev, c_join_ev_null),
              Arg::text_array(c_leave_ev, c_leave_ev_null)});
+    if (!persons) return;
     // Persons no longer derived (e.g. the session moved to another room) lose their live
     // row unless it holds a calculated result, which only a calculation replaces.
     spi.exec(
@@ -203,10 +205,10 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions) {
                                                "FROM unnest($1::bigint[], $2::text[], "
                                                "$3::bigint[], $4::text[], $5::text[], $6::text[], "
                                                "$7::bigint[], $8::bigint[], $9::bigint[], "
-                                               "$10::bigint[], $11::text[], $12::bigint[], "
-                                               "$13::bool[]) AS x(session_id, user_key, user_id, "
+                                               "$10::bigint[], $11::text[], $12::bigint[]) "
+                                               "AS x(session_id, user_key, user_id, "
                                                "identity, name, role, first_ms, last_ms, joins, "
-                                               "leaves, cycles, minutes, pending) "
+                                               "leaves, cycles, minutes) "
         "ON CONFLICT (session_id, user_key) DO UPDATE SET "
         "  user_id = coalesce(excluded.user_id, m.user_id), "
         "  participant_identity = coalesce(excluded.participant_identity, m.participant_identity), "
@@ -217,24 +219,20 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions) {
         "  join_leave_cycles = excluded.join_leave_cycles, "
         "  total_duration_minutes = CASE WHEN m.attendance_calculated_at IS NULL "
         "    THEN excluded.total_duration_minutes ELSE m.total_duration_minutes END, "
-        "  is_calculated = m.is_calculated AND NOT (SELECT y.pending FROM unnest($1::bigint[], "
-        "    $2::text[], $13::bool[]) y(session_id, user_key, pending) "
-        "    WHERE y.session_id = m.session_id AND y.user_key = m.user_key LIMIT 1), "
+        "  is_calculated = m.is_calculated AND m.session_id <> ALL ($13::bigint[]), "
         "  updated_at = now() "
         "WHERE (m.first_join_time, m.last_leave_time, m.join_count, m.leave_count, "
         "  m.join_leave_cycles, m.participant_name, m.is_calculated) IS DISTINCT FROM "
         "  (excluded.first_join_time, excluded.last_leave_time, excluded.join_count, "
         "  excluded.leave_count, excluded.join_leave_cycles, "
-        "  coalesce(excluded.participant_name, m.participant_name), m.is_calculated AND NOT "
-        "  (SELECT y.pending FROM unnest($1::bigint[], $2::text[], $13::bool[]) y(session_id, "
-        "  user_key, pending) WHERE y.session_id = m.session_id AND y.user_key = m.user_key LIMIT "
-        "  1))",
+        "  coalesce(excluded.participant_name, m.participant_name), "
+        "  m.is_calculated AND m.session_id <> ALL ($13::bigint[]))",
         {Arg::int8_array(p_session), Arg::text_array(p_key),
          Arg::int8_array(p_user_id, p_user_id_null), Arg::text_array(p_identity, p_identity_null),
          Arg::text_array(p_name, p_name_null), Arg::text_array(p_role),
          Arg::int8_array(p_first, p_first_null), Arg::int8_array(p_last, p_last_null),
          Arg::int8_array(p_joins), Arg::int8_array(p_leaves), Arg::text_array(p_cycles),
-         Arg::int8_array(p_minutes), Arg::bool_array(p_pending)});
+         Arg::int8_array(p_minutes), Arg::int8_array(pending_sessions)});
 }
 
 namespace {
@@ -256,7 +254,8 @@ std::optional<int64_t> settled_high_mark(SpiSession& spi) {
         } else {
             spi.exec("LOCK TABLE @s.meeting_attendance_events IN SHARE MODE NOWAIT");
         }
-        mark = spi.query("SELECT coalesce(max(id), 0) FROM @s.meeting_attendance_events")[0][0].int8();
+        mark =
+            spi.query("SELECT coalesce(max(id), 0) FROM @s.meeting_attendance_events")[0][0].int8();
     } catch (const PgError& e) {
         int code = e.edata() ? e.edata()->sqlerrcode : 0;
         if (code != ERRCODE_LOCK_NOT_AVAILABLE) failed = true;
@@ -289,17 +288,21 @@ FoldResult fold(SpiSession& spi) {
     std::optional<int64_t> settled = settled_high_mark(spi);
     out.complete = settled.has_value();
     const int64_t high = settled ? *settled
-                                 : spi.query("SELECT coalesce(max(id), 0) FROM "
-                                                    "@s.meeting_attendance_events")[0][0].int8();
+                                 : spi.query(
+                                          "SELECT coalesce(max(id), 0) FROM "
+                                          "@s.meeting_attendance_events")[0][0]
+                                       .int8();
 
     std::set<int64_t> touched;
     std::vector<int64_t> new_sessions, new_xmins;
     int64_t lag_ms = -1;
     if (high > safe_id) {
         auto rows = spi.query(
-            "SELECT @s._attendance_event_session(e.room_name, e.event_timestamp, e.session_id), "
-            "  e.xmin::text::bigint, " MS("clock_timestamp() - e.received_at") ", e.result "
-            "FROM @s.meeting_attendance_events e WHERE e.id > $1 AND e.id <= $2",
+            "SELECT m.session_id, e.xmin::text::bigint, " MS("clock_timestamp() - e.received_at") ", "
+            "  e.result "
+            "FROM @s.meeting_attendance_events e, "
+            "  LATERAL @s._attendance_match(e.room_name, e.event_timestamp, e.session_id) m(session_id) "
+            "WHERE e.id > $1 AND e.id <= $2",
             {Arg::int8(safe_id), Arg::int8(high)});
         for (const Row& r : rows) {
             ++out.events;
@@ -326,8 +329,10 @@ FoldResult fold(SpiSession& spi) {
             }
         int flagged = 0;
         if (!late_sessions.empty())
-            flagged = int(spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
-                          {Arg::int8_array(late_sessions), Arg::int8_array(late_xmins)})[0][0].int8());
+            flagged =
+                int(spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
+                              {Arg::int8_array(late_sessions), Arg::int8_array(late_xmins)})[0][0]
+                        .int8());
         store_live(spi, sessions);
         spi.exec(
             "UPDATE @s.attendance_session_schedule SET needs_fold = false "

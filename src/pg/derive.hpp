@@ -37,7 +37,9 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
 // Writes the live summary of each derived person (the seed's uncalculated columns) and the
 // connections of the sessions; rows of persons no longer derived are removed unless they
 // hold a calculated result.
-void store_live(SpiSession& spi, const std::vector<Derived>& sessions);
+// persons = false: the connections only (a calculation writes the persons' live columns
+// with their results, in one statement).
+void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool persons = true);
 
 struct FoldResult {
     int64_t events = 0;    // events folded
