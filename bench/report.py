@@ -437,7 +437,9 @@ def main():
             raw.append(["SQL ingestion, %s, %s client%s (/s)" % (v, c, "" if str(c) == "1" else "s"),
                         ", ".join(fmt(x) for x in xs)])
     for k, rs in http.get("runs", {}).items():
-        raw.append(["HTTP %s: achieved /s; p99 ms" % ("closed loop" if k == "max" else "offered %s/s" % fmt(int(k))),
+        raw.append(["HTTP %s: achieved /s; p99 ms" % ("closed loop" if k == "max" else
+                                                      "1,000/s under attack" if k == "attack" else
+                                                      "offered %s/s" % fmt(int(k))),
                     "; ".join("%s, %s" % (fmt(r["achieved_rate"]), fmt(r["p99_ms"], 2)) for r in rs)])
     for k, rs in http.get("sql_at_rate_runs", {}).items():
         raw.append(["SQL at %s/s (pgbench --rate): p99 ms" % fmt(int(k)), ", ".join(fmt(r["p99_ms"], 2) for r in rs)])

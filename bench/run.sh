@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --max-log) MAX_LOG=$2; shift ;;
     --phases) PHASES=$2; shift ;;
     --report) REPORT=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift

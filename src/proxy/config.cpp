@@ -25,6 +25,8 @@ std::unique_ptr<CLI::App> make_app(Config& c, std::string& log_format) {
         "Stops gracefully on SIGTERM or SIGINT: no new connections, in-flight requests finish.",
         "attendance-proxy");
     app->get_formatter()->column_width(34);
+    // A flag given twice takes its last value, as in most command-line programs.
+    app->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     app->set_version_flag("--version", "attendance-proxy " + std::string(kProxyVersion));
     auto opt = [&](const char* flag, auto& field, const char* env, const char* help) {
         return app->add_option(flag, field, help)->envname(env)->capture_default_str();

@@ -182,6 +182,13 @@ TEST(ProxyConfig, ErrorsNameTheFlagOrTheVariableThatWasWrong) {
     EXPECT_EQ(r.config->max_connections, 50);
 }
 
+TEST(ProxyConfig, AFlagGivenTwiceTakesItsLastValue) {
+    auto r = parse({"--keepalive-timeout", "2", "--read-timeout=5", "--keepalive-timeout", "60"});
+    ASSERT_TRUE(r.config) << r.error;
+    EXPECT_EQ(r.config->keepalive_timeout_s, 60);
+    EXPECT_EQ(r.config->read_timeout_s, 5);
+}
+
 TEST(ProxyConfig, HelpListsEveryFlagAndVariable) {
     EXPECT_TRUE(parse({"--help"}).help);
     EXPECT_TRUE(parse({"--version"}).version);
