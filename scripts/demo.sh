@@ -122,7 +122,7 @@ psql -X -At -c "SELECT 'calculated by the scheduler at ' || calculated_at FROM a
 step "attendance of session 456"
 psql -X -P pager=off -c "SELECT user_id AS user, role, enter_time::time(0) AS entered, leave_time::time(0) AS left,
        minutes, percentage, status FROM attendance_session_report WHERE session_id = 456 ORDER BY user_id"
-echo "user 12's last leave was never delivered: the derivation closes that connection at the room's room_finished (labelled reconciled); the recorder has no row."
+echo "user 12's last leave was never delivered: the derivation closes that connection by reconciliation's rule (the room's room_finished, else the scheduled end), labelled reconciled; the recorder has no row."
 # The class is the fixture's story: the result must be the fixture README's table.
 got=$(psql -X -At -c "SELECT string_agg(user_id || ':' || status || ':' || percentage, ' ' ORDER BY user_id)
                       FROM attendance_session_report WHERE session_id = 456 AND is_calculated")
