@@ -15,6 +15,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/scripts/pg.sh"
 export PATH="$PG_BIN:$PATH"
 BUILD_SECS=${ATTENDANCE_PACKAGE_BUILD_SECONDS:-900}
+# the version being packaged: the extension's default version
+VERSION=$(sed -n "s/^default_version = '\(.*\)'$/\1/p" "$ROOT/attendance.control")
 PACKAGES=(attendance-tools postgresql-15-attendance)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/attendance-packages-test.XXXXXX")
 chmod 755 "$WORK"
@@ -102,7 +104,8 @@ contents() {
   local f unit
   for f in /usr/lib/postgresql/15/lib/attendance.so /usr/share/postgresql/15/extension/attendance.control \
            /usr/share/postgresql/15/extension/attendance--0.1.0.sql \
-           /usr/share/postgresql/15/extension/attendance--0.1.0--0.2.0.sql; do
+           /usr/share/postgresql/15/extension/attendance--0.1.0--0.2.0.sql \
+           /usr/share/postgresql/15/extension/attendance--0.2.0--0.3.0.sql; do
     dpkg -S "$f" | grep -q '^postgresql-15-attendance:' || { echo "$f is not from postgresql-15-attendance"; exit 1; }
   done
   for f in /usr/bin/attendance-proxy /usr/bin/attendancectl; do
@@ -114,7 +117,7 @@ contents() {
   grep -qx 'DynamicUser=yes' "$unit" || { echo "the unit is not the hardened one of packaging/"; exit 1; }
   ! ls /etc/systemd/system/*.wants/attendance-proxy.service >/dev/null 2>&1 ||
     { echo "the unit was enabled at install"; exit 1; }
-  /usr/bin/attendancectl --version | grep -q '0.2.0' || { echo "attendancectl --version"; exit 1; }
+  /usr/bin/attendancectl --version | grep -qF "$VERSION" || { echo "attendancectl --version"; exit 1; }
 }
 (contents) >"$WORK/contents.log" 2>&1
 if [ $? -eq 0 ]; then
@@ -136,7 +139,7 @@ smoke() {
     [ $SECONDS -lt $deadline ] || { echo "the packaged scheduler is not running"; return 1; }
     sleep 0.2
   done
-  [ "$($q -c "SELECT extversion FROM pg_extension WHERE extname = 'attendance'")" = 0.2.0 ]
+  [ "$($q -c "SELECT extversion FROM pg_extension WHERE extname = 'attendance'")" = "$VERSION" ]
   $q -c "SELECT attendance_add_webhook_key('APIpkg', 'package-secret-0123456789abcdef')" >/dev/null
   local start_s
   start_s=$($q -c "SELECT floor(extract(epoch FROM now()))::bigint - 1800")
