@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for every attendance benchmark (issue 6):
+# One command for every attendance benchmark (issues 6 and 11):
 #   bench/run.sh [--quick] [--max-log N] [--no-build] [--no-profile]
 # As root on Debian 12: installs what it needs, builds the extension, the proxy and the
 # load generator in /tmp (the extension goes into a private copy of the PostgreSQL tree,
@@ -13,6 +13,7 @@
 #   --no-build    use the system-wide installed extension and an existing proxy build
 #   --no-profile  skip the perf profiles
 # Environment: BENCH_PG_PORT (55440), BENCH_HTTP_PORT (18480), BENCH_WORKDIR (mktemp),
+# BENCH_BUILD_DIR (the proxy's CMake build directory, /tmp/attendance-bench-build),
 # BENCH_KEEP=1 (keep the cluster and the workload files in the work directory).
 # The run takes about 20 minutes on 2 cores and needs ~45 GB of free disk in /tmp for
 # the 10^7-event log (without it, the 10^7 step is skipped and said so).
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --no-profile) PROFILE=0 ;;
     --max-log) MAX_LOG=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -40,7 +41,7 @@ HTTP_PORT=${BENCH_HTTP_PORT:-18480}
 WORK=${BENCH_WORKDIR:-$(mktemp -d /tmp/attendance-bench.XXXXXX)}
 mkdir -p "$WORK"
 chmod 755 "$WORK"
-BUILD_DIR=/tmp/attendance-bench-build
+BUILD_DIR=${BENCH_BUILD_DIR:-/tmp/attendance-bench-build}
 echo "== work directory $WORK"
 
 # ---- dependencies (Debian packages) ------------------------------------------------------
@@ -108,7 +109,9 @@ g++ -std=c++20 -O2 -pthread "$ROOT/bench/loadgen.cpp" -o "$WORK/loadgen"
 
 # ---- the throwaway cluster -------------------------------------------------------------------
 # The same settings for all three variants. pg.sh adds fsync = off (so every variant
-# measures CPU work, not the disk) and preloads the extension (its scheduler runs).
+# measures CPU work, not the disk) and preloads the extension (its scheduler runs, and
+# its fold derives the live rows at the default attendance.fold_interval of 1 s).
+# track_commit_timestamp times the live-row lag (commit of a webhook to commit of its row).
 PG_SETTINGS=(
   "shared_preload_libraries = 'attendance,pg_stat_statements'"
   "shared_buffers = '1GB'"
@@ -118,6 +121,7 @@ PG_SETTINGS=(
   "attendance.calculation_delay = '7d'"
   "attendance.reconcile_interval = '7d'"
   "attendance.webhook_log_level = 'off'"
+  "track_commit_timestamp = on"
 )
 PG_BIN="$PRIV_BIN"
 . scripts/pg.sh
@@ -140,7 +144,7 @@ ARGS=(--workdir "$WORK" --http-port "$HTTP_PORT" --loadgen "$WORK/loadgen" --max
 [ -n "$PROXY" ] && ARGS+=(--proxy "$PROXY")
 [ -n "$PERF" ] && ARGS+=(--perf "$PERF")
 if [ "$QUICK" = 1 ]; then
-  ARGS+=(--reps 1 --large-reps 1 --ingest-seconds 3 --http-seconds 3 --stream-sessions 2500 --growth-webhooks 2000
+  ARGS+=(--reps 1 --large-reps 1 --ingest-seconds 3 --http-seconds 3 --stream-sessions 2500 --growth-webhooks 2000 --lag-seconds 5
          --max-log 100000)
 fi
 python3 bench/bench.py "${ARGS[@]}"
