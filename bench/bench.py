@@ -1126,7 +1126,7 @@ def machine_facts(env):
                         "SELECT name || ' = ' || current_setting(name) FROM pg_settings WHERE name IN ("
                         "'fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size', 'checkpoint_timeout', "
                         "'jit', 'max_connections', 'shared_preload_libraries', 'autovacuum', 'wal_level', "
-                        "'work_mem', 'pg_stat_statements.track') OR (name LIKE 'attendance.%' AND source <> 'default') "
+                        "'work_mem', 'pg_stat_statements.track', 'track_commit_timestamp') OR (name LIKE 'attendance.%' AND source <> 'default') "
                         "ORDER BY name"],
                        capture_output=True, text=True, env=env)
     facts["settings"] = p.stdout.strip().splitlines()

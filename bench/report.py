@@ -69,8 +69,9 @@ def main():
                                               "%d min" % round(R.get("total_seconds", 0) / 60)))
     add("")
     add("Three variants run in the same run, interleaved (repetition 1: extension, baseline, floor;"
-        " repetition 2: …), on the same cluster with the same settings; every figure is the median of"
-        " %d repetitions unless it says otherwise." % cfg.get("reps", 3))
+        " repetition 2: …; SQL ingestion also times the extension with its fold held off), on the same"
+        " cluster with the same settings; every figure is the median of %d repetitions unless it says"
+        " otherwise." % cfg.get("reps", 3))
     add("")
     add("* **extension** — `attendance_ingest_webhook()` and `attendance_calculate_sessions()` (the C++ code; calculation is also timed one session per call).")
     add("* **baseline** — what a team would write by hand: the same rules in plain PL/pgSQL with pgcrypto"
@@ -175,8 +176,9 @@ def main():
         " every variant measures CPU work and not this VM's disk): `%s`." % "`, `".join(M.get("settings", [])))
     add("* `attendance.webhook_log_level = off` (the baseline and the floor write no log line either);"
         " `attendance.calculation_delay = 7d` keeps the scheduler from calculating the workload while it"
-        " is measured (it runs, idle; its own calculation path is measured in §3); `pg_stat_statements` is loaded"
-        " (track = top) for the profile.")
+        " is measured (its own calculation path is measured in §3); the scheduler's fold runs at its default"
+        " (`attendance.fold_interval` = 1 s) throughout, as in production; `track_commit_timestamp = on` times"
+        " the live-row lag (§1b); `pg_stat_statements` is loaded (track = top) for the profile.")
     if R.get("attendance_so_md5_at_end") and R["attendance_so_md5_at_end"] != M.get("attendance_so_md5"):
         add("* **Warning:** `attendance.so` was replaced by another build while this run was going on;"
             " later measurements may have used a different build.")
