@@ -30,6 +30,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VARIANTS = ("extension", "baseline", "floor")
+# SQL ingestion also times the extension with the worker's fold held off during the run
+# (attendance.fold_interval = 1 h; the backlog is folded afterwards, untimed): the hot path
+# alone, without the fold's share of the two cores.
+INGEST_VARIANTS = ("extension", "extension_nofold", "baseline", "floor")
 # Calculation also times the extension one session per call, to show what batching gives.
 CALC_VARIANTS = ("extension", "extension_single", "baseline", "floor")
 
@@ -128,6 +132,35 @@ class MemSampler(threading.Thread):
         return max(vals) if vals else None
 
 
+class Session:
+    """One long-lived psql connection (no Python driver is needed): query() sends SQL and
+    reads the unaligned rows up to a marker."""
+
+    def __init__(self, env):
+        self.p = subprocess.Popen(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
+
+    def query(self, sql):
+        self.p.stdin.write(sql.rstrip().rstrip(";") + ";\n\\echo __END__\n")
+        self.p.stdin.flush()
+        rows = []
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                raise RuntimeError("psql session ended: %s" % self.p.stderr.read()[-1000:])
+            line = line.rstrip("\n")
+            if line == "__END__":
+                return rows
+            rows.append(line)
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        self.p.wait()
+
+
 def listen_overflows():
     try:
         lines = Path("/proc/net/netstat").read_text().splitlines()
@@ -223,11 +256,19 @@ VACUUM ANALYZE;
     def reset(self, variants=VARIANTS, checkpoint=True):
         sql = []
         if "extension" in variants:
+            # The log is emptied and its ids restart, so the fold's watermark goes back to 0
+            # (in the same transaction: a fold waits for it on the state row). No session is
+            # left marked for the fold: it derives only what the next run logs.
+            sql.append("BEGIN;")
+            sql.append("UPDATE attendance_fold_state SET safe_id = 0, last_fold_at = NULL, last_events = 0, "
+                       "last_sessions = 0, last_lag_ms = NULL;")
             sql.append("TRUNCATE meeting_attendance_events, attendance_sessions, meeting_attendances, "
-                       "attendance_status_changes;")
+                       "attendance_status_changes RESTART IDENTITY;")
             sql.append("UPDATE attendance_session_schedule SET room_finished_at = NULL, calculated_at = NULL, "
-                       "needs_calculation = true, recalculation_cause = NULL WHERE room_finished_at IS NOT NULL "
-                       "OR calculated_at IS NOT NULL;")
+                       "calculated_snapshot = NULL, needs_calculation = true, recalculation_cause = NULL, "
+                       "needs_fold = false WHERE room_finished_at IS NOT NULL OR calculated_at IS NOT NULL "
+                       "OR needs_fold;")
+            sql.append("COMMIT;")
         if "baseline" in variants:
             sql.append("TRUNCATE bench_baseline.events, bench_baseline.connections, bench_baseline.attendances, "
                        "bench_baseline.status_changes;")
@@ -241,9 +282,27 @@ VACUUM ANALYZE;
             sql.append("CHECKPOINT;")
         self.pg.run("\n".join(sql))
 
+    def fold_pending(self):
+        """Logged events the fold has not passed yet, plus sessions marked for it."""
+        return int(self.pg.val(
+            "SELECT greatest((SELECT coalesce(max(id), 0) FROM meeting_attendance_events) - "
+            "(SELECT safe_id FROM attendance_fold_state), 0) + "
+            "(SELECT count(*) FROM attendance_session_schedule WHERE needs_fold)"))
+
+    def wait_fold(self, timeout=600):
+        """Waits until the worker's fold has passed every logged event (the live rows are
+        derived), so that its work never overlaps the next measurement; returns the seconds
+        waited."""
+        t0 = time.time()
+        while self.fold_pending() > 0:
+            if time.time() - t0 > timeout:
+                raise RuntimeError("the worker's fold did not catch up within %d s" % timeout)
+            time.sleep(0.1)
+        return time.time() - t0
+
     # -- pgbench ----------------------------------------------------------------------------
     def pgbench(self, variant, clients, seconds=None, transactions=None, start=1):
-        script = HERE / "pgbench" / ("ingest_%s.sql" % variant)
+        script = HERE / "pgbench" / ("ingest_%s.sql" % variant.replace("_nofold", ""))
         self.pg.run("SELECT setval('bench.seq', %d, false);" % start)
         cmd = ["pgbench", "-n", "-M", "prepared", "-f", str(script), "-c", str(clients),
                "-j", str(min(clients, self.a.pgbench_threads))]
@@ -266,32 +325,212 @@ VACUUM ANALYZE;
     # -- 1. ingestion through SQL -------------------------------------------------------------
     def ingest_sql(self):
         a = self.a
-        runs = {v: {c: [] for c in a.clients} for v in VARIANTS}
+        runs = {v: {c: [] for c in a.clients} for v in INGEST_VARIANTS}
         wakes = []
+        drains = {c: [] for c in a.clients}
+        nofold_drains = {c: [] for c in a.clients}
         for rep in range(a.reps):
             for c in a.clients:
-                for v in VARIANTS:
+                for v in INGEST_VARIANTS:
                     self.reset()
+                    if v == "extension_nofold":
+                        self.hold_fold(True)
                     before = self.worker_runs()
                     r = self.pgbench(v, c, seconds=a.ingest_seconds)
                     runs[v][c].append(r["tps"])
+                    if v == "extension_nofold":
+                        self.hold_fold(False)
+                        t = time.time()
+                        self.wait_fold()
+                        nofold_drains[c].append(time.time() - t)
                     if v == "extension":
+                        # The fold ran during the run (every attendance.fold_interval); what it
+                        # had not derived when pgbench stopped is drained before the next run.
+                        drain = self.wait_fold()
+                        drains[c].append(drain)
                         wakes.append((self.worker_runs() - before, r["transactions"]))
-                    log("ingest-sql rep %d clients %2d %-9s %8.0f webhooks/s" % (rep + 1, c, v, r["tps"]))
+                        log("ingest-sql rep %d clients %2d fold backlog drained %.2f s after the run"
+                            % (rep + 1, c, drain))
+                    log("ingest-sql rep %d clients %2d %-16s %8.0f webhooks/s" % (rep + 1, c, v, r["tps"]))
         # what the stream's webhooks did (one extension run, for the record)
         self.reset()
         self.pgbench("extension", 4, transactions=2500)
         mix = self.pg.run("SELECT coalesce(result, '?') || '=' || count(*) FROM meeting_attendance_events GROUP BY result")
+        self.wait_fold()
         self.R["ingest_sql"] = {
             "seconds_per_run": a.ingest_seconds, "runs": runs,
-            "median": {v: {str(c): median(runs[v][c]) for c in a.clients} for v in VARIANTS},
+            "median": {v: {str(c): median(runs[v][c]) for c in a.clients} for v in INGEST_VARIANTS},
             "result_mix": mix.replace("\n", ", "), "result_mix_of": 10000,
+            "nofold_fold_afterwards_s": {str(c): [round(x, 2) for x in xs] for c, xs in nofold_drains.items()},
             "scheduler_runs_per_1000_webhooks": round(1000 * sum(w for w, _ in wakes) / max(sum(n for _, n in wakes), 1), 2),
+            "fold_drain_s": {str(c): [round(x, 2) for x in xs] for c, xs in drains.items()},
         }
         self.save()
 
+    def hold_fold(self, hold):
+        """Holds the worker's fold off (attendance.fold_interval = 1 h: it folds new events at
+        most once an hour after its last fold), or restores the default."""
+        if hold:
+            self.wait_fold()
+            self.pg.run("ALTER SYSTEM SET attendance.fold_interval = '1h'; SELECT pg_reload_conf();")
+        else:
+            self.pg.run("ALTER SYSTEM RESET attendance.fold_interval; SELECT pg_reload_conf();")
+        want = "1h" if hold else "1s"
+        for _ in range(100):
+            if self.pg.val("SHOW attendance.fold_interval") == want:
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)  # the launcher reloads on SIGHUP
+
     def worker_runs(self):
         return int(self.pg.val("SELECT coalesce(attendance_worker_status()->>'runs_since_start', '0')"))
+
+    # -- 1b. live-row lag -----------------------------------------------------------------------
+    # An event is *live* once the connection row it makes or ends is committed: for a join,
+    # the row of its sid whose join_event_id is the event; for a leave, the row whose
+    # leave_event_id is the event (the fold writes connections and live rows in one
+    # transaction). Lag = commit time of that row's version - commit time of the webhook's
+    # transaction, both from pg_xact_commit_timestamp (track_commit_timestamp = on). A
+    # poller records each event the first time it sees its row; a row is rewritten only by a
+    # later fold (>= attendance.fold_interval later), so a poll every ~100 ms reads the
+    # version that first showed the event (a missed version could only make the lag larger).
+    LAG_POLL = """
+WITH cand AS (
+  SELECT e.id, e.event_type, e.xmin AS exmin, e.received_at, c.xmin AS cxmin, c.derived_at
+  FROM meeting_attendance_events e
+  JOIN attendance_sessions c ON c.session_id = e.session_id AND c.participant_sid = e.participant_sid
+  WHERE e.id > {low} AND e.result = 'recorded' AND e.event_type IN ('participant_joined', 'participant_left')
+    AND (c.join_event_id = e.event_id OR c.leave_event_id = e.event_id)
+    AND NOT EXISTS (SELECT 1 FROM bench.lag l WHERE l.id = e.id)),
+ins AS (
+  INSERT INTO bench.lag (id, event_type, event_commit, received_at, live_commit, derived_at, seen_at)
+  SELECT id, event_type, pg_xact_commit_timestamp(exmin), received_at, pg_xact_commit_timestamp(cxmin),
+         derived_at, clock_timestamp() FROM cand
+  RETURNING 1)
+SELECT count(*) FROM ins;
+SELECT coalesce((SELECT min(e.id) - 1 FROM meeting_attendance_events e
+                 WHERE e.id > {low} AND e.result = 'recorded'
+                   AND e.event_type IN ('participant_joined', 'participant_left')
+                   AND NOT EXISTS (SELECT 1 FROM bench.lag l WHERE l.id = e.id)),
+                (SELECT coalesce(max(id), {low}) FROM meeting_attendance_events)),
+       (SELECT count(*) FROM meeting_attendance_events e WHERE e.id > {low} AND e.result = 'recorded'
+          AND e.event_type IN ('participant_joined', 'participant_left')
+          AND NOT EXISTS (SELECT 1 FROM bench.lag l WHERE l.id = e.id))"""
+
+    def live_lag(self, key="live_lag", fresh=True, reps=None):
+        """fresh: each run starts from an empty log (reset); otherwise the runs ingest webhooks
+        of the stream not used yet on top of the current log (the growth phase's last size)."""
+        a = self.a
+        res = self.R.setdefault(key, {})
+        if self.pg.val("SHOW track_commit_timestamp") != "on":
+            res["skipped"] = "track_commit_timestamp is off (bench/run.sh turns it on)"
+            log("live-lag skipped: " + res["skipped"])
+            self.save()
+            return
+        res.update({"rate": a.lag_rate, "seconds_per_run": a.lag_seconds, "clients": a.lag_clients,
+                    "warmup_s": a.lag_warmup, "poll_interval_s": a.lag_poll,
+                    "fold_interval": self.pg.val("SHOW attendance.fold_interval"),
+                    "fold_wait": self.pg.val("SHOW attendance.fold_wait"), "runs": []})
+        for rep in range(reps or a.reps):
+            if fresh:
+                self.reset(("extension",))
+                seq_start = 1
+            else:
+                self.wait_fold()
+                self.pg.run("VACUUM ANALYZE; CHECKPOINT;")
+                seq_start = self.growth_rows_used + 1
+                self.growth_rows_used += a.lag_rate * (a.lag_seconds + 2)
+                if self.growth_rows_used > self.stream_rows:
+                    raise RuntimeError("the webhook stream was exhausted (live lag at size)")
+            self.pg.run("TRUNCATE bench.lag;")
+            start_id = int(self.pg.val("SELECT coalesce(max(id), 0) FROM meeting_attendance_events"))
+            res["log_events_before"] = start_id if not fresh else 0
+            folds0 = int(self.pg.val("SELECT folds FROM attendance_fold_state"))
+            runs0 = self.worker_runs()
+            sess = Session(self.env)
+            stop = threading.Event()
+            state = {"low": start_id, "left": 0, "polls": 0, "poll_ms": []}
+
+            def poll_once():
+                t = time.time()
+                out = sess.query(self.LAG_POLL.format(low=state["low"]))
+                state["poll_ms"].append((time.time() - t) * 1000)
+                state["polls"] += 1
+                low, left = out[-1].split("|")
+                state["low"], state["left"] = int(low), int(left)
+
+            def poller():
+                while not stop.is_set():
+                    t = time.time()
+                    poll_once()
+                    stop.wait(max(0.0, a.lag_poll - (time.time() - t)))
+
+            th = threading.Thread(target=poller, daemon=True)
+            th.start()
+            self.pg.run("SELECT setval('bench.seq', %d, false);" % seq_start)
+            cmd = ["pgbench", "-n", "-M", "prepared", "-f", str(HERE / "pgbench" / "ingest_extension.sql"),
+                   "-c", str(a.lag_clients), "-j", str(min(a.lag_clients, a.pgbench_threads)),
+                   "-R", str(a.lag_rate), "-T", str(a.lag_seconds)]
+            p = subprocess.run(cmd, capture_output=True, text=True, env=self.env)
+            stop.set()
+            th.join()
+            if p.returncode != 0:
+                sess.close()
+                raise RuntimeError("pgbench failed: %s" % p.stderr[-1000:])
+            tps = float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", p.stdout).group(1))
+            lat = re.search(r"latency average = ([0-9.]+) ms", p.stdout)
+            # Drain: every event of the run becomes live (or the deadline says it did not).
+            deadline = time.time() + (60 if fresh else 300)
+            poll_once()
+            while state["left"] > 0 and time.time() < deadline:
+                time.sleep(a.lag_poll)
+                poll_once()
+            sess.close()
+            q = self.pg.run("""
+WITH t0 AS (SELECT min(received_at) + {w} * interval '1 second' AS t FROM meeting_attendance_events
+            WHERE id > {s}),
+l AS (SELECT extract(epoch FROM live_commit - event_commit) AS lag,
+             extract(epoch FROM live_commit - received_at) AS lag_recv,
+             extract(epoch FROM seen_at - live_commit) AS poll_delay
+      FROM bench.lag, t0 WHERE received_at >= t0.t),
+f AS (SELECT DISTINCT live_commit, derived_at FROM bench.lag),
+fd AS (SELECT extract(epoch FROM live_commit - derived_at) AS d FROM f)
+SELECT (SELECT count(*) FROM l),
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) FROM l),
+       (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY lag) FROM l),
+       (SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY lag) FROM l),
+       (SELECT max(lag) FROM l), (SELECT min(lag) FROM l),
+       (SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY lag_recv) FROM l),
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY poll_delay) FROM l),
+       (SELECT count(*) FROM f),
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d) FROM fd),
+       (SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY d) FROM fd),
+       (SELECT max(d) FROM fd),
+       (SELECT count(*) FROM meeting_attendance_events WHERE id > {s}),
+       (SELECT count(*) FROM meeting_attendance_events e WHERE e.id > {s} AND e.result = 'recorded'
+          AND e.event_type IN ('participant_joined', 'participant_left')
+          AND NOT EXISTS (SELECT 1 FROM bench.lag x WHERE x.id = e.id)),
+       (SELECT folds FROM attendance_fold_state)""".format(w=a.lag_warmup, s=start_id)).split("|")
+            num = lambda x: float(x) if x not in ("", None) else None
+            r = {"achieved_rate": tps, "webhook_latency_avg_ms": float(lat.group(1)) if lat else None,
+                 "events_measured": int(q[0]), "p50_s": num(q[1]), "p90_s": num(q[2]), "p99_s": num(q[3]),
+                 "max_s": num(q[4]), "min_s": num(q[5]), "p99_from_received_at_s": num(q[6]),
+                 "poll_delay_p50_s": num(q[7]), "folds_seen": int(q[8]), "fold_p50_s": num(q[9]),
+                 "fold_p99_s": num(q[10]), "fold_max_s": num(q[11]), "events_logged": int(q[12]),
+                 "never_live": int(q[13]), "folds": int(q[14]) - folds0,
+                 "scheduler_runs": self.worker_runs() - runs0, "polls": state["polls"],
+                 "poll_ms_p50": median(state["poll_ms"])}
+            res["runs"].append(r)
+            log(key + " rep %d at %d/s offered (achieved %.0f/s): lag p50 %.3f s p90 %.3f s p99 %.3f s max %.3f s "
+                "over %d events; %d folds (p50 %.3f s, max %.3f s); never live: %d" % (
+                    rep + 1, a.lag_rate, tps, r["p50_s"] or -1, r["p90_s"] or -1, r["p99_s"] or -1, r["max_s"] or -1,
+                    r["events_measured"], r["folds"], r["fold_p50_s"] or -1, r["fold_max_s"] or -1, r["never_live"]))
+            self.save()
+        res["median"] = {k: median([r[k] for r in res["runs"]]) for k in
+                         ("achieved_rate", "p50_s", "p90_s", "p99_s", "max_s", "fold_p50_s", "fold_p99_s",
+                          "poll_delay_p50_s", "events_measured", "folds")}
+        res["never_live"] = sum(r["never_live"] for r in res["runs"])
+        self.save()
 
     # -- 2. ingestion through HTTP ------------------------------------------------------------
     def proxy_start(self):
@@ -534,8 +773,11 @@ DO $$DECLARE r record; BEGIN
   FOR r IN SELECT body, tok FROM bench.hooks_c ORDER BY id LOOP PERFORM bench_baseline.ingest_webhook(r.body, r.tok); END LOOP;
 END$$;
 INSERT INTO bench_floor.events (event_id, body) SELECT event_id, body FROM bench.hooks_c ORDER BY id ON CONFLICT DO NOTHING;
-VACUUM ANALYZE;
 """)
+        # The extension's connections and live rows are derived by the worker's fold (the
+        # floor's calculation reads those connections).
+        self.wait_fold()
+        self.pg.run("VACUUM ANALYZE;")
         self.calc_set_events = int(self.pg.val("SELECT count(*) FROM meeting_attendance_events"))
 
     CALC_SQL = {
@@ -582,6 +824,20 @@ ON CONFLICT (session_id, user_key) DO UPDATE SET presence_ms = excluded.presence
         if variant == "floor":
             self.pg.run("DELETE FROM bench_floor.results WHERE session_id BETWEEN 1 AND %d" % n)
             return
+        if variant.startswith("extension"):
+            # Since 0.3.0 the fold gives every person (roster included) a live row before any
+            # calculation, so a first calculation updates rows and inserts none: the results
+            # are cleared, the rows stay.
+            self.pg.run("""
+UPDATE meeting_attendances SET attendance_status = NULL, status_rule = NULL, attendance_percentage = NULL,
+    presence_ms = NULL, session_duration_minutes = NULL, policy_name = NULL, is_calculated = false,
+    attendance_calculated_at = NULL
+WHERE session_id BETWEEN 1 AND {n} AND attendance_calculated_at IS NOT NULL;
+UPDATE attendance_session_schedule SET calculated_at = NULL, calculated_snapshot = NULL, needs_calculation = true,
+    recalculation_cause = NULL
+WHERE session_id BETWEEN 1 AND {n} AND calculated_at IS NOT NULL;
+DELETE FROM attendance_status_changes WHERE session_id BETWEEN 1 AND {n};""".format(n=n))
+            return
         att, sched, changes = (("meeting_attendances", "attendance_session_schedule", "attendance_status_changes")
                                if variant.startswith("extension") else
                                ("bench_baseline.attendances", "bench_baseline.session_schedule",
@@ -621,36 +877,55 @@ EXCEPT SELECT 'extension', {c} FROM bench_baseline.attendances WHERE session_id 
     # -- growth: clones of the 100-session workload -------------------------------------------
     def columns(self, table):
         return self.pg.run("SELECT attname FROM pg_attribute WHERE attrelid = '%s'::regclass AND attnum > 0 "
-                           "AND NOT attisdropped ORDER BY attnum" % table).split()
+                           "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum" % table).split()
 
-    def clone(self, table, k_from, k_to, subs, skip=("id",), where="t.session_id BETWEEN 1 AND 100"):
+    def clone_sql(self, table, k_from, k_to, subs, skip=("id",), where="t.session_id BETWEEN 1 AND 100"):
         cols = [c for c in self.columns(table) if c not in skip]
         exprs = [subs.get(c, "t." + c) for c in cols]
-        self.pg.run("INSERT INTO %s (%s) SELECT %s FROM %s t, generate_series(%d, %d) k WHERE %s" % (
-            table, ", ".join(cols), ", ".join(exprs), table, k_from, k_to, where))
+        return "INSERT INTO %s (%s) SELECT %s FROM %s t, generate_series(%d, %d) k WHERE %s;" % (
+            table, ", ".join(cols), ", ".join(exprs), table, k_from, k_to, where)
+
+    def clone(self, *args, **kw):
+        self.pg.run(self.clone_sql(*args, **kw))
 
     def clone_extension(self, k_from, k_to, with_log=True, filler=False):
-        """Copies of sessions 1..100 as sessions s + 100k (k in [k_from, k_to])."""
+        """Copies of sessions 1..100 as sessions s + 100k (k in [k_from, k_to]): their schedule
+        rows (room session-<id>), roster, logged events (new event ids and sids, the new room
+        name, so that the matching rule gives each copy to its own session) and the rows the
+        fold derived from them (connections and live rows, copied rather than derived again:
+        they are a cache of the log). The fold's watermark is moved past the copied events in
+        the same transaction, which the worker's fold waits for on the state row: it never
+        derives the copies again."""
         if k_from > k_to:
             return
         sid = "t.session_id + 100 * k"
         room = "'session-' || (t.session_id + 100 * k)"
-        sched = {"session_id": sid, "room_name": room}
+        sched = {"session_id": sid, "room_name": room, "needs_fold": "false", "calculated_snapshot": "NULL"}
         if filler:  # already calculated: the scheduler never picks them up
-            sched.update({"needs_calculation": "false", "calculated_at": "now()"})
-        self.clone("attendance_session_schedule", k_from, k_to, sched)
-        self.clone("attendance_roster", k_from, k_to, {"session_id": sid})
-        self.clone("meeting_attendances", k_from, k_to, {"session_id": sid})
-        self.clone("attendance_sessions", k_from, k_to,
-                   {"participant_sid": "t.participant_sid || '.' || k", "session_id": sid, "room_name": room})
+            sched.update({"needs_calculation": "false", "calculated_at": "now()", "recalculation_cause": "NULL"})
+        sfx = lambda col: "CASE WHEN t.%s IS NULL THEN NULL ELSE t.%s || '.' || k END" % (col, col)
+        sql = ["BEGIN;", "SELECT safe_id FROM attendance_fold_state FOR UPDATE;",
+               self.clone_sql("attendance_session_schedule", k_from, k_to, sched),
+               self.clone_sql("attendance_roster", k_from, k_to, {"session_id": sid}),
+               self.clone_sql("meeting_attendances", k_from, k_to, {"session_id": sid}),
+               self.clone_sql("attendance_sessions", k_from, k_to,
+                              {"participant_sid": "t.participant_sid || '.' || k", "session_id": sid,
+                               "join_event_id": sfx("join_event_id"), "leave_event_id": sfx("leave_event_id")},
+                              skip=())]
         if with_log:
-            self.clone("meeting_attendance_events", k_from, k_to,
-                       {"event_id": "t.event_id || '.' || k", "session_id": sid,
-                        "room_name": "CASE WHEN t.room_name IS NULL THEN NULL ELSE %s END" % room,
-                        "participant_sid": "t.participant_sid || '.' || k"},
-                       where="t.session_id BETWEEN 1 AND 100 AND t.event_id NOT LIKE '%.%'")
-            self.clone("bench_floor.events", k_from, k_to, {"event_id": "t.event_id || '.' || k"}, skip=(),
-                       where="t.event_id IN (SELECT c.event_id FROM bench.hooks_c c)")
+            sql.append(self.clone_sql(
+                "meeting_attendance_events", k_from, k_to,
+                {"event_id": "t.event_id || '.' || k",
+                 "session_id": "CASE WHEN t.session_id IS NULL THEN NULL ELSE %s END" % sid,
+                 "room_name": "CASE WHEN t.room_name IS NULL THEN NULL ELSE %s END" % room,
+                 "participant_sid": sfx("participant_sid")},
+                where="t.session_id BETWEEN 1 AND 100 AND t.event_id NOT LIKE '%.%'"))
+            sql.append(self.clone_sql("bench_floor.events", k_from, k_to, {"event_id": "t.event_id || '.' || k"},
+                                      skip=(), where="t.event_id IN (SELECT c.event_id FROM bench.hooks_c c)"))
+        sql.append("UPDATE attendance_fold_state SET safe_id = greatest(safe_id, "
+                   "(SELECT coalesce(max(id), 0) FROM meeting_attendance_events));")
+        sql.append("COMMIT;")
+        self.pg.run("\n".join(sql))
 
     def clone_baseline(self, k_from, k_to):
         sid = "t.session_id + 100 * k"
@@ -692,6 +967,7 @@ SELECT (SELECT count(*) FROM meeting_attendance_events),
             label, size["events"], size["bytes_per_event"], size["connections"], size["sessions"]))
         n = a.growth_webhooks
         ing = {"extension": [], "floor": []}
+        drains = []
         for rep in range(a.reps):
             start = 1 + (seg * a.reps + rep) * n
             self.growth_rows_used = start + n - 1
@@ -699,10 +975,13 @@ SELECT (SELECT count(*) FROM meeting_attendance_events),
                 self.pg.run("CHECKPOINT;")
                 r = self.pgbench(v, a.growth_clients, transactions=n // a.growth_clients, start=start)
                 ing[v].append(r["tps"])
+                if v == "extension":
+                    drains.append(round(self.wait_fold(), 2))
                 log("growth %s ingest rep %d %-9s %8.0f webhooks/s" % (label, rep + 1, v, r["tps"]))
         calc = self.calc_runs(100, ("extension", "floor"), label="@%s " % label)
         return {"size": size, "ingest_runs": ing, "ingest_median": {v: median(x) for v, x in ing.items()},
-                "ingest_us_per_webhook": {v: 1e6 / median(x) for v, x in ing.items()}, "calc100": calc}
+                "ingest_us_per_webhook": {v: 1e6 / median(x) for v, x in ing.items()}, "calc100": calc,
+                "fold_drain_s": drains}
 
     def calculation_and_growth(self):
         a = self.a
@@ -750,6 +1029,10 @@ SELECT (SELECT count(*) FROM meeting_attendance_events),
             self.save()
             if target == 10 ** 6:
                 self.large_calculation()
+        if growth["steps"] and "live_lag" in a.phases_list:
+            # The live-row lag again, on top of the largest log: the fold reads the log too.
+            log("live-row lag at %d logged events" % growth["events_so_far"])
+            self.live_lag(key="live_lag_at_size", fresh=False, reps=1)
         self.save()
 
     def large_calculation(self):
@@ -758,8 +1041,11 @@ SELECT (SELECT count(*) FROM meeting_attendance_events),
         log("copying the baseline's state for 10,000 sessions")
         self.clone_baseline(1, 99)
         self.pg.run("VACUUM ANALYZE; CHECKPOINT;")
-        res["c100_at_100x"] = self.calc_runs(100, label="@100x ")
-        res["c10000"] = self.calc_runs(10000, reps=a.large_reps)
+        # Not the one-session-per-call path here: since 0.3.0 each call reads the whole log
+        # (bench/analysis.md), which at this size would take hours for 10,000 sessions.
+        big = ("extension", "baseline", "floor")
+        res["c100_at_100x"] = self.calc_runs(100, variants=big, label="@100x ")
+        res["c10000"] = self.calc_runs(10000, variants=big, reps=a.large_reps)
         res["check_10000"] = self.check_equal(10000)
         res["persons_10000"] = res["check_10000"]["persons"]
         self.save()
@@ -810,14 +1096,22 @@ SELECT (SELECT count(*) FROM meeting_attendance_events),
         res = self.R.setdefault("profile", {})
         n_hooks = 6000
         first = max(self.growth_rows_used + 1, self.stream_rows - n_hooks + 1)
+        # The worker's fold is held off (fold_interval 1 h) while the webhooks are ingested, so
+        # that the fold of those webhooks can be profiled in one backend: attendance_fold()
+        # is what the worker's run executes.
+        self.hold_fold(True)
         jobs = (
             ("ingest", n_hooks, "",
              "SELECT count(attendance_ingest_webhook(h.body, h.tok)) FROM bench.hooks h WHERE h.id BETWEEN %d AND %d"
              % (first, first + n_hooks - 1)),
+            ("fold", n_hooks, "", "SELECT attendance_fold()"),
             ("calculate", 1000, "calc",
              "SELECT * FROM attendance_calculate_sessions(ARRAY(SELECT generate_series(1, 1000)::bigint))"),
         )
         for name, units, prep, sql in jobs:
+            if name == "calculate":
+                self.hold_fold(False)
+                self.wait_fold()
             if prep == "calc":
                 self.uncalculate("extension", 1000)
                 self.pg.run(self.VACUUM_FOR["extension"] + "; CHECKPOINT;")
@@ -858,8 +1152,10 @@ ORDER BY total_exec_time DESC LIMIT 16""").splitlines():
             if rec and data.exists():
                 entry.update(self.perf_summary(data))
             res[name] = entry
+            if name == "fold":
+                entry["result"] = out.strip().splitlines()[-2] if len(out.strip().splitlines()) > 1 else out.strip()
             log("profile %s: %.1f us per %s; top statement: %s" % (
-                name, entry["us_per_unit"], "webhook" if name == "ingest" else "session",
+                name, entry["us_per_unit"], "session" if name == "calculate" else "webhook",
                 stmts[1]["query"][:60] if len(stmts) > 1 else "-"))
         self.save()
 
@@ -930,7 +1226,7 @@ def machine_facts(env):
                         "SELECT name || ' = ' || current_setting(name) FROM pg_settings WHERE name IN ("
                         "'fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size', 'checkpoint_timeout', "
                         "'jit', 'max_connections', 'shared_preload_libraries', 'autovacuum', 'wal_level', "
-                        "'work_mem', 'pg_stat_statements.track') OR (name LIKE 'attendance.%' AND source <> 'default') "
+                        "'work_mem', 'pg_stat_statements.track', 'track_commit_timestamp') OR (name LIKE 'attendance.%' AND source <> 'default') "
                         "ORDER BY name"],
                        capture_output=True, text=True, env=env)
     facts["settings"] = p.stdout.strip().splitlines()
@@ -940,7 +1236,7 @@ def machine_facts(env):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", required=True)
-    ap.add_argument("--phases", default="ingest_sql,ingest_http,calculation,profile")
+    ap.add_argument("--phases", default="ingest_sql,live_lag,ingest_http,calculation,profile")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--large-reps", type=int, default=3)
     ap.add_argument("--people", type=int, default=30)
@@ -966,6 +1262,11 @@ def main():
     ap.add_argument("--node", default="", help="bench/node_peer with its node_modules installed")
     ap.add_argument("--node-port", type=int, default=18481)
     ap.add_argument("--node-workers", default="1,2", help="1: one process; more: node:cluster")
+    ap.add_argument("--lag-rate", type=int, default=2000, help="offered webhooks/s of the live-row lag run")
+    ap.add_argument("--lag-seconds", type=int, default=20)
+    ap.add_argument("--lag-clients", type=int, default=8)
+    ap.add_argument("--lag-warmup", type=float, default=2.0, help="seconds at the start not counted")
+    ap.add_argument("--lag-poll", type=float, default=0.1, help="seconds between the poller's looks")
     ap.add_argument("--perf", default="")
     ap.add_argument("--drop-first", action="store_true", help="drop the bench objects first (development)")
     a = ap.parse_args()
@@ -973,6 +1274,7 @@ def main():
     a.http_rates = [int(x) for x in a.http_rates.split(",")]
     a.node_workers = [int(x) for x in a.node_workers.split(",")]
     phases = a.phases.split(",")
+    a.phases_list = phases
 
     b = Bench(a)
     t0 = time.time()
@@ -981,11 +1283,11 @@ def main():
     b.setup()
     b.save()
     timings = {}
-    for ph in ("ingest_sql", "ingest_http", "calculation", "profile"):
+    for ph in ("ingest_sql", "live_lag", "ingest_http", "calculation", "profile"):
         if ph not in phases:
             continue
         t = time.time()
-        {"ingest_sql": b.ingest_sql, "ingest_http": lambda: (b.ingest_http(), b.ingest_node()),
+        {"ingest_sql": b.ingest_sql, "live_lag": b.live_lag, "ingest_http": lambda: (b.ingest_http(), b.ingest_node()),
          "calculation": b.calculation_and_growth, "profile": b.profile}[ph]()
         timings[ph] = round(time.time() - t)
     b.R["phase_seconds"] = timings

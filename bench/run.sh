@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for every attendance benchmark (issue 6):
+# One command for every attendance benchmark (issues 6, 11 and 12):
 #   bench/run.sh [--quick] [--max-log N] [--no-build] [--no-profile] [--phases LIST] [--report FILE]
 # As root on Debian 12: installs what it needs, builds the extension, the proxy and the
 # load generator in /tmp (the extension goes into a private copy of the PostgreSQL tree,
@@ -12,7 +12,7 @@
 #                 1000000 saves about 7 minutes and 30 GB of disk)
 #   --no-build    use the system-wide installed extension and an existing proxy build
 #   --no-profile  skip the perf profiles
-#   --phases LIST only these of ingest_sql,ingest_http,calculation,profile (ingest_http
+#   --phases LIST only these of ingest_sql,live_lag,ingest_http,calculation,profile (ingest_http
 #                 includes the Node.js peer)
 #   --report FILE write the report there instead of docs/performance.md
 # Environment: BENCH_PG_PORT (55440), BENCH_HTTP_PORT (18480; the Node.js peer listens on
@@ -131,7 +131,9 @@ fi
 
 # ---- the throwaway cluster -------------------------------------------------------------------
 # The same settings for all three variants. pg.sh adds fsync = off (so every variant
-# measures CPU work, not the disk) and preloads the extension (its scheduler runs).
+# measures CPU work, not the disk) and preloads the extension (its scheduler runs, and
+# its fold derives the live rows at the default attendance.fold_interval of 1 s).
+# track_commit_timestamp times the live-row lag (commit of a webhook to commit of its row).
 PG_SETTINGS=(
   "shared_preload_libraries = 'attendance,pg_stat_statements'"
   "shared_buffers = '1GB'"
@@ -141,6 +143,7 @@ PG_SETTINGS=(
   "attendance.calculation_delay = '7d'"
   "attendance.reconcile_interval = '7d'"
   "attendance.webhook_log_level = 'off'"
+  "track_commit_timestamp = on"
 )
 PG_BIN="$PRIV_BIN"
 . scripts/pg.sh
@@ -165,7 +168,7 @@ ARGS=(--workdir "$WORK" --http-port "$HTTP_PORT" --loadgen "$WORK/loadgen" --max
 [ -n "$PHASES" ] && ARGS+=(--phases "$PHASES")
 [ -n "$NODE_PEER" ] && ARGS+=(--node "$NODE_PEER" --node-port "$((HTTP_PORT + 1))")
 if [ "$QUICK" = 1 ]; then
-  ARGS+=(--reps 1 --large-reps 1 --ingest-seconds 3 --http-seconds 3 --stream-sessions 2500 --growth-webhooks 2000
+  ARGS+=(--reps 1 --large-reps 1 --ingest-seconds 3 --http-seconds 3 --stream-sessions 2500 --growth-webhooks 2000 --lag-seconds 5
          --max-log 100000)
 fi
 python3 bench/bench.py "${ARGS[@]}"

@@ -32,3 +32,15 @@ CREATE TABLE bench_floor.results (
     presence_ms bigint NOT NULL,
     PRIMARY KEY (session_id, user_key)
 );
+
+-- The live-row lag (bench.py live_lag): each event the first time the poller sees its
+-- connection row, with both commit times.
+CREATE TABLE bench.lag (
+    id           bigint PRIMARY KEY,
+    event_type   text NOT NULL,
+    event_commit timestamptz,
+    received_at  timestamptz NOT NULL,
+    live_commit  timestamptz,
+    derived_at   timestamptz NOT NULL,
+    seen_at      timestamptz NOT NULL
+);
