@@ -8,6 +8,7 @@
 #include "proxy/pool.hpp"
 #include "proxy/server.hpp"
 
+#include <pthread.h>
 #include <signal.h>
 
 #include <chrono>
@@ -45,6 +46,13 @@ int run(const Config& config) {
              std::to_string(config.max_body_bytes) + " bytes");
     // Returns after SIGTERM or SIGINT, once every request in flight was answered.
     server.run();
+    // The server's signal handler goes with it: a second SIGTERM (a supervisor
+    // repeating itself) must not kill the process while it closes the pool.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     pool.close_idle();
     log.info("stopped");
     return 0;
