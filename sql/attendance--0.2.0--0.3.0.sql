@@ -15,7 +15,8 @@ ALTER TABLE @extschema@.meeting_attendance_events ADD COLUMN duration_minutes in
 -- A hand-written body accepted in development mode without createdAt (its time is its
 -- join time or its receipt time; the reason says which).
 ALTER TABLE @extschema@.meeting_attendance_events ADD COLUMN development_event boolean NOT NULL DEFAULT false;
--- Both filled once for the events logged before 0.3.0, from their stored bodies.
+-- disconnect_reason and duration_minutes are filled once for the events logged before
+-- 0.3.0, from their stored bodies.
 ALTER TABLE @extschema@.meeting_attendance_events DISABLE TRIGGER meeting_attendance_events_immutable;
 UPDATE @extschema@.meeting_attendance_events
 SET disconnect_reason = nullif(raw_webhook_data #>> '{participant,disconnectReason}', 'UNKNOWN_REASON'),
