@@ -340,15 +340,19 @@ FoldResult fold(SpiSession& spi) {
             {Arg::int8_array(some)});
         return flagged;
     };
-    if (!touched.empty()) {
-        const std::vector<int64_t> ids(touched.begin(), touched.end());
+    // attendance.calculation_batch_size sessions at a time (the upgrade's first fold
+    // derives every session); each batch at once, and when that fails each of its sessions
+    // alone, so that a failing session never keeps the others' live rows behind. A failing
+    // one stays marked and is tried again by the next fold.
+    const std::vector<int64_t> all(touched.begin(), touched.end());
+    const size_t step = size_t(std::max(settings.calculation_batch_size, 1));
+    for (size_t first = 0; first < all.size(); first += step) {
+        const std::vector<int64_t> ids(all.begin() + long(first),
+                                       all.begin() + long(std::min(all.size(), first + step)));
         int flagged = 0;
-        // All at once; when that fails, each session alone, so that a failing session
-        // never keeps the others' live rows behind. A failing one stays marked and is
-        // tried again by the next fold.
         if (in_subtransaction([&] { flagged = fold_some(ids); }).empty()) {
-            out.sessions = int(ids.size());
-            out.flagged = flagged;
+            out.sessions += int(ids.size());
+            out.flagged += flagged;
         } else {
             for (int64_t id : ids) {
                 std::string error = in_subtransaction([&] { flagged = fold_some({id}); });
