@@ -104,16 +104,20 @@ DROP FUNCTION @extschema@._attendance_refresh_live(bigint, text);
 -------------------------------------------------------------------------------
 -- One home for each rule
 -------------------------------------------------------------------------------
--- These rule functions have no SET clause, so that PostgreSQL inlines them into the
--- queries that use them (a function with SET is called per row); their bodies name every
--- object with its schema, and the extension's own callers pin search_path.
+-- _attendance_match, _attendance_unseen_by and _attendance_session_events have no SET
+-- clause, so that PostgreSQL inlines them into the queries that use them (a function with
+-- SET is called per row). They are used only where search_path is already pinned: from
+-- the extension's own functions (which SET it) and from each other. Views and ad hoc SQL
+-- use _attendance_event_session, which pins it: an inlined body would resolve operators
+-- through the caller's search_path (pg_regress `security`).
 --
 -- Matching: the session an event counts for, against the schedule as it is now. The
 -- scheduled session of the event's room (the one whose window, widened by an hour, holds
 -- the event, else the one starting nearest to it, else the highest id), else the session
 -- the room name names through attendance.room_pattern.
 -- (A set-returning function, used as LATERAL _attendance_match(...), is inlined into the
--- query; _attendance_event_session is the same rule as a plain value, for the views.)
+-- query; _attendance_event_session is the same rule as a plain value, for views and ad hoc
+-- SQL, with search_path pinned.)
 CREATE FUNCTION @extschema@._attendance_match(room_name text, at timestamptz, room_session bigint)
 RETURNS SETOF bigint LANGUAGE sql STABLE ROWS 1 AS $$
     SELECT coalesce(
@@ -125,7 +129,7 @@ RETURNS SETOF bigint LANGUAGE sql STABLE ROWS 1 AS $$
         $3);
 $$;
 CREATE FUNCTION @extschema@._attendance_event_session(room_name text, at timestamptz, room_session bigint)
-RETURNS bigint LANGUAGE sql STABLE AS $$
+RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT m FROM @extschema@._attendance_match($1, $2, $3) m;
 $$;
 

@@ -55,6 +55,8 @@ SELECT attendance_reconcile();
 SELECT job, status FROM attendance_run_job('calculate');
 SELECT count(*) > 0 AS has_rows FROM attendance_session_report;
 SELECT count(*) > 0 AS has_rows FROM attendance_recent_events;
+SELECT count(session_id) > 0 AS has_sessions FROM attendance_recent_events;
+SELECT count(*) AS unmatched FROM attendance_unmatched_events;
 SELECT api_key, active FROM attendance_list_webhook_keys();
 RESET client_min_messages;
 -- not one hostile call
