@@ -547,6 +547,9 @@ extern "C" void attendance_run_main(Datum) {
     pqsignal(SIGTERM, die);
     BackgroundWorkerUnblockSignals();
     BackgroundWorkerInitializeConnection(settings.database_name, nullptr, 0);
+    // The run's SQL (and the rule functions inlined into it) resolves names as the SQL
+    // functions of the extension do: never through a search_path set on the database.
+    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
     static char message[512] = "";
     try {
         run_once();
