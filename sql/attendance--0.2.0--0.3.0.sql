@@ -307,42 +307,26 @@ BEGIN
 END;
 $$;
 
--- Policy edits after calculation flag every calculated session of the policy.
+-- Policy edits after calculation flag every calculated session of the policy. One
+-- function for every trigger: each names, as its argument, the column of the transition
+-- table `changed` that holds the policy's name.
 CREATE FUNCTION @extschema@._attendance_policy_changed()
 RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM @extschema@._attendance_flag(
         (SELECT coalesce(array_agg(s.session_id), '{}') FROM @extschema@.attendance_session_schedule s
-         WHERE s.policy_name IN (SELECT c.policy_name FROM changed c)), 'policy change');
-    RETURN NULL;
-END;
-$$;
-CREATE FUNCTION @extschema@._attendance_policy_deleted()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM @extschema@._attendance_flag(
-        (SELECT coalesce(array_agg(s.session_id), '{}') FROM @extschema@.attendance_session_schedule s
-         WHERE s.policy_name IN (SELECT c.policy_name FROM gone c)), 'policy change');
+         WHERE s.policy_name IN (SELECT to_jsonb(c) ->> TG_ARGV[0] FROM changed c)), 'policy change');
     RETURN NULL;
 END;
 $$;
 CREATE TRIGGER attendance_policy_roles_inserted AFTER INSERT ON @extschema@.attendance_policy_roles
-    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_policy_changed();
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_policy_changed('policy_name');
 CREATE TRIGGER attendance_policy_roles_updated AFTER UPDATE ON @extschema@.attendance_policy_roles
-    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_policy_changed();
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_policy_changed('policy_name');
 CREATE TRIGGER attendance_policy_roles_deleted AFTER DELETE ON @extschema@.attendance_policy_roles
-    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_policy_deleted();
-CREATE FUNCTION @extschema@._attendance_policy_numbers_changed()
-RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM @extschema@._attendance_flag(
-        (SELECT coalesce(array_agg(s.session_id), '{}') FROM @extschema@.attendance_session_schedule s
-         WHERE s.policy_name IN (SELECT c.name FROM changed c)), 'policy change');
-    RETURN NULL;
-END;
-$$;
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_policy_changed('policy_name');
 CREATE TRIGGER attendance_policies_updated AFTER UPDATE ON @extschema@.attendance_policies
-    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_policy_numbers_changed();
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._attendance_policy_changed('name');
 
 -- The latest webhooks with the session each one counts for now (matched when deriving).
 CREATE OR REPLACE VIEW @extschema@.attendance_recent_events AS
@@ -387,8 +371,7 @@ REVOKE ALL ON FUNCTION @extschema@._attendance_event_session(text, timestamptz, 
     @extschema@._attendance_match(text, timestamptz, bigint),
     @extschema@._attendance_unseen_by(xid, pg_snapshot), @extschema@._attendance_flag(bigint[], text, bigint[]),
     @extschema@._attendance_session_events(bigint[]), @extschema@.attendance_fold(),
-    @extschema@._attendance_policy_changed(), @extschema@._attendance_policy_deleted(),
-    @extschema@._attendance_policy_numbers_changed()
+    @extschema@._attendance_policy_changed()
   FROM PUBLIC;
 -- attendance_reader reads the log and runs attendance_explain, which derives through these.
 GRANT EXECUTE ON FUNCTION @extschema@._attendance_calculation_delay(),
