@@ -11,7 +11,7 @@
 namespace attendancectl {
 namespace {
 
-constexpr const char* kVersion = "0.3.0";
+constexpr const char* kVersion = "0.4.0";
 
 const std::vector<OptionSpec>& global_options() {
     static const std::vector<OptionSpec> opts = {

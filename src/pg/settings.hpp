@@ -26,7 +26,7 @@ struct Settings {
     int run_history_retention_days = 30;
 };
 
-inline constexpr const char* kLibraryVersion = "0.3.0";
+inline constexpr const char* kLibraryVersion = "0.4.0";
 
 extern Settings settings;
 

@@ -39,7 +39,7 @@ struct ParseResult {
     bool version = false;          // --version
 };
 
-inline constexpr const char* kProxyVersion = "0.3.0";
+inline constexpr const char* kProxyVersion = "0.4.0";
 
 // args excludes argv[0]. Accepts "--flag value" and "--flag=value"; the environment
 // variables are read from the process environment.
