@@ -33,6 +33,13 @@ override CXXFLAGS += -MMD -MP
 EXTRA_CLEAN += $(OBJS:.o=.d)
 override CPPFLAGS := -Isrc -isystem $(includedir_server) -isystem $(includedir_internal) $(CPPFLAGS)
 SHLIB_LINK += -lcrypto -lstdc++
+# The version's one home is default_version in attendance.control.
+ATTENDANCE_VERSION := $(shell sed -n "s/^default_version = '\([0-9.]*\)'$$/\1/p" attendance.control)
+ifeq ($(ATTENDANCE_VERSION),)
+$(error attendance.control names no default_version)
+endif
+override CPPFLAGS += -DATTENDANCE_VERSION='"$(ATTENDANCE_VERSION)"'
+$(PG_SRCS:.cpp=.o): attendance.control
 
 # The pure core is compiled without PostgreSQL's include directories: it cannot
 # include postgres.h even by accident.

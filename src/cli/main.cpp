@@ -1,6 +1,7 @@
 // attendancectl: the operator's command line for the attendance extension.
 // See docs/attendancectl.md; every command answers --help.
 #include "cli/cli.hpp"
+#include "core/version.hpp"
 
 #include <unistd.h>
 
@@ -11,7 +12,7 @@
 namespace attendancectl {
 namespace {
 
-constexpr const char* kVersion = "0.4.0";
+constexpr const char* kVersion = attendance::kVersion;
 
 const std::vector<OptionSpec>& global_options() {
     static const std::vector<OptionSpec> opts = {

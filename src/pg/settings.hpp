@@ -2,6 +2,7 @@
 #pragma once
 
 #include "pg/pg.hpp"
+#include "core/version.hpp"
 
 namespace attendance::pg {
 
@@ -26,7 +27,7 @@ struct Settings {
     int run_history_retention_days = 30;
 };
 
-inline constexpr const char* kLibraryVersion = "0.4.0";
+inline constexpr const char* kLibraryVersion = attendance::kVersion;
 
 extern Settings settings;
 

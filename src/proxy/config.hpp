@@ -3,6 +3,8 @@
 // environment: testable.
 #pragma once
 
+#include "core/version.hpp"
+
 #include <cstddef>
 #include <functional>
 #include <optional>
@@ -39,7 +41,7 @@ struct ParseResult {
     bool version = false;          // --version
 };
 
-inline constexpr const char* kProxyVersion = "0.4.0";
+inline constexpr const char* kProxyVersion = attendance::kVersion;
 
 // args excludes argv[0]. Accepts "--flag value" and "--flag=value"; the environment
 // variables are read from the process environment.
