@@ -244,6 +244,8 @@ class Session : public std::enable_shared_from_this<Session> {
         res_->body() = std::move(reply.body);
         res_->keep_alive(!reply.close);
         res_->prepare_payload();
+        // HEAD: GET's header fields, Content-Length included, and no body (RFC 9110 9.3.2).
+        if (req_.method == "HEAD") res_->body().clear();
         state_ = State::Writing;
         stream_.expires_after(std::chrono::seconds(s_.config.write_timeout_s));
         http::async_write(

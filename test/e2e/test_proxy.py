@@ -330,6 +330,21 @@ def test_health_and_metrics(proxy):
     recorded = [line for line in text.splitlines()
                 if line.startswith('attendance_proxy_requests_total{handler="webhook",status="200",result="recorded"}')]
     check(recorded and int(recorded[0].split()[-1]) >= 1, f"recorded counter: {recorded}")
+    # HEAD answers GET's header fields with no body (RFC 9110 9.3.2): on one keep-alive
+    # connection, the next answer starts right after the HEAD answer's header section.
+    for path in ("/healthz", "/metrics"):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as s:
+            s.sendall(f"HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n"
+                      f"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        check(sep and head.startswith(b"HTTP/1.1 200"), f"HEAD {path}: {data[:200]!r}")
+        length = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+        check(length and int(length[0].split(b":")[1]) > 0,
+              f"HEAD {path} names the length GET would send: {head!r}")
+        check(rest.startswith(b"HTTP/1.1 200"), f"HEAD {path} sent a body: {rest[:120]!r}")
 
 
 def test_database_restart(proxy):
