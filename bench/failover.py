@@ -86,7 +86,7 @@ def main():
     print("|---|---:|")
     print(f"| seconds from the primary's death to the first 2xx on the new primary | {med('first_2xx_s'):.2f} |")
     print(f"| seconds until the monitor reports the standby promoted | {med('promoted_s'):.2f} |")
-    print(f"| webhooks answered 503 during the failover (4 clients, 20 ms pause) | {med('non_2xx'):.0f} |")
+    print(f"| webhooks answered 503 during the failover (4 clients, 20 ms pause, 100 ms after a 503) | {med('non_2xx'):.0f} |")
     print(f"| requests to resend them until each was 2xx | {med('resends'):.0f} |")
     print(f"| acknowledged webhooks lost (every round) | {sum(r['lost'] for r in rows)} |")
     print(f"| every webhook recorded exactly once (every round) | {all(r['exactly_once'] for r in rows)} |")

@@ -184,6 +184,11 @@ class Formation:
             os.mkdir(self.env[key], 0o700)
             if os.geteuid() == 0:
                 os.chown(self.env[key], pwd.getpwnam(OS_USER).pw_uid, -1)
+        # pg_autoctl connects to its local server through PostgreSQL's default socket
+        # directory, which only the Debian service's start creates
+        if os.geteuid() == 0 and not os.path.isdir("/var/run/postgresql"):
+            os.makedirs("/var/run/postgresql", 0o2775)
+            os.chown("/var/run/postgresql", pwd.getpwnam(OS_USER).pw_uid, pwd.getpwnam(OS_USER).pw_gid)
         self.node_settings = node_settings
         self.monitor = Node("monitor", free_port(), os.path.join(self.base, "monitor"))
         self.nodes = {}
@@ -450,8 +455,10 @@ class Load:
     pause between requests). A webhook answered anything but 2xx (or not answered) is
     kept for resending, as LiveKit does; resend() sends them again until each is 2xx."""
 
-    def __init__(self, proxy, hooks, threads=4, pause=0.005):
+    def __init__(self, proxy, hooks, threads=4, pause=0.005, pause_after_failure=0.1):
         self.proxy, self.hooks, self.pause = proxy, hooks, pause
+        # slower while answers fail, so that a long outage does not use up the webhooks
+        self.pause_after_failure = pause_after_failure
         self.answers = []          # (event_id, sent, answered, status)
         self.failed = []           # hooks answered non-2xx or not at all
         self.acked = set()
@@ -481,13 +488,14 @@ class Load:
             except OSError:
                 status = None
             answered = time.time()
+            ok = status is not None and 200 <= status < 300
             with self.lock:
                 self.answers.append((h[0], sent, answered, status))
-                if status is not None and 200 <= status < 300:
+                if ok:
                     self.acked.add(h[0])
                 else:
                     self.failed.append(h)
-            time.sleep(self.pause)
+            time.sleep(self.pause if ok else self.pause_after_failure)
 
     def acked_after(self, t):
         with self.lock:

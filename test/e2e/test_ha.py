@@ -139,9 +139,10 @@ try:
         p = state["primary"].port
         ha.sql(p, f"SELECT attendance_schedule_session({LOADED}, 'session-{LOADED}', "
                   "now() - interval '10 minutes', now() + interval '2 hours')")
-        # the session that becomes due while the primary is dead: it ends shortly
+        # the session that becomes due while the primary is dead; moved to end just before
+        # the kill (below), so that the load's start may take as long as it takes
         ha.sql(p, f"SELECT attendance_schedule_session({DUE}, 'session-{DUE}', now() - interval '30 minutes', "
-                  "now() + interval '14 seconds'); "
+                  "now() + interval '1 hour'); "
                   f"SELECT attendance_expect({DUE}, 1); SELECT attendance_expect({DUE}, 2)")
         joined = int(float(ha.sql(p, "SELECT extract(epoch FROM now() - interval '25 minutes') * 1000")))
         body = ('{"event":"participant_joined","room":{"name":"session-%d"},"participant":{"sid":"PA_due_1",'
@@ -156,19 +157,22 @@ try:
         need("load")
         old, new = state["primary"], state["standby"]
         new_start = ha.sql(new.port, "SELECT pg_postmaster_start_time()")
-        due_at = float(ha.sql(old.port, f"SELECT extract(epoch FROM due_at) FROM attendance_sessions_due "
-                                        f"WHERE session_id = {DUE}"))
+        due = {}
 
-        def before_kill():  # 1.5 s before the session is due: it becomes due with no primary
-            while time.time() < due_at - 1.5:
-                time.sleep(0.05)
+        def before_kill():
+            # the session ends now, so it is due 1.5 s from now (calculation_delay 2 s),
+            # while there is no primary
+            due["at"] = float(ha.sql(old.port, f"SELECT attendance_schedule_session({DUE}, 'session-{DUE}', "
+                                               "now() - interval '30 minutes', now() - interval '0.5 seconds'); "
+                                               "SELECT extract(epoch FROM due_at) FROM attendance_sessions_due "
+                                               f"WHERE session_id = {DUE}").splitlines()[-1])
             calc = ha.sql(old.port, f"SELECT calculated_at IS NULL FROM attendance_session_schedule "
                                     f"WHERE session_id = {DUE}")
             assert calc == "t", "the due session was calculated before the kill: the test proves nothing"
 
         r = ha.failover_round(f, proxy, state["load"], before_kill=before_kill)
         assert r["old"] is old and r["new"] is new, "the monitor's primary was not node1"
-        assert r["t_kill"] < due_at, "the kill came after the due moment"
+        assert r["t_kill"] < due["at"], "the kill came after the due moment"
         assert r["acked_before"] >= 200 and r["non_2xx"], "the kill did not hit the load: the test proves nothing"
         assert r["statuses"] == [503], f"answers other than 2xx must be 503 (LiveKit retries): {r['statuses']}"
         assert not r["lost"], f"{len(r['lost'])} acknowledged webhooks are not on the new primary, " \
