@@ -177,6 +177,7 @@ class Formation:
             "XDG_RUNTIME_DIR": os.path.join(self.base, "run"),
             "PATH": f"{PG_BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
+            "HOME": self.base,
             "PG_CONFIG": f"{PG_BIN}/pg_config",
         }
         # pg_autoctl falls back to /tmp for a runtime directory that does not exist
@@ -197,10 +198,12 @@ class Formation:
 
     # ---- pg_autoctl ---------------------------------------------------------------
     def as_user(self, args):
+        # A clean environment: the caller's PGHOST, PGPORT, ... (scripts/test.sh sets them
+        # for its own cluster) would redirect pg_autoctl's connections to its own servers.
         env = [f"{k}={v}" for k, v in self.env.items()]
         if os.geteuid() == 0:
-            return ["runuser", "-u", OS_USER, "--", "env", *env, *args]
-        return ["env", *env, *args]
+            return ["runuser", "-u", OS_USER, "--", "env", "-i", *env, *args]
+        return ["env", "-i", *env, *args]
 
     def autoctl(self, *args, timeout=180):
         proc = subprocess.run(self.as_user(["pg_autoctl", *args]), capture_output=True, text=True,

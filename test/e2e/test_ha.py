@@ -59,7 +59,7 @@ class StandbySampler(threading.Thread):
     def __init__(self, nodes):
         super().__init__(daemon=True)
         self.nodes, self.stopping = nodes, threading.Event()
-        self.in_recovery_samples, self.violations = 0, []
+        self.in_recovery_samples, self.violations = {}, []
 
     def run(self):
         while not self.stopping.is_set():
@@ -74,7 +74,7 @@ class StandbySampler(threading.Thread):
                     continue
                 running, recovering = out.split("|")
                 if recovering == "true":
-                    self.in_recovery_samples += 1
+                    self.in_recovery_samples[node.name] = self.in_recovery_samples.get(node.name, 0) + 1
                     if procs or running != "false":
                         self.violations.append((node.name, time.time(), procs, running))
             self.stopping.wait(0.25)
@@ -135,6 +135,8 @@ try:
     @case("the proxy with a multi-host conninfo reaches the primary")
     def _():
         need("primary")
+        # the standby is sampled a few times before anything else happens
+        ha.wait_until(lambda: sampler.in_recovery_samples.get("node2", 0) >= 3, 60, "samples of the standby")
         ha.wait_until(lambda: proxy.get("/healthz")[0] == 200, 30, "proxy /healthz")
         p = state["primary"].port
         ha.sql(p, f"SELECT attendance_schedule_session({LOADED}, 'session-{LOADED}', "
@@ -257,8 +259,11 @@ try:
     @case("the scheduler never ran on a standby (sampled throughout)")
     def _():
         need("old")
-        assert sampler is not None and sampler.in_recovery_samples >= 20, "too few samples of a standby"
+        # both nodes were sampled while standbys: node2 before the failover, node1 after
+        ha.wait_until(lambda: sampler.in_recovery_samples.get("node1", 0) >= 3, 60, "samples of node1 as standby")
+        assert sampler.in_recovery_samples.get("node2", 0) >= 3, sampler.in_recovery_samples
         assert not sampler.violations, f"a scheduler ran on a standby: {sampler.violations[:3]}"
+        print(f"    samples of a node in recovery: {sampler.in_recovery_samples}, none with a scheduler", flush=True)
 finally:
     if sampler is not None:
         sampler.stopping.set()
