@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev libssl-dev libboost-dev libcpp-httplib-dev libcli11-dev libgtest-dev
   python3 curl jq
   debhelper postgresql-server-dev-all
+  postgresql-15-auto-failover pg-auto-failover-cli
 )
 missing=()
 for p in "${packages[@]}"; do

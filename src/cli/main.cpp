@@ -197,7 +197,15 @@ int main(int argc, char** argv) {
         if (!e.sqlstate.empty()) text += " (SQLSTATE " + e.sqlstate + ")";
         complain(err, "error:", text);
         if (!e.detail.empty()) std::fprintf(stderr, "DETAIL:  %s\n", e.detail.c_str());
-        if (!e.hint.empty()) std::fprintf(stderr, "HINT:  %s\n", e.hint.c_str());
+        if (!e.hint.empty()) {
+            std::fprintf(stderr, "HINT:  %s\n", e.hint.c_str());
+        } else if (e.sqlstate == "25006") {
+            // A standby (or a primary during a failover) accepts reads only.
+            std::fprintf(stderr,
+                         "HINT:  this command writes, and the server is read-only (a standby): "
+                         "connect to the primary, e.g. with a multi-host connection string and "
+                         "target_session_attrs=read-write (docs/scaling.md).\n");
+        }
         // No SQLSTATE: libpq failed by itself, i.e. the connection was lost.
         return e.sqlstate.empty() ? kConnect : kSqlError;
     } catch (const InputError& e) {

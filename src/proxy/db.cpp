@@ -38,7 +38,7 @@ DbResult failure(const Result& res, Connection& c) {
         out.message = one_line(text);
         if (out.message.empty()) out.message = "database call failed";
     }
-    out.broken = PQstatus(c.pg) != CONNECTION_OK || is_connection_error(out.sqlstate) ||
+    out.broken = PQstatus(c.pg) != CONNECTION_OK || must_reconnect(out.sqlstate) ||
                  PQtransactionStatus(c.pg) != PQTRANS_IDLE;
     return out;
 }

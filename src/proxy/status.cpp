@@ -17,6 +17,10 @@ bool is_connection_error(std::string_view sqlstate) {
            sqlstate == "57P02" || sqlstate == "57P03";
 }
 
+bool must_reconnect(std::string_view sqlstate) {
+    return is_connection_error(sqlstate) || sqlstate == "25006";
+}
+
 int http_status_for_sqlstate(std::string_view s) {
     if (s == "28000") return 401;        // rejected signature or token: final
     if (s == "54000") return 413;        // body over the extension's size or depth limit

@@ -17,6 +17,12 @@ int http_status_for_sqlstate(std::string_view sqlstate);
 // cannot connect now), or no sqlstate at all.
 bool is_connection_error(std::string_view sqlstate);
 
+// True when the connection must not be reused after this error: a connection error,
+// or 25006 (read-only), which means the server it reaches is not (or no longer) the
+// primary. A new connection made with target_session_attrs=read-write then finds the
+// primary of a multi-host conninfo, e.g. after a failover (docs/scaling.md).
+bool must_reconnect(std::string_view sqlstate);
+
 // Short reason phrase used in error bodies for statuses without a database error.
 const char* reason_phrase(int status);
 

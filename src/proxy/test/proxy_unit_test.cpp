@@ -55,6 +55,17 @@ TEST(ProxyStatus, ConnectionErrorsAreTheOnesThatReplaceTheConnection) {
     }
 }
 
+TEST(ProxyStatus, ReadOnlyAndConnectionErrorsReplaceTheConnection) {
+    // 25006: the server is a standby now; a new connection with
+    // target_session_attrs=read-write finds the primary.
+    for (const char* s : {"", "08000", "08006", "57P01", "57P03", "25006"}) {
+        EXPECT_TRUE(ap::must_reconnect(s)) << s;
+    }
+    for (const char* s : {"28000", "22P02", "53300", "40001", "57014", "55P03", "XX000"}) {
+        EXPECT_FALSE(ap::must_reconnect(s)) << s;
+    }
+}
+
 TEST(ProxyStatus, ErrorBodyIsJsonWithSqlstateOrNull) {
     auto with = nlohmann::json::parse(ap::error_body("webhook rejected: bad \"sig\"\n", "28000"));
     EXPECT_EQ(with["error"], "webhook rejected: bad \"sig\"\n");
