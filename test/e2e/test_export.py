@@ -171,6 +171,23 @@ def _():
     assert p.returncode == 5 and b"cannot write" in p.stderr, (p.returncode, p.stderr)
 
 
+@case("the COPY recipe of docs/attendancectl.md gives the same file (LF instead of CRLF)")
+def _():
+    path = os.path.join(TMP, "copy.csv")
+    recipe = ("\\copy (SELECT 'arabic-101' AS course, date '2025-11-01' AS from_date, date '2025-11-30' AS to_date, "
+              "r.* FROM attendance_course_report('arabic-101', '2025-11-01', '2025-11-30') r) "
+              f"TO '{path}' WITH (FORMAT csv, HEADER, ENCODING 'UTF8')")
+    proc = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB], input=recipe + "\n",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    with open(path, "rb") as f:
+        copied = f.read()
+    exported = ctl("export", "--course", "arabic-101", "--from", "2025-11-01", "--to", "2025-11-30",
+                   check_rc=0).stdout
+    assert b"\r" not in copied and ARABIC.encode() in copied, copied
+    assert exported.replace(b"\r\n", b"\n") == copied, (exported, copied)
+
+
 def notifications(script):
     """Runs a psql script that LISTENs and returns the payloads it received, parsed."""
     proc = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB],
