@@ -192,6 +192,8 @@ RETURNS integer LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
         WHERE e.below AND NOT EXISTS (
             SELECT 1 FROM @extschema@.attendance_alerts a
             WHERE a.course = e.course AND a.user_key = e.user_key AND a.cleared_at IS NULL)
+        -- a concurrent calculation of the same course that raised it first: nothing to do
+        ON CONFLICT (course, user_key) WHERE cleared_at IS NULL DO NOTHING
         RETURNING id, 'raised' AS state, course, user_id, user_key, rate, threshold, sessions_counted,
                   raised_session_id AS session_id, raised_cause AS cause)
     -- one notification per change, its payload built here (docs/sql.md)
