@@ -169,6 +169,8 @@ def _():
         assert not os.path.exists(path) and not os.path.exists(path + ".tmp"), args
     p = ctl("export", "--session", "2", "-o", os.path.join(TMP, "no-such-dir", "x.csv"))
     assert p.returncode == 5 and b"cannot write" in p.stderr, (p.returncode, p.stderr)
+    assert ctl("export", "--help", check_rc=0).stdout.startswith(b"Usage: attendancectl export")
+    assert re.search(rb"^  export\s", ctl("--help", check_rc=0).stdout, re.M)
 
 
 @case("the COPY recipe of docs/attendancectl.md gives the same file (LF instead of CRLF)")
