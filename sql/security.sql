@@ -53,6 +53,14 @@ SELECT attendance_explain(456, 12)->>'percentage' AS pct;
 SELECT attendance_status FROM attendance_override(456, 19, 'excused', 'note');
 SELECT attendance_reconcile();
 SELECT job, status FROM attendance_run_job('calculate');
+-- courses: scheduling with a course, the calculation's alert evaluation, the course report
+-- and the alerts view: with a minimum of one session the absent students are alerted
+-- (raised and notified by the extension's own functions only)
+UPDATE attendance_policies SET alert_min_sessions = 1 WHERE name OPERATOR(pg_catalog.=) 'default';
+SELECT (attendance_schedule_session(456, 'session-456', '2025-11-14 14:30:00Z', '2025-11-14 15:15:00Z', 'default', 'course-1')).course;
+SELECT count(*) AS rows FROM attendance_calculate(456);
+SELECT count(*) AS report_rows FROM attendance_course_report('course-1', '2025-11-01', '2025-11-30');
+SELECT count(*) AS open_alerts FROM attendance_low_attendance;
 SELECT count(*) > 0 AS has_rows FROM attendance_session_report;
 SELECT count(*) > 0 AS has_rows FROM attendance_recent_events;
 SELECT count(session_id) > 0 AS has_sessions FROM attendance_recent_events;

@@ -76,6 +76,13 @@ UNION ALL
  SELECT session_id, user_key, user_id, role, presence_ms, attendance_percentage, attendance_status, status_rule,
         total_duration_minutes FROM meeting_attendances);
 SELECT count(*) AS audit_rows FROM attendance_status_changes;
+-- 0.4.0: the existing session stays ungrouped, the default policy has the alert defaults,
+-- and attendance_schedule_session's new signature is owner-only like the old one
+SELECT session_id, course FROM attendance_session_schedule;
+SELECT alert_below, alert_sessions, alert_min_sessions FROM attendance_policies WHERE name = 'default';
+SELECT p.oid::regprocedure AS schedule_function, has_function_privilege('public', p.oid, 'execute') AS public_can_run
+FROM pg_proc p WHERE p.proname = 'attendance_schedule_session';
+SELECT count(*) AS alerts FROM attendance_alerts;
 -- 0.2.0's live-row function is gone; its symbol only refuses
 SELECT count(*) AS refresh_functions FROM pg_proc WHERE proname = '_attendance_refresh_live';
 -- the new internal functions are closed to PUBLIC

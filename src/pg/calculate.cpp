@@ -295,6 +295,10 @@ BatchResult calculate_batch(SpiSession& spi, const std::vector<int64_t>& ids,
         "WHERE s.session_id = x.session_id",
         {Arg::int8_array(done), Arg::bool_array(final_flags), Arg::text(snapshot),
          Arg::int8_array(room_finished, room_finished_null)});
+    // Low-attendance alerts of the courses these sessions belong to, once for the batch and
+    // in its transaction: every path that stores results comes through here.
+    spi.query("SELECT @s._attendance_evaluate_alerts($1::bigint[], $2::text[])",
+              {Arg::int8_array(done), Arg::text_array(session_causes)});
     spi.query("SELECT pg_notify('attendance_calculated', x::text) FROM unnest($1::bigint[]) x",
               {Arg::int8_array(done)});
     out.sessions = int(done.size());

@@ -4,6 +4,7 @@ postgres, attendance.calculation_delay = 2s): sessions become final by themselve
 failures are isolated, kill -9 is survived, reconciliation runs."""
 import json
 import os
+import re
 import signal
 import sys
 
@@ -160,6 +161,44 @@ def _():
     assert ok, psql("SELECT * FROM meeting_attendances WHERE session_id = 2006")
     audit = psql("SELECT old_status || '>' || new_status || ':' || cause FROM attendance_status_changes WHERE session_id = 2006")
     assert audit == "absent>present:late webhook", audit
+
+
+@case("the scheduler raises a low-attendance alert in its calculation's transaction; a late webhook clears it")
+def _():
+    import subprocess
+    listener = subprocess.Popen(["psql", "-X", "-q", "-A", "-t"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        listener.stdin.write("LISTEN attendance_low_attendance; SELECT 'listening';\n")
+        listener.stdin.flush()
+        assert listener.stdout.readline().strip() == "listening"
+        now_ms = int(float(psql("SELECT extract(epoch FROM now()) * 1000")))
+        psql("INSERT INTO attendance_policies (name, alert_below, alert_sessions, alert_min_sessions) "
+             "VALUES ('worker-alerts', 75, 10, 1);"
+             "SELECT attendance_schedule_session(2008, 'session-2008', now() - interval '30 minutes', "
+             "now() - interval '10 seconds', 'worker-alerts', 'worker-course');"
+             "SELECT attendance_expect(2008, 12)")
+        raised = wait_for(lambda: psql("SELECT raised_cause || ':' || raised_session_id || ':' || rate "
+                                       "FROM attendance_alerts WHERE course = 'worker-course'"), 20)
+        assert raised == "scheduled:2008:0.00", raised
+        # written by the transaction that stored the result (now() is that transaction's start)
+        same = psql("SELECT a.raised_at = m.attendance_calculated_at FROM attendance_alerts a "
+                    "JOIN meeting_attendances m ON m.session_id = 2008 AND m.user_key = a.user_key "
+                    "WHERE a.course = 'worker-course'")
+        assert same == "t", same
+        assert join(2008, 12, "PA_w2008", now_ms - 1_500_000) == "recorded"
+        cleared = wait_for(lambda: psql("SELECT cleared_cause FROM attendance_alerts "
+                                        "WHERE course = 'worker-course' AND cleared_at IS NOT NULL"), 20)
+        assert cleared == "late webhook", psql("SELECT * FROM attendance_alerts")
+        out, _ = listener.communicate("SELECT 'done';\n", timeout=30)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    got = [json.loads(m) for m in re.findall(
+        r'notification "attendance_low_attendance" with payload "(.*)" received', out)]
+    assert [(n["state"], n["course"], n["session_id"], n["cause"]) for n in got] == \
+        [("raised", "worker-course", 2008, "scheduled"), ("cleared", "worker-course", 2008, "late webhook")], out
 
 
 @case("NOTIFY attendance_calculated carries the session id")
