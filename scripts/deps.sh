@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, from Debian's packages (Debian 12, as root).
 # Does nothing when everything is already there.
+# Arguments: further packages a single test needs (test_timeline.py: chromium), installed
+# the same way; the default run does not install them.
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
@@ -8,6 +10,7 @@ packages=(
   nlohmann-json3-dev libssl-dev libboost-dev libcpp-httplib-dev libcli11-dev libgtest-dev
   python3 curl jq
   debhelper postgresql-server-dev-all
+  "$@"
 )
 missing=()
 for p in "${packages[@]}"; do
