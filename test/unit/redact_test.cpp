@@ -1,8 +1,6 @@
 // Secrets in webhook bodies: which fields bear them and how they are redacted.
 #include "core/redact.hpp"
 
-#include "test_support.hpp"
-
 #include <string>
 #include <vector>
 
