@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, from Debian's packages (Debian 12, as root).
 # Does nothing when everything is already there.
+# Arguments: further packages a single test needs (test_timeline.py: chromium), installed
+# the same way; the default run does not install them.
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
@@ -9,6 +11,7 @@ packages=(
   python3 curl jq
   debhelper postgresql-server-dev-all
   postgresql-15-auto-failover pg-auto-failover-cli
+  "$@"
 )
 missing=()
 for p in "${packages[@]}"; do

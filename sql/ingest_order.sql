@@ -85,13 +85,21 @@ WHERE event_id = 'EV_manual_curl_1';
 SELECT count(*) AS ordinary_events_marked FROM meeting_attendance_events WHERE development_event AND event_id <> 'EV_manual_curl_1';
 RESET attendance.development_mode;
 
--- 7. the stored body is exactly what jsonb makes of the bytes (the log builds it from the
--- parser's document, or from the text when a number has a fraction or an exponent)
+-- 7. the stored body is exactly what jsonb makes of the bytes, except that the value of
+-- each secret-bearing field (here room.turnPassword) is "[redacted]" (docs/security.md);
+-- the log builds it from the parser's document, or from the text when a number has a
+-- fraction or an exponent
 CREATE TEMP TABLE shapes (name text, body text);
 INSERT INTO shapes VALUES
   ('every type', '{"event":"participant_joined","id":"EV_shape1","createdAt":"1763131000","room":{"name":"session-456","tags":[],"meta":{}},"participant":{"sid":"PA_shape1","identity":"user-61","name":"Ünïcödé ✓ أحمد","joinedAtMs":1763131000000,"big":18446744073709551615,"neg":-9223372036854775808,"ok":true,"no":false,"none":null,"list":[1,[2,[3,{"x":"y"}]],"\"quoted\"\n"]}}'),
   ('duplicate keys, last wins', '{"event":"participant_joined","id":"EV_shape2","createdAt":"1763131000","room":{"name":"session-456"},"participant":{"sid":"PA_shape2","identity":"user-62","name":"first","name":"second"}}'),
-  ('fractions and exponents', '{"event":"participant_joined","id":"EV_shape3","createdAt":"1763131000","room":{"name":"session-456"},"participant":{"sid":"PA_shape3","identity":"user-63","score":1.50,"e":1e2,"tiny":-0.000001}}');
+  ('fractions and exponents', '{"event":"participant_joined","id":"EV_shape3","createdAt":"1763131000","room":{"name":"session-456"},"participant":{"sid":"PA_shape3","identity":"user-63","score":1.50,"e":1e2,"tiny":-0.000001}}'),
+  ('a secret', '{"event":"participant_joined","id":"EV_shape4","createdAt":"1763131000","room":{"name":"session-456","turnPassword":"pw-1"},"participant":{"sid":"PA_shape4","identity":"user-64"}}'),
+  ('a secret and a fraction', '{"event":"participant_joined","id":"EV_shape5","createdAt":"1763131000","room":{"name":"session-456","turnPassword":"pw-2"},"participant":{"sid":"PA_shape5","identity":"user-65","score":2.50}}');
 SELECT name, pg_temp.try_ingest(body, attendance_sign_webhook(body, 'APIfixture')) AS outcome FROM shapes ORDER BY name;
-SELECT s.name, e.raw_webhook_data = s.body::jsonb AS same_value, e.raw_webhook_data::text = s.body::jsonb::text AS same_text
-FROM shapes s JOIN meeting_attendance_events e ON e.event_id = s.body::jsonb->>'id' ORDER BY s.name;
+SELECT s.name, e.raw_webhook_data = r.expected AS same_value, e.raw_webhook_data::text = r.expected::text AS same_text,
+       s.body::jsonb #> '{room,turnPassword}' IS NOT NULL AS had_secret
+FROM shapes s JOIN meeting_attendance_events e ON e.event_id = s.body::jsonb->>'id',
+     LATERAL (SELECT CASE WHEN s.body::jsonb #> '{room,turnPassword}' IS NULL THEN s.body::jsonb
+                          ELSE jsonb_set(s.body::jsonb, '{room,turnPassword}', '"[redacted]"') END AS expected) r
+ORDER BY s.name;

@@ -66,6 +66,7 @@ SELECT count(*) > 0 AS has_rows FROM attendance_recent_events;
 SELECT count(session_id) > 0 AS has_sessions FROM attendance_recent_events;
 SELECT count(*) AS unmatched FROM attendance_unmatched_events;
 SELECT api_key, active FROM attendance_list_webhook_keys();
+SELECT log_rows > 0 AS forgotten FROM attendance_forget_person(40);
 RESET client_min_messages;
 -- not one hostile call
 SELECT count(*) AS hostile_calls FROM public.hostile_calls;

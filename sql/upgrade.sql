@@ -60,6 +60,14 @@ SELECT extversion FROM pg_extension WHERE extname = 'attendance';
 SELECT count(*) = :events_before AS events_kept FROM meeting_attendance_events;
 SELECT user_key, status, reason FROM attendance_overrides;
 SELECT user_key, old_status, new_status, cause FROM attendance_status_changes ORDER BY id;
+-- the secrets the old rows' bodies held (room.turnPassword) are redacted; nothing else changed
+SELECT count(*) AS rows, count(*) FILTER (WHERE e.raw_webhook_data #>> '{room,turnPassword}' = '[redacted]') AS redacted,
+       count(*) FILTER (WHERE e.raw_webhook_data::text LIKE '%qSzKooWjtOLLXdWuBVT4vNrYlioPMhEYNnn7Ql64Zic%') AS secrets_left,
+       count(*) FILTER (WHERE e.raw_webhook_data = jsonb_set(f.b, '{room,turnPassword}', '"[redacted]"')) AS stored_as_the_rule_says,
+       (SELECT count(*) FROM attendance_privacy_salt) AS salts
+FROM meeting_attendance_events e
+JOIN (SELECT DISTINCT (line::jsonb->>'body')::jsonb AS b FROM regexp_split_to_table(:'fx', E'\n') AS t(line)
+      WHERE line <> '') f ON f.b->>'id' = e.event_id;
 -- what the derivation reads of old rows was filled from their bodies; the seed's column
 SELECT event_id, disconnect_reason, duration_minutes FROM meeting_attendance_events
 WHERE event_type IN ('participant_left', 'participant_connection_aborted') ORDER BY event_timestamp, event_id;

@@ -74,6 +74,7 @@ Command sign_command();
 Command status_command();
 Command replay_command();
 Command export_command();
+Command timeline_command();
 
 // The scheduler, job and due-session summary shown by `status` and `debug`;
 // `runs`: also the latest job runs.

@@ -8,6 +8,7 @@
 
 #include "core/calc.hpp"
 #include "core/person.hpp"
+#include "core/redact.hpp"
 #include "core/token.hpp"
 #include "core/webhook.hpp"
 
@@ -18,6 +19,7 @@
 extern "C" {
 PG_FUNCTION_INFO_V1(attendance_ingest_webhook);
 PG_FUNCTION_INFO_V1(attendance_sign_webhook);
+PG_FUNCTION_INFO_V1(attendance_redact_secrets);
 }
 
 namespace attendance::pg {
@@ -149,18 +151,43 @@ JsonbValue* push_jsonb(JsonbParseState** state, const nlohmann::json& j,
     return pushJsonbValue(state, scalar, &v);
 }
 
-Datum stored_body(const std::string& body, const nlohmann::json& document) {
+// Inside pg_call: sets the value at each path of `value` to the redaction marker (jsonb_set,
+// so that a value made from the text keeps everything else exactly as jsonb read it).
+// Holds only palloc'd memory across PostgreSQL calls.
+Datum redact_paths(Datum value, const std::vector<std::vector<std::string>>& paths) {
+    if (paths.empty()) return value;
+    Datum replacement = DirectFunctionCall1(jsonb_in, CStringGetDatum(core::kRedactedJson));
+    for (const auto& path : paths) {
+        Datum* elems = static_cast<Datum*>(palloc(sizeof(Datum) * path.size()));
+        for (size_t i = 0; i < path.size(); ++i)
+            elems[i] =
+                PointerGetDatum(cstring_to_text_with_len(path[i].data(), int(path[i].size())));
+        ArrayType* array =
+            construct_array(elems, int(path.size()), TEXTOID, -1, false, TYPALIGN_INT);
+        value = DirectFunctionCall4(jsonb_set, value, PointerGetDatum(array), replacement,
+                                    BoolGetDatum(false));
+    }
+    return value;
+}
+
+// The stored body: the received one with every secret LiveKit put in it replaced by the
+// redaction marker (core/redact.hpp; docs/security.md). The signature was verified over
+// the received bytes before; the derivation reads the log's columns, never the body.
+Datum stored_body(const std::string& body, nlohmann::json& document) {
     const bool from_document = document.is_object() && !has_fraction(document);
+    const auto secrets = document.is_object() ? core::redact_secrets(document)
+                                              : std::vector<std::vector<std::string>>();
     return pg_call([&] {
         if (!from_document || GetDatabaseEncoding() != PG_UTF8)
-            return DirectFunctionCall1(jsonb_in, CStringGetDatum(body.c_str()));
+            return redact_paths(DirectFunctionCall1(jsonb_in, CStringGetDatum(body.c_str())),
+                                secrets);
         JsonbParseState* state = nullptr;
         return JsonbPGetDatum(JsonbValueToJsonb(push_jsonb(&state, document, WJB_VALUE)));
     });
 }
 
 Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string& body,
-               const nlohmann::json& document, const std::string& api_key) {
+               nlohmann::json& document, const std::string& api_key) {
     Outcome out;
     const int64_t event_ms = ev.created_at_s * 1000;
     const std::string room_name = ev.room ? ev.room->name : "";
@@ -371,5 +398,22 @@ extern "C" Datum attendance_refresh_live(PG_FUNCTION_ARGS) {
         throw core::Error("0A000",
                           "_attendance_refresh_live was removed in 0.3.0: live rows are derived "
                           "from the log (ALTER EXTENSION attendance UPDATE)");
+    });
+}
+
+// _attendance_redact_secrets(jsonb): the same redaction for a body already stored (the
+// upgrade to 0.4.0 runs it over the rows logged before). Only the secrets' values change.
+extern "C" Datum attendance_redact_secrets(PG_FUNCTION_ARGS) {
+    return entry([&]() -> Datum {
+        Datum value = PG_GETARG_DATUM(0);
+        char* cstring = pg_call([&] {
+            Jsonb* jb = DatumGetJsonbP(value);
+            return JsonbToCString(nullptr, &jb->root, int(VARSIZE(jb)));
+        });
+        const std::string text(cstring);
+        pg_call([&] { pfree(cstring); });
+        nlohmann::json document = nlohmann::json::parse(text);
+        const auto secrets = core::redact_secrets(document);
+        return pg_call([&] { return redact_paths(value, secrets); });
     });
 }

@@ -29,7 +29,7 @@ NEGATIVES = os.path.join(FIXTURES, "negatives.jsonl")
 DB = "e2e_cli"
 ANSI = "\x1b["
 COMMANDS = ["debug", "calculate", "reconcile", "explain", "events", "sessions", "status", "keys",
-            "sign", "replay"]
+            "sign", "replay", "timeline"]
 SUMMARY_456 = "15 requests: 11 recorded, 1 duplicate, 3 ignored, 0 rejected"
 TMP = tempfile.mkdtemp(prefix="attendancectl-e2e-")
 
