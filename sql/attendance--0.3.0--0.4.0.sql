@@ -344,7 +344,8 @@ CREATE TABLE @extschema@.attendance_erasures (
     attendance_rows  integer NOT NULL,
     roster_rows      integer NOT NULL,
     override_rows    integer NOT NULL,
-    audit_rows       integer NOT NULL
+    audit_rows       integer NOT NULL,
+    alert_rows       integer NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE @extschema@.attendance_erasures IS
   'One row per attendance_forget_person call: who erased, when, the pseudonym and how many rows changed (never the erased identity).';
@@ -377,6 +378,7 @@ DECLARE
     n_roster integer;
     n_over integer;
     n_audit integer;
+    n_alert integer;
     result @extschema@.attendance_erasures;
 BEGIN
     IF attendance_forget_person.user_id IS NULL THEN
@@ -433,8 +435,11 @@ BEGIN
     GET DIAGNOSTICS n_over = ROW_COUNT;
     UPDATE @extschema@.attendance_status_changes a SET user_key = k WHERE a.user_key = uk;
     GET DIAGNOSTICS n_audit = ROW_COUNT;
+    -- Low-attendance alerts name the person by key and id; the rate and the times stay.
+    UPDATE @extschema@.attendance_alerts a SET user_key = k, user_id = p WHERE a.user_key = uk;
+    GET DIAGNOSTICS n_alert = ROW_COUNT;
 
-    IF n_log + n_conn + n_att + n_roster + n_over + n_audit = 0 THEN
+    IF n_log + n_conn + n_att + n_roster + n_over + n_audit + n_alert = 0 THEN
         IF EXISTS (SELECT 1 FROM @extschema@.attendance_erasures x WHERE x.pseudonym = p) THEN
             RAISE EXCEPTION 'attendance_forget_person: user % was already forgotten', attendance_forget_person.user_id
                 USING ERRCODE = 'undefined_object';
@@ -444,14 +449,15 @@ BEGIN
     END IF;
 
     INSERT INTO @extschema@.attendance_erasures AS x (pseudonym, sessions, log_rows, connection_rows, attendance_rows,
-                                                       roster_rows, override_rows, audit_rows)
-    VALUES (p, sessions, n_log, n_conn, n_att, n_roster, n_over, n_audit)
+                                                       roster_rows, override_rows, audit_rows, alert_rows)
+    VALUES (p, sessions, n_log, n_conn, n_att, n_roster, n_over, n_audit, n_alert)
     ON CONFLICT (pseudonym) DO UPDATE SET
         erased_at = now(), actor = excluded.actor,
         sessions = ARRAY(SELECT DISTINCT u FROM unnest(x.sessions || excluded.sessions) u ORDER BY u),
         log_rows = x.log_rows + excluded.log_rows, connection_rows = x.connection_rows + excluded.connection_rows,
         attendance_rows = x.attendance_rows + excluded.attendance_rows, roster_rows = x.roster_rows + excluded.roster_rows,
-        override_rows = x.override_rows + excluded.override_rows, audit_rows = x.audit_rows + excluded.audit_rows
+        override_rows = x.override_rows + excluded.override_rows, audit_rows = x.audit_rows + excluded.audit_rows,
+        alert_rows = x.alert_rows + excluded.alert_rows
     RETURNING * INTO result;
     RETURN result;
 END;

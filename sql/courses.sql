@@ -128,4 +128,9 @@ SELECT count(*) FROM attendance_course_report('algebra', '2025-11-01', '2025-11-
 SELECT count(*) FROM attendance_low_attendance;
 RESET ROLE;
 DROP ROLE att_course_reader, att_course_ingest;
+-- Forgetting a person (docs/security.md) re-keys their alerts to the pseudonym: the rates
+-- and times stay, the user id and key go
+SELECT alert_rows AS alerts_rekeyed FROM attendance_forget_person(2);
+SELECT count(*) AS alerts_naming_user_2 FROM attendance_alerts WHERE user_key = '2' OR user_id = 2;
+SELECT count(*) AS alerts_under_the_pseudonym FROM attendance_alerts WHERE user_id < 0 AND user_key = user_id::text;
 DROP VIEW alerts;
