@@ -425,8 +425,7 @@ nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::st
                                 {"events_retired",
                                  "the logged events of this session were retired "
                                  "(attendance.event_retention) at " +
-                                     *s.d.events_retired_at +
-                                     "; only the stored result is kept"}};
+                                     *s.d.events_retired_at + "; only the stored result is kept"}};
         auto stored = spi.query(
             "SELECT attendance_status, attendance_percentage::text, attendance_calculated_at::text "
             "FROM @s.meeting_attendances WHERE session_id = $1 AND user_key = $2",

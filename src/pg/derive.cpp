@@ -406,7 +406,8 @@ FoldResult fold(SpiSession& spi) {
 int rederive_open(SpiSession& spi) {
     std::vector<int64_t> ids;
     for (const Row& r : spi.query(
-             "SELECT DISTINCT c.session_id FROM @s.attendance_sessions c WHERE c.leave_time IS NULL "
+             "SELECT DISTINCT c.session_id FROM @s.attendance_sessions c WHERE c.leave_time IS "
+             "NULL "
              "AND NOT EXISTS (SELECT 1 FROM @s.attendance_session_schedule s WHERE s.session_id = "
              "c.session_id AND to_jsonb(s) ->> 'events_retired_at' IS NOT NULL)",
              {}, false))

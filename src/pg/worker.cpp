@@ -182,9 +182,8 @@ JobOutcome do_job(SpiSession& spi, const std::string& job) {
         out.processed = int(n);
         out.message = "deleted " + std::to_string(n) + " old run(s)";
     } else {
-        throw core::Error("22023",
-                          "unknown job \"" + job +
-                                     "\" (fold, calculate, reconcile, partitions or cleanup)");
+        throw core::Error("22023", "unknown job \"" + job +
+                                       "\" (fold, calculate, reconcile, partitions or cleanup)");
     }
     return out;
 }
@@ -636,8 +635,9 @@ extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         if (job != "fold" && job != "calculate" && job != "reconcile" && job != "partitions" &&
             job != "cleanup")
-            throw core::Error("22023", "unknown job \"" + job +
-                                           "\" (fold, calculate, reconcile, partitions or cleanup)");
+            throw core::Error(
+                "22023",
+                "unknown job \"" + job + "\" (fold, calculate, reconcile, partitions or cleanup)");
         auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
                            {Arg::text(job)});
         int64_t id = r[0][0].int8();
