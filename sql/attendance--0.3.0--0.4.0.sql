@@ -220,6 +220,7 @@ DECLARE
     touched bigint[];
     blocking bigint[];
     candidates jsonb := '[]';
+    moved_ranges tstzrange[] := '{}';
     c jsonb;
     locked_at timestamptz;
     lock_ms numeric;
@@ -229,7 +230,7 @@ BEGIN
     -- 1. Rows in the default partition (outside every partition when logged) get
     --    partitions of their own. The log is locked in SHARE mode meanwhile (ingestion
     --    waits; this happens only when such rows exist), everything is folded first and
-    --    the calculation snapshots are renewed after the move, as in the upgrade.
+    --    the calculation snapshots of the moved rows' sessions are renewed after the move.
     IF EXISTS (SELECT 1 FROM @extschema@.meeting_attendance_events_default) THEN
         BEGIN
             LOCK TABLE @extschema@.meeting_attendance_events IN SHARE MODE;
@@ -241,9 +242,18 @@ BEGIN
                 SELECT * INTO g FROM @extschema@._attendance_log_gap(t);
                 moved_rows := moved_rows + @extschema@._attendance_log_add_partition(g.range_start, g.range_end);
                 moved_partitions := moved_partitions + 1;
+                moved_ranges := moved_ranges || tstzrange(g.range_start, g.range_end);
             END LOOP;
+            -- The sessions of the moved rows that are calculated and not flagged have seen
+            -- every event of theirs (all is folded, nothing is being logged).
             UPDATE @extschema@.attendance_session_schedule s SET calculated_snapshot = pg_current_snapshot()
-            WHERE s.calculated_snapshot IS NOT NULL AND NOT s.needs_calculation;
+            WHERE s.calculated_snapshot IS NOT NULL AND NOT s.needs_calculation
+              AND s.session_id IN (
+                  SELECT m.session_id
+                  FROM unnest(moved_ranges) r,
+                       @extschema@.meeting_attendance_events e,
+                       LATERAL @extschema@._attendance_match(e.room_name, e.event_timestamp, e.session_id) m(session_id)
+                  WHERE e.event_timestamp >= lower(r) AND e.event_timestamp < upper(r));
             lock_ms := round(extract(epoch FROM clock_timestamp() - locked_at) * 1000, 1);
         EXCEPTION WHEN lock_not_available THEN
             notes := notes || 'moving rows out of the default partition postponed: the log was busy'::text;
