@@ -939,8 +939,8 @@ EXCEPT SELECT 'extension', {c} FROM bench_baseline.attendances WHERE session_id 
     def sizes(self):
         q = self.pg.run("""
 SELECT (SELECT count(*) FROM meeting_attendance_events),
-       pg_total_relation_size('meeting_attendance_events'),
-       pg_relation_size('meeting_attendance_events'),
+       (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('meeting_attendance_events')),
+       (SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('meeting_attendance_events')),
        (SELECT count(*) FROM bench_floor.events),
        pg_total_relation_size('bench_floor.events'),
        (SELECT count(*) FROM attendance_sessions),

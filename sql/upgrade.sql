@@ -53,6 +53,7 @@ CREATE TEMP TABLE results_0_2_0 AS
 SELECT session_id, user_key, user_id, role, presence_ms, attendance_percentage, attendance_status, status_rule,
        total_duration_minutes FROM meeting_attendances;
 SELECT count(*) AS events_before FROM meeting_attendance_events \gset
+CREATE TEMP TABLE log_0_2_0 AS SELECT * FROM meeting_attendance_events;
 
 ALTER EXTENSION attendance UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'attendance';
@@ -68,6 +69,22 @@ SELECT count(*) AS rows, count(*) FILTER (WHERE e.raw_webhook_data #>> '{room,tu
 FROM meeting_attendance_events e
 JOIN (SELECT DISTINCT (line::jsonb->>'body')::jsonb AS b FROM regexp_split_to_table(:'fx', E'\n') AS t(line)
       WHERE line <> '') f ON f.b->>'id' = e.event_id;
+-- 0.4.0 partitions the log by event time: every row moved, with its id, none twice,
+-- nothing left in the default partition, nothing depends on the old table any more
+SELECT relkind FROM pg_class WHERE oid = 'meeting_attendance_events'::regclass;
+SELECT (SELECT count(*) FROM (SELECT id, event_id, event_type, event_timestamp, raw_webhook_data FROM log_0_2_0
+        EXCEPT SELECT id, event_id, event_type, event_timestamp, raw_webhook_data FROM meeting_attendance_events) x) AS missing,
+       (SELECT count(*) - count(DISTINCT id) FROM meeting_attendance_events) AS duplicated,
+       (SELECT count(*) FROM meeting_attendance_events_default) AS in_default;
+SELECT partition_name, range_start, range_end, (SELECT count(*) FROM meeting_attendance_events e
+        WHERE e.event_timestamp >= p.range_start AND e.event_timestamp < p.range_end) AS events
+FROM attendance_log_partitions p WHERE state = 'attached' AND range_end < '2026-01-01' ORDER BY range_start;
+SELECT count(*) AS old_tables FROM pg_class WHERE relname = 'meeting_attendance_events_unpartitioned';
+-- the immutability trigger, the reader's privilege and the id sequence came along
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'meeting_attendance_events'::regclass AND NOT tgisinternal;
+SELECT has_table_privilege('attendance_reader', 'meeting_attendance_events', 'SELECT') AS reader_reads;
+SELECT pg_get_serial_sequence('meeting_attendance_events', 'id') IS NOT NULL AS owned_sequence,
+       nextval(pg_get_serial_sequence('meeting_attendance_events', 'id')) > (SELECT max(id) FROM log_0_2_0) AS sequence_ahead;
 -- what the derivation reads of old rows was filled from their bodies; the seed's column
 SELECT event_id, disconnect_reason, duration_minutes FROM meeting_attendance_events
 WHERE event_type IN ('participant_left', 'participant_connection_aborted') ORDER BY event_timestamp, event_id;

@@ -62,7 +62,8 @@ std::optional<Outcome> outcome_of(const std::string& answer_json) {
         const std::string result = j.is_object() ? j.value("result", "") : "";
         if (result == "recorded") return Outcome::Recorded;
         if (result == "duplicate") return Outcome::Duplicate;
-        if (result == "ignored") return Outcome::Ignored;
+        // retired: acknowledged, not stored (its range of the log was retired)
+        if (result == "ignored" || result == "retired") return Outcome::Ignored;
     } catch (const nlohmann::json::exception&) {
     }
     return std::nullopt;

@@ -374,6 +374,14 @@ DueResult calculate_sessions(SpiSession& spi, const std::vector<int64_t>& given_
 }
 
 DueResult calculate_due(SpiSession& spi, int batch_size) {
+    // A session whose events were retired is not calculated again: its stored results are
+    // kept, and the schedule says why (docs/architecture.md, "Partitions and retention").
+    spi.exec(
+        "UPDATE @s.attendance_session_schedule SET needs_calculation = false, "
+        "last_error = 'not calculated again: its logged events were retired at ' || "
+        "events_retired_at || ' (attendance.event_retention); the stored results are kept', "
+        "updated_at = now() "
+        "WHERE needs_calculation AND events_retired_at IS NOT NULL");
     std::vector<int64_t> ids;
     // "Due" has one definition: the view attendance_sessions_due.
     for (const auto& r : spi.query("SELECT session_id FROM @s.attendance_sessions_due "
@@ -413,6 +421,27 @@ nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::st
                                        " is not scheduled (see attendance_schedule_session)");
     const SessionData& s = sessions.front();
     auto it = s.d.derivation.persons.find(user_key);
+    if (it == s.d.derivation.persons.end() && s.d.events_retired_at) {
+        // Every event of the person was retired: what is kept is the stored result.
+        nlohmann::json trace = {{"session_id", session_id},
+                                {"user_key", user_key},
+                                {"events_retired_at", *s.d.events_retired_at},
+                                {"events_retired",
+                                 "the logged events of this session were retired "
+                                 "(attendance.event_retention) at " +
+                                     *s.d.events_retired_at + "; only the stored result is kept"}};
+        auto stored = spi.query(
+            "SELECT attendance_status, attendance_percentage::text, attendance_calculated_at::text "
+            "FROM @s.meeting_attendances WHERE session_id = $1 AND user_key = $2",
+            {Arg::int8(session_id), Arg::text(user_key)}, true);
+        if (stored.empty())
+            throw core::Error("42704", "no attendance for user " + user_key + " in session " +
+                                           std::to_string(session_id));
+        trace["stored"] = {{"status", stored[0][0].str("")},
+                           {"percentage", stored[0][1].str("")},
+                           {"calculated_at", stored[0][2].str("")}};
+        return trace;
+    }
     if (it == s.d.derivation.persons.end())
         throw core::Error("42704", "no attendance for user " + user_key + " in session " +
                                        std::to_string(session_id));
@@ -437,6 +466,14 @@ nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::st
                            {"join_event_id", c.join_event_id},
                            {"leave_event_id", c.leave_event_id}});
     trace["derived_connections"] = derived;
+    if (s.d.events_retired_at) {
+        trace["events_retired_at"] = *s.d.events_retired_at;
+        trace["events_retired"] =
+            "events of this session were retired (attendance.event_retention) at " +
+            *s.d.events_retired_at +
+            "; the derivation above reads only the events still logged, the stored result is "
+            "what was calculated from all of them";
+    }
     if (auto o = s.d.overrides.find(user_key); o != s.d.overrides.end())
         trace["override_reason"] = o->second.second;
     auto stored = spi.query(

@@ -39,8 +39,11 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     };
     const std::string sql =
         "SELECT session_id, " MS("starts_at") ", " MS("ends_at") ", policy_name, "
-        "CASE WHEN needs_calculation THEN recalculation_cause END, calculated_at IS NOT NULL "
-        "FROM @s.attendance_session_schedule WHERE session_id = ANY($1) ORDER BY session_id";
+        "CASE WHEN needs_calculation THEN recalculation_cause END, calculated_at IS NOT NULL, "
+        // Read through to_jsonb: the 0.3.0 upgrade script folds with this library, before
+        // the column exists.
+        "to_jsonb(s) ->> 'events_retired_at' "
+        "FROM @s.attendance_session_schedule s WHERE session_id = ANY($1) ORDER BY session_id";
     for (const Row& r : spi.query(lock ? sql + " FOR UPDATE" : sql, {id_array}, ro)) {
         Derived* d = find(r[0]);
         d->scheduled = true;
@@ -49,6 +52,15 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         d->policy_name = r[3].str("default");
         d->pending_cause = r[4].opt_str();
         d->calculated = r[5].truth();
+        d->events_retired_at = r[6].opt_str();
+        // Some of its events are gone: deriving again would not give what was calculated.
+        // The stored results stay; only reading (attendance_explain) derives it.
+        if (lock && d->events_retired_at)
+            throw core::Error("55000", "session " + std::to_string(d->session_id) +
+                                           ": its logged events were retired at " +
+                                           *d->events_retired_at +
+                                           " (attendance.event_retention); its stored results "
+                                           "are kept and it is not derived or calculated again");
     }
     const Row clock = spi.query("SELECT " MS("now()") ", pg_current_snapshot()::text", {}, ro)[0];
     const int64_t now = clock[0].int8();
@@ -316,6 +328,17 @@ FoldResult fold(SpiSession& spi) {
     for (const Row& r : spi.query(
              "SELECT session_id FROM @s.attendance_session_schedule WHERE needs_fold", {}, false))
         touched.insert(r[0].int8());
+    // Sessions whose events were retired keep what they have: a new event matched to one
+    // is logged and changes nothing (docs/architecture.md, "Partitions and retention").
+    if (!touched.empty()) {
+        const std::vector<int64_t> all(touched.begin(), touched.end());
+        for (const Row& r :
+             spi.query("UPDATE @s.attendance_session_schedule s SET needs_fold = false "
+                       "WHERE session_id = ANY($1) AND to_jsonb(s) ->> 'events_retired_at' IS NOT "
+                       "NULL RETURNING session_id",
+                       {Arg::int8_array(all)}))
+            touched.erase(r[0].int8());
+    }
 
     // Derives and stores `some` sessions; returns how many were flagged.
     auto fold_some = [&](const std::vector<int64_t>& some) -> int {
@@ -383,8 +406,11 @@ FoldResult fold(SpiSession& spi) {
 int rederive_open(SpiSession& spi) {
     std::vector<int64_t> ids;
     for (const Row& r : spi.query(
-             "SELECT DISTINCT session_id FROM @s.attendance_sessions WHERE leave_time IS NULL", {},
-             false))
+             "SELECT DISTINCT c.session_id FROM @s.attendance_sessions c WHERE c.leave_time IS "
+             "NULL "
+             "AND NOT EXISTS (SELECT 1 FROM @s.attendance_session_schedule s WHERE s.session_id = "
+             "c.session_id AND to_jsonb(s) ->> 'events_retired_at' IS NOT NULL)",
+             {}, false))
         ids.push_back(r[0].int8());
     if (ids.empty()) return 0;
     store_live(spi, derive_sessions(spi, ids, true));

@@ -22,6 +22,8 @@ struct Derived {
     std::optional<std::string> pending_cause;  // recalculation_cause while flagged
     bool calculated = false;                   // calculated at least once
     bool unseen_events = false;  // events the last calculation did not see: late webhooks
+    // When partitions holding events of the session were retired (attendance.event_retention).
+    std::optional<std::string> events_retired_at;
     std::map<std::string, std::pair<std::string, std::string>> overrides;  // key -> status, reason
     core::SessionDerivation derivation;
 };

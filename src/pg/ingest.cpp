@@ -38,7 +38,7 @@ std::string clip_for_message(const std::string& s) {
 }
 
 struct Outcome {
-    std::string result;  // recorded | ignored | duplicate
+    std::string result;  // recorded | ignored | duplicate | retired
     std::string reason;
     std::optional<int64_t> row_id;
     std::optional<int64_t> session_id;  // the session the room names (room pattern), if any
@@ -77,7 +77,10 @@ std::string iso_ms(std::optional<int64_t> ms) {
 }
 
 // The hot path (docs/architecture.md): one row appended to the log, idempotent on the
-// event id, and nothing else written or locked. Which session the event counts for, who
+// event id, and nothing else written or locked. The log is partitioned by event time; a
+// redelivery carries the same createdAt, so (event_id, event_timestamp) is unique across
+// partitions. An event in a retired range is not stored (a trigger on the default
+// partition, the only place such a row could go, skips it). Which session the event counts for, who
 // attends and in which role are decided when deriving, against the schedule and roster as
 // they are then.
 constexpr const char* kAppend =
@@ -86,7 +89,7 @@ constexpr const char* kAppend =
     "participant_name, role, participant_kind, joined_at, result, reason, api_key, "
     "disconnect_reason, duration_minutes, development_event, raw_webhook_data) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-    "$19, $20, $21) ON CONFLICT (event_id) DO NOTHING RETURNING id";
+    "$19, $20, $21) ON CONFLICT (event_id, event_timestamp) DO NOTHING RETURNING id";
 
 // The stored body as jsonb, built from the document the parser already made (the same
 // bytes are not parsed a second time). A number with a fraction or an exponent keeps
@@ -249,13 +252,31 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     out.user_key = p ? person.user_key : "";
     if (rows.empty()) {
         // A redelivery: the first delivery is what counts (same bytes, same event).
-        out.result = "duplicate";
-        out.reason = "event id already recorded";
-        // Only redeliveries pay for this look-up (fresh snapshot: the first delivery may
-        // have just committed).
-        auto existing = spi.query("SELECT id FROM @s.meeting_attendance_events WHERE event_id = $1",
-                                  {Arg::text(ev.id)}, false, 1);
-        if (!existing.empty()) out.row_id = existing[0][0].int8();
+        // Only redeliveries (and events of retired ranges) pay for these look-ups (fresh
+        // snapshot: the first delivery may have just committed).
+        auto existing = spi.query(
+            "SELECT id FROM @s.meeting_attendance_events WHERE event_id = $1 AND "
+            "event_timestamp = $2",
+            {Arg::text(ev.id), Arg::ts_ms(event_ms)}, false, 1);
+        if (!existing.empty()) {
+            out.result = "duplicate";
+            out.reason = "event id already recorded";
+            out.row_id = existing[0][0].int8();
+            return out;
+        }
+        // Not stored: its time lies in a range of the log already retired, so every
+        // session it could count for is final (docs/architecture.md).
+        auto retired = spi.query(
+            "SELECT retired_at::text FROM @s.attendance_retired_events "
+            "WHERE $1 >= range_start AND $1 < range_end ORDER BY retired_at LIMIT 1",
+            {Arg::ts_ms(event_ms)}, false, 1);
+        out.result = "retired";
+        out.reason = retired.empty()
+                         ? std::string("not stored: its time lies in a retired range of the log")
+                         : "not stored: its time lies in a range of the log retired at " +
+                               retired[0][0].str("") +
+                               " (attendance.event_retention); every session it could count "
+                               "for is final";
         return out;
     }
     out.row_id = rows[0][0].int8();

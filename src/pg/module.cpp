@@ -59,6 +59,9 @@ const struct config_enum_entry log_level_options[] = {
     {"info", INFO, false},     {"notice", NOTICE, false}, {"off", -1, false},
     {nullptr, 0, false}};
 
+const struct config_enum_entry retention_action_options[] = {
+    {"drop", 0, false}, {"detach", 1, false}, {nullptr, 0, false}};
+
 bool check_pattern_guc(char** newval, void**, GucSource) {
     if (!*newval) return true;
     std::string error;
@@ -161,6 +164,31 @@ void define_settings() {
                             "Days of scheduler run history kept.", nullptr,
                             &settings.run_history_retention_days, 30, 1, 3650, PGC_SIGHUP, 0,
                             nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "attendance.partition_interval",
+        "Time range of one partition of the webhook log (meeting_attendance_events).",
+        "Partitions are aligned to multiples of the interval since 1970-01-01 UTC. A change "
+        "applies to the partitions created afterwards.",
+        &settings.partition_interval_min, 30 * 24 * 60, 1, 366 * 24 * 60, PGC_SUSET, GUC_UNIT_MIN,
+        nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("attendance.partitions_ahead",
+                            "How many partitions of the log the scheduler keeps created beyond the "
+                            "one holding the current time.",
+                            nullptr, &settings.partitions_ahead, 2, 1, 100, PGC_SUSET, 0, nullptr,
+                            nullptr, nullptr);
+    DefineCustomIntVariable(
+        "attendance.event_retention",
+        "How long logged webhooks are kept; 0 (the default) keeps everything.",
+        "A partition whose whole range is older than this is retired (see "
+        "attendance.retention_action) once every session its events count for is calculated "
+        "and final. Results, overrides and audit rows are kept.",
+        &settings.event_retention_min, 0, 0, INT_MAX, PGC_SUSET, GUC_UNIT_MIN, nullptr, nullptr,
+        nullptr);
+    DefineCustomEnumVariable("attendance.retention_action",
+                             "What retiring a partition of the log does: drop it, or detach it "
+                             "(kept as a table of its own, for archiving).",
+                             nullptr, &settings.retention_action, 0, retention_action_options,
+                             PGC_SUSET, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("attendance");
 }
 

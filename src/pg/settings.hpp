@@ -25,6 +25,11 @@ struct Settings {
     int reconcile_interval_s = 3600;
     int max_connection_age_s = 6 * 3600;
     int run_history_retention_days = 30;
+    // the log's partitions and retention (docs/configuration.md)
+    int partition_interval_min = 30 * 24 * 60;
+    int partitions_ahead = 2;
+    int event_retention_min = 0;  // 0 keeps everything
+    int retention_action = 0;     // 0 drop, 1 detach
 };
 
 inline constexpr const char* kLibraryVersion = attendance::kVersion;

@@ -168,13 +168,22 @@ JobOutcome do_job(SpiSession& spi, const std::string& job) {
         out.processed = r.sessions_rederived;
         out.message = "derived again " + std::to_string(r.sessions_rederived) +
                       " session(s) with open connections";
+    } else if (job == "partitions") {
+        // Creates the log's partitions ahead, moves stray rows out of the default partition
+        // and retires partitions past attendance.event_retention (one home: the SQL).
+        auto r = spi.query(
+            "SELECT ((x->>'created')::int + (x->>'moved_partitions')::int + "
+            "(x->>'retired')::int)::bigint, x->>'message' FROM @s.attendance_maintain_log() x",
+            {});
+        out.processed = int(r[0][0].int8());
+        out.message = r[0][1].str("");
     } else if (job == "cleanup") {
         int64_t n = cleanup_history(spi, settings.run_history_retention_days);
         out.processed = int(n);
         out.message = "deleted " + std::to_string(n) + " old run(s)";
     } else {
-        throw core::Error("22023",
-                          "unknown job \"" + job + "\" (fold, calculate, reconcile or cleanup)");
+        throw core::Error("22023", "unknown job \"" + job +
+                                       "\" (fold, calculate, reconcile, partitions or cleanup)");
     }
     return out;
 }
@@ -221,7 +230,8 @@ void run_once() {
     SpinLockRelease(&shared->mutex);
     std::string idle_reason;
     std::optional<std::string> schema;
-    bool reconcile_due = false, cleanup_due = false, calculate_due_now = false;
+    bool reconcile_due = false, cleanup_due = false, calculate_due_now = false,
+         partitions_due = false;
     std::string err = in_transaction([&] {
         schema = extension_schema_in_db(idle_reason);
         if (!schema) return;
@@ -236,11 +246,18 @@ void run_once() {
             "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'reconcile') "
             "  <= now() - make_interval(secs => $1), true), "
             "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'cleanup') "
-            "  <= now() - interval '1 day', true)",
+            "  <= now() - interval '1 day', true), "
+            // Partition maintenance: hourly, and each minute while the default partition
+            // holds rows (moved out into partitions of their own).
+            "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = "
+            "'partitions') <= now() - CASE WHEN EXISTS (SELECT 1 FROM "
+            "@s.meeting_attendance_events_default) THEN interval '1 minute' "
+            "ELSE interval '1 hour' END, true)",
             {Arg::int4(settings.reconcile_interval_s)}, true);
         calculate_due_now = r[0][0].truth();
         reconcile_due = r[0][1].truth();
         cleanup_due = r[0][2].truth();
+        partitions_due = r[0][3].truth();
         spi.finish();
     });
     if (!err.empty() || !schema) {
@@ -289,10 +306,11 @@ void run_once() {
             spi.finish();
         });
     }
-    for (const char* job : {"calculate", "reconcile", "cleanup"}) {
+    for (const char* job : {"calculate", "reconcile", "partitions", "cleanup"}) {
         std::string name = job;
         if ((name == "calculate" && !calculate_due_now) ||
-            (name == "reconcile" && !reconcile_due) || (name == "cleanup" && !cleanup_due))
+            (name == "reconcile" && !reconcile_due) || (name == "cleanup" && !cleanup_due) ||
+            (name == "partitions" && !partitions_due))
             continue;
         int64_t run_id = 0;
         err = in_transaction([&] {
@@ -615,9 +633,11 @@ extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
         std::string job = text_arg(fcinfo, 0, "job");
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
-        if (job != "fold" && job != "calculate" && job != "reconcile" && job != "cleanup")
+        if (job != "fold" && job != "calculate" && job != "reconcile" && job != "partitions" &&
+            job != "cleanup")
             throw core::Error(
-                "22023", "unknown job \"" + job + "\" (fold, calculate, reconcile or cleanup)");
+                "22023",
+                "unknown job \"" + job + "\" (fold, calculate, reconcile, partitions or cleanup)");
         auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
                            {Arg::text(job)});
         int64_t id = r[0][0].int8();
@@ -636,6 +656,8 @@ extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
 extern "C" {
 PG_FUNCTION_INFO_V1(attendance_fold);
 PG_FUNCTION_INFO_V1(attendance_calculation_delay);
+PG_FUNCTION_INFO_V1(attendance_partition_interval);
+PG_FUNCTION_INFO_V1(attendance_event_retention);
 }
 
 extern "C" Datum attendance_fold(PG_FUNCTION_ARGS) {
@@ -660,6 +682,33 @@ extern "C" Datum attendance_calculation_delay(PG_FUNCTION_ARGS) {
         return pg_call([] {
             ::Interval* i = static_cast<::Interval*>(palloc0(sizeof(::Interval)));
             i->time = int64(settings.calculation_delay_s) * USECS_PER_SEC;
+            return IntervalPGetDatum(i);
+        });
+    });
+}
+
+// The log's settings as intervals, for the partition maintenance (attendance_maintain_log);
+// a retention of 0 keeps everything (NULL).
+extern "C" Datum attendance_partition_interval(PG_FUNCTION_ARGS) {
+    (void)fcinfo;
+    return entry([&]() -> Datum {
+        return pg_call([] {
+            ::Interval* i = static_cast<::Interval*>(palloc0(sizeof(::Interval)));
+            i->time = int64(settings.partition_interval_min) * 60 * USECS_PER_SEC;
+            return IntervalPGetDatum(i);
+        });
+    });
+}
+
+extern "C" Datum attendance_event_retention(PG_FUNCTION_ARGS) {
+    return entry([&]() -> Datum {
+        if (settings.event_retention_min <= 0) {
+            fcinfo->isnull = true;
+            return Datum(0);
+        }
+        return pg_call([] {
+            ::Interval* i = static_cast<::Interval*>(palloc0(sizeof(::Interval)));
+            i->time = int64(settings.event_retention_min) * 60 * USECS_PER_SEC;
             return IntervalPGetDatum(i);
         });
     });
