@@ -72,7 +72,8 @@ JOIN (SELECT DISTINCT (line::jsonb->>'body')::jsonb AS b FROM regexp_split_to_ta
 -- 0.4.0 partitions the log by event time: every row moved, with its id, none twice,
 -- nothing left in the default partition, nothing depends on the old table any more
 SELECT relkind FROM pg_class WHERE oid = 'meeting_attendance_events'::regclass;
-SELECT (SELECT count(*) FROM (SELECT id, event_id, event_type, event_timestamp, raw_webhook_data FROM log_0_2_0
+-- (the bodies as the privacy section's redaction left them)
+SELECT (SELECT count(*) FROM (SELECT id, event_id, event_type, event_timestamp, _attendance_redact_secrets(raw_webhook_data) FROM log_0_2_0
         EXCEPT SELECT id, event_id, event_type, event_timestamp, raw_webhook_data FROM meeting_attendance_events) x) AS missing,
        (SELECT count(*) - count(DISTINCT id) FROM meeting_attendance_events) AS duplicated,
        (SELECT count(*) FROM meeting_attendance_events_default) AS in_default;
