@@ -59,7 +59,13 @@ ALTER SEQUENCE @extschema@.meeting_attendance_events_id_seq OWNED BY NONE;
 
 -- The partition key is part of every unique key, as PostgreSQL requires: a redelivery is
 -- byte-identical, so it carries the same event time and (event_id, event_timestamp)
--- keeps ingestion idempotent across partitions.
+-- keeps ingestion idempotent across partitions. The keys and indexes are each
+-- partition's own (_attendance_log_index), not the partitioned table's: a key of the
+-- partitioned table, which CREATE EXTENSION makes, would be made again on each partition
+-- when pg_restore attaches it, beside the partition's own from the dump (docs/operations.md,
+-- "Backups"). Since the event time picks the partition, a partition's unique
+-- (event_id, event_timestamp) is unique across the log, and ingestion's ON CONFLICT DO
+-- NOTHING takes the unique keys of the partition the row goes to.
 CREATE TABLE @extschema@.meeting_attendance_events (
     id                   bigint NOT NULL DEFAULT nextval('@extschema@.meeting_attendance_events_id_seq'),
     event_id             text NOT NULL,
@@ -85,14 +91,73 @@ CREATE TABLE @extschema@.meeting_attendance_events (
     disconnect_reason    text,
     duration_minutes     integer,
     development_event    boolean NOT NULL DEFAULT false,
-    CONSTRAINT meeting_attendance_events_pkey PRIMARY KEY (id, event_timestamp),
-    CONSTRAINT meeting_attendance_events_event_id_key UNIQUE (event_id, event_timestamp)
+    -- The transaction that logged the row (the late-webhook rule's input,
+    -- _attendance_unseen_by). Not the row's xmin: moving a row into a partition of its own,
+    -- an upgrade's copy, a redaction or attendance_forget_person rewrite the row and give
+    -- it a new xmin, which would make an event seen long ago look like a late webhook.
+    logged_xid           xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
 ) PARTITION BY RANGE (event_timestamp);
 ALTER SEQUENCE @extschema@.meeting_attendance_events_id_seq OWNED BY @extschema@.meeting_attendance_events.id;
-CREATE INDEX meeting_attendance_events_session_id_event_timestamp_idx
-    ON @extschema@.meeting_attendance_events (session_id, event_timestamp);
-CREATE INDEX meeting_attendance_events_created_at_idx ON @extschema@.meeting_attendance_events (created_at);
-CREATE INDEX meeting_attendance_events_room_idx ON @extschema@.meeting_attendance_events (room_name, event_timestamp);
+
+-- The keys and indexes of one partition of the log.
+CREATE FUNCTION @extschema@._attendance_log_index(part regclass)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n text := (SELECT c.relname FROM pg_class c WHERE c.oid = part);
+BEGIN
+    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (id), '
+                   'ADD CONSTRAINT %I UNIQUE (event_id, event_timestamp)', part, n || '_pkey', n || '_event_key');
+    EXECUTE format('CREATE INDEX %I ON %s (session_id, event_timestamp)', n || '_session_idx', part);
+    EXECUTE format('CREATE INDEX %I ON %s (created_at)', n || '_created_idx', part);
+    EXECUTE format('CREATE INDEX %I ON %s (room_name, event_timestamp)', n || '_room_idx', part);
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._attendance_log_index(regclass) FROM PUBLIC;
+
+-- Late webhooks (docs/architecture.md): an event whose logging transaction the session's
+-- last calculation did not see. The rule reads logged_xid, a full transaction id kept
+-- with the row, instead of the row's 32-bit xmin, which any rewrite of the row changes.
+CREATE FUNCTION @extschema@._attendance_unseen_by(x xid8, snapshot pg_snapshot)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT $2 IS NOT NULL AND NOT pg_catalog.pg_visible_in_snapshot($1, $2);
+$$;
+REVOKE ALL ON FUNCTION @extschema@._attendance_unseen_by(xid8, pg_snapshot) FROM PUBLIC;
+
+-- Flagging (one home: docs/architecture.md). With event_ids (one per element of
+-- session_ids: an event of that session the fold just read), only sessions whose last
+-- calculation did not see such an event are flagged; evaluated under the row lock, so a
+-- calculation committing meanwhile is judged by its own snapshot.
+DROP FUNCTION @extschema@._attendance_flag(bigint[], text, bigint[]);
+CREATE FUNCTION @extschema@._attendance_flag(session_ids bigint[], cause text, event_ids bigint[] DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    -- Lock the rows first, in id order as calculations do: a calculation running now is
+    -- waited for, and the UPDATE below (a new snapshot) then sees what it stored.
+    PERFORM 1 FROM @extschema@.attendance_session_schedule s
+    WHERE s.session_id = ANY ($1) ORDER BY s.session_id FOR UPDATE;
+    UPDATE @extschema@.attendance_session_schedule s
+    SET needs_calculation = true,
+        recalculation_cause = CASE WHEN s.needs_calculation AND s.recalculation_cause IS NOT NULL
+                                        AND $2 <> 'late webhook' THEN s.recalculation_cause ELSE $2 END,
+        needs_fold = true,
+        updated_at = now()
+    WHERE s.session_id = ANY ($1) AND s.calculated_at IS NOT NULL
+      AND (NOT s.needs_calculation OR s.recalculation_cause IS DISTINCT FROM $2)
+      AND ($3 IS NULL OR EXISTS (
+            SELECT 1 FROM unnest($1, $3) AS x(session_id, event_id)
+            JOIN @extschema@.meeting_attendance_events e ON e.id = x.event_id
+            WHERE x.session_id = s.session_id
+              AND @extschema@._attendance_unseen_by(e.logged_xid, s.calculated_snapshot)));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM @extschema@._attendance_wake_worker();
+    END IF;
+    RETURN n;
+END;
+$$;
+REVOKE ALL ON FUNCTION @extschema@._attendance_flag(bigint[], text, bigint[]) FROM PUBLIC;
 COMMENT ON TABLE @extschema@.meeting_attendance_events IS
   'Immutable log of accepted LiveKit webhooks (idempotent on event_id); rows are never updated. Partitioned by '
   'event_timestamp (attendance.partition_interval); old partitions are retired by attendance.event_retention.';
@@ -110,6 +175,7 @@ GRANT SELECT ON @extschema@.meeting_attendance_events TO attendance_reader;
 -- then reports as result "retired".
 CREATE TABLE @extschema@.meeting_attendance_events_default
     PARTITION OF @extschema@.meeting_attendance_events DEFAULT;
+SELECT @extschema@._attendance_log_index('@extschema@.meeting_attendance_events_default');
 CREATE FUNCTION @extschema@._attendance_skip_retired() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -179,8 +245,9 @@ DECLARE
     moved bigint;
 BEGIN
     EXECUTE format('CREATE TABLE %s.%I (LIKE @extschema@.meeting_attendance_events INCLUDING DEFAULTS '
-                   'INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING STORAGE INCLUDING COMPRESSION)',
+                   'INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)',
                    '@extschema@', name);
+    PERFORM @extschema@._attendance_log_index(pg_catalog.format('%s.%I', '@extschema@', name)::regclass);
     -- Lets ATTACH skip checking the table's rows.
     EXECUTE format('ALTER TABLE %s.%I ADD CONSTRAINT %I CHECK (event_timestamp >= %L AND event_timestamp < %L)',
                    '@extschema@', name, name || '_range', lo, hi);
@@ -229,8 +296,7 @@ BEGIN
 
     -- 1. Rows in the default partition (outside every partition when logged) get
     --    partitions of their own. The log is locked in SHARE mode meanwhile (ingestion
-    --    waits; this happens only when such rows exist), everything is folded first and
-    --    the calculation snapshots of the moved rows' sessions are renewed after the move.
+    --    waits; this happens only when such rows exist) and everything is folded first.
     IF EXISTS (SELECT 1 FROM @extschema@.meeting_attendance_events_default) THEN
         BEGIN
             LOCK TABLE @extschema@.meeting_attendance_events IN SHARE MODE;
@@ -244,16 +310,8 @@ BEGIN
                 moved_partitions := moved_partitions + 1;
                 moved_ranges := moved_ranges || tstzrange(g.range_start, g.range_end);
             END LOOP;
-            -- The sessions of the moved rows that are calculated and not flagged have seen
-            -- every event of theirs (all is folded, nothing is being logged).
-            UPDATE @extschema@.attendance_session_schedule s SET calculated_snapshot = pg_current_snapshot()
-            WHERE s.calculated_snapshot IS NOT NULL AND NOT s.needs_calculation
-              AND s.session_id IN (
-                  SELECT m.session_id
-                  FROM unnest(moved_ranges) r,
-                       @extschema@.meeting_attendance_events e,
-                       LATERAL @extschema@._attendance_match(e.room_name, e.event_timestamp, e.session_id) m(session_id)
-                  WHERE e.event_timestamp >= lower(r) AND e.event_timestamp < upper(r));
+            -- Moved rows keep their logged_xid, so no calculated session takes them for
+            -- late webhooks.
             lock_ms := round(extract(epoch FROM clock_timestamp() - locked_at) * 1000, 1);
         EXCEPTION WHEN lock_not_available THEN
             notes := notes || 'moving rows out of the default partition postponed: the log was busy'::text;
@@ -386,10 +444,14 @@ $$;
 INSERT INTO @extschema@.meeting_attendance_events
 SELECT id, event_id, event_type, event_timestamp, received_at, session_id, room_name, room_sid, participant_sid,
        participant_identity, user_id, user_key, participant_name, role, participant_kind, joined_at, result, reason,
-       api_key, raw_webhook_data, created_at, disconnect_reason, duration_minutes, development_event
-FROM @extschema@.meeting_attendance_events_unpartitioned;
-UPDATE @extschema@.attendance_session_schedule s SET calculated_snapshot = pg_current_snapshot()
-WHERE s.calculated_snapshot IS NOT NULL AND NOT s.needs_calculation;
+       api_key, raw_webhook_data, created_at, disconnect_reason, duration_minutes, development_event,
+       -- the logging transaction: the row's xmin as a full id (as 0.3.0's rule read it); a
+       -- row older than a billion transactions was seen by every calculation
+       CASE WHEN pg_catalog.age(e.xmin) < 1000000000
+            THEN (x.next - ((x.next - e.xmin::text::bigint) & 4294967295))::text::xid8
+            ELSE '3'::xid8 END
+FROM @extschema@.meeting_attendance_events_unpartitioned e,
+     (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint AS next) x;
 
 -- The views that read the log, now reading the partitioned one.
 CREATE OR REPLACE VIEW @extschema@.attendance_recent_events AS
@@ -438,12 +500,15 @@ LANGUAGE sql STABLE AS $$
            floor(extract(epoch FROM e.event_timestamp) * 1000)::bigint, e.participant_sid,
            e.participant_identity, e.user_key, e.user_id, e.participant_name, e.role,
            floor(extract(epoch FROM e.joined_at) * 1000)::bigint, e.disconnect_reason,
-           @extschema@._attendance_unseen_by(e.xmin, s.calculated_snapshot)
+           @extschema@._attendance_unseen_by(e.logged_xid, s.calculated_snapshot)
     FROM matched m
     JOIN @extschema@.meeting_attendance_events e ON e.id = m.id AND e.event_timestamp = m.event_timestamp
     LEFT JOIN @extschema@.attendance_session_schedule s ON s.session_id = m.session_id
     WHERE m.session_id = ANY ($1);
 $$;
+-- The rule on the row's xmin is gone (one home: the rule on logged_xid above).
+DROP FUNCTION @extschema@._attendance_unseen_by(xid, pg_snapshot);
+GRANT EXECUTE ON FUNCTION @extschema@._attendance_unseen_by(xid8, pg_snapshot) TO attendance_reader;
 
 -- The scheduler's jobs, with the partition maintenance.
 CREATE OR REPLACE VIEW @extschema@.attendance_job_status AS
@@ -458,8 +523,9 @@ LEFT JOIN LATERAL (SELECT * FROM @extschema@.attendance_job_runs r WHERE r.job =
 COMMENT ON FUNCTION @extschema@.attendance_run_job(text) IS
   'Run a scheduler job (calculate, reconcile, partitions or cleanup) now in this session, recorded in attendance_job_runs.';
 
--- Partitions ahead of now, at once.
-SELECT @extschema@.attendance_maintain_log() IS NOT NULL AS maintained;
+-- The partitions ahead of now are made by the scheduler's first `partitions` run (or
+-- attendance_run_job('partitions')), not here: a partition this script made would collide
+-- with a dumped one when a backup is restored (see "Backups" at the end of this file).
 
 REVOKE ALL ON FUNCTION @extschema@._attendance_partition_interval(), @extschema@._attendance_event_retention(),
     @extschema@._attendance_skip_retired(), @extschema@._attendance_log_partitions(),
@@ -787,11 +853,11 @@ CREATE TABLE @extschema@.attendance_privacy_salt (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 REVOKE ALL ON @extschema@.attendance_privacy_salt FROM PUBLIC;
-INSERT INTO @extschema@.attendance_privacy_salt (salt)
-SELECT pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text
-                                            || pg_catalog.gen_random_uuid()::text, '-', ''), 'hex');
+-- The salt is made by the first attendance_forget_person, not here: pg_dump keeps it (see
+-- "Backups"), and a salt this script made would collide with the restored one.
 COMMENT ON TABLE @extschema@.attendance_privacy_salt IS
-  'The per-installation secret salt of the pseudonyms attendance_forget_person gives. Owner-only.';
+  'The per-installation secret salt of the pseudonyms attendance_forget_person gives (made at its first call; '
+  'kept by pg_dump). Owner-only.';
 
 -- The audit of every erasure: the pseudonym, never the erased user id.
 CREATE TABLE @extschema@.attendance_erasures (
@@ -845,11 +911,11 @@ BEGIN
     IF attendance_forget_person.user_id IS NULL THEN
         RAISE EXCEPTION 'attendance_forget_person: user_id is required' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- The installation's salt, made once (48 bytes from three random UUIDs' hex digits).
+    INSERT INTO @extschema@.attendance_privacy_salt AS x (salt)
+    SELECT decode(replace(gen_random_uuid()::text || gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')
+    ON CONFLICT (only_row) DO NOTHING;
     p := @extschema@._attendance_pseudonym(attendance_forget_person.user_id);
-    IF p IS NULL THEN
-        RAISE EXCEPTION 'attendance_forget_person: the privacy salt is missing (attendance_privacy_salt)'
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
     k := p::text;
     -- The sessions the person appears in: their schedule rows are locked in id order, as
     -- the fold and calculations lock them, so that no derivation writes the person's old
@@ -928,3 +994,64 @@ COMMENT ON FUNCTION @extschema@.attendance_forget_person(bigint) IS
   'Erase a person''s identifying data (names, identities, metadata) from the log and every derived row, keeping counts and statuses under a salted pseudonym (a negative user id); audited in attendance_erasures. Owner only.';
 
 GRANT SELECT ON @extschema@.attendance_erasures TO attendance_reader;
+
+-------------------------------------------------------------------------------
+-- Backups: pg_dump keeps what the extension stores (docs/operations.md, "Backups")
+-------------------------------------------------------------------------------
+-- pg_dump writes an extension's tables as its CREATE EXTENSION, without their rows, unless
+-- they are marked as configuration tables. Until 0.4.0 none was, so a pg_dump of an
+-- attendance database held no event, result, override or key. Every table that holds
+-- what was received or decided is marked now, with the sequences of their ids. Not
+-- marked: attendance_fold_state (the fold's progress: after a restore the fold derives
+-- every session again from the restored log) and the default policy's row, which
+-- CREATE EXTENSION makes (restoring it too would collide; its edits are not kept, the
+-- docs say so).
+DO $$
+DECLARE
+    t record;
+BEGIN
+    -- one call per statement: each call updates the extension's catalog row
+    FOR t IN SELECT * FROM (VALUES ('@extschema@.attendance_webhook_keys', ''),
+             ('@extschema@.attendance_policies', 'WHERE name <> ''default'''),
+             ('@extschema@.attendance_policy_roles', ''),
+             ('@extschema@.attendance_session_schedule', ''),
+             ('@extschema@.attendance_roster', ''),
+             ('@extschema@.meeting_attendance_events_default', ''),
+             ('@extschema@.attendance_sessions', ''),
+             ('@extschema@.meeting_attendances', ''),
+             ('@extschema@.attendance_overrides', ''),
+             ('@extschema@.attendance_status_changes', ''),
+             ('@extschema@.attendance_job_runs', ''),
+             ('@extschema@.attendance_retired_events', ''),
+             ('@extschema@.attendance_alerts', ''),
+             ('@extschema@.attendance_privacy_salt', ''),
+             ('@extschema@.attendance_erasures', ''),
+             ('@extschema@.meeting_attendance_events_id_seq', ''),
+             ('@extschema@.meeting_attendances_id_seq', ''),
+             ('@extschema@.attendance_status_changes_id_seq', ''),
+             ('@extschema@.attendance_job_runs_id_seq', ''),
+             ('@extschema@.attendance_retired_events_id_seq', ''),
+             ('@extschema@.attendance_alerts_id_seq', ''),
+             ('@extschema@.attendance_erasures_id_seq', '')) v(tab, filter) LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(t.tab::regclass, t.filter);
+    END LOOP;
+END;
+$$;
+
+-- The log's range partitions belong to the log, not to the extension: pg_dump then writes
+-- each one (its table, its ATTACH and its rows) as it does for a partition the scheduler
+-- made. The upgrade made some for the rows logged before 0.4.0; they leave the extension
+-- here. (A partitioned table has no rows of its own to mark; the default partition is a
+-- member and marked above.)
+DO $$
+DECLARE
+    p regclass;
+BEGIN
+    FOR p IN SELECT x.partition FROM @extschema@._attendance_log_partitions() x
+             WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                           WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = x.partition
+                             AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e') LOOP
+        EXECUTE pg_catalog.format('ALTER EXTENSION attendance DROP TABLE %s', p);
+    END LOOP;
+END;
+$$;

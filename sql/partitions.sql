@@ -20,6 +20,11 @@ $$;
 
 -- The log is a partitioned table with a default partition.
 SELECT relkind FROM pg_class WHERE oid = 'meeting_attendance_events'::regclass;
+-- A new installation has the default partition only: the partitions ahead come from the
+-- scheduler's first `partitions` run (CREATE EXTENSION makes none, so that a restored
+-- backup's partitions cannot collide with them: docs/operations.md, "Backups").
+SELECT count(*) AS range_partitions FROM attendance_log_partitions WHERE state = 'attached';
+SELECT job, status FROM attendance_run_job('partitions');
 -- partitions ahead: the one holding now and attendance.partitions_ahead (2) after it
 SELECT count(*) FILTER (WHERE range_start <= now() AND range_end > now()) AS holding_now,
        count(*) FILTER (WHERE range_start > now()) AS ahead,
@@ -69,6 +74,10 @@ SELECT (SELECT count(*) FROM ids_before) AS before, (SELECT count(*) FROM meetin
 UPDATE attendance_session_schedule SET needs_fold = true WHERE session_id = 456;
 SELECT attendance_fold() IS NOT NULL AS folded;
 SELECT session_id, needs_calculation, recalculation_cause FROM attendance_session_schedule WHERE session_id = 456;
+-- the moved rows keep the transaction that logged them (logged_xid): the derivation finds
+-- no event the calculation did not see, and the results stay calculated
+SELECT count(*) AS events, count(*) FILTER (WHERE unseen) AS unseen FROM _attendance_session_events(ARRAY[456]::bigint[]);
+SELECT count(*) AS persons, bool_and(is_calculated) AS still_calculated FROM meeting_attendances WHERE session_id = 456;
 -- a redelivery now finds its event in its partition: duplicate, same row
 SELECT r->>'result' AS result, r->>'reason' AS reason,
        (r->>'log_id')::bigint = (SELECT id FROM ids_before WHERE event_id = 'EV_jBraYDw5kFk2') AS same_row

@@ -306,11 +306,11 @@ FoldResult fold(SpiSession& spi) {
                                        .int8();
 
     std::set<int64_t> touched;
-    std::vector<int64_t> new_sessions, new_xmins;
+    std::vector<int64_t> new_sessions, new_event_ids;
     int64_t lag_ms = -1;
     if (high > safe_id) {
         auto rows = spi.query(
-            "SELECT m.session_id, e.xmin::text::bigint, " MS("clock_timestamp() - e.received_at") ", "
+            "SELECT m.session_id, e.id, " MS("clock_timestamp() - e.received_at") ", "
             "  e.result "
             "FROM @s.meeting_attendance_events e, "
             "  LATERAL @s._attendance_match(e.room_name, e.event_timestamp, e.session_id) m(session_id) "
@@ -322,7 +322,7 @@ FoldResult fold(SpiSession& spi) {
             if (r[0].is_null() || r[3].str() != "recorded") continue;
             touched.insert(r[0].int8());
             new_sessions.push_back(r[0].int8());
-            new_xmins.push_back(r[1].int8());
+            new_event_ids.push_back(r[1].int8());
         }
     }
     for (const Row& r : spi.query(
@@ -344,18 +344,18 @@ FoldResult fold(SpiSession& spi) {
     auto fold_some = [&](const std::vector<int64_t>& some) -> int {
         // Locks the scheduled ones in id order, as calculations do.
         std::vector<Derived> sessions = derive_sessions(spi, some, true);
-        std::vector<int64_t> late_sessions, late_xmins;
+        std::vector<int64_t> late_sessions, late_event_ids;
         for (size_t k = 0; k < new_sessions.size(); ++k)
             if (std::binary_search(some.begin(), some.end(), new_sessions[k])) {
                 late_sessions.push_back(new_sessions[k]);
-                late_xmins.push_back(new_xmins[k]);
+                late_event_ids.push_back(new_event_ids[k]);
             }
         int flagged = 0;
         if (!late_sessions.empty())
-            flagged =
-                int(spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
-                              {Arg::int8_array(late_sessions), Arg::int8_array(late_xmins)})[0][0]
-                        .int8());
+            flagged = int(
+                spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
+                          {Arg::int8_array(late_sessions), Arg::int8_array(late_event_ids)})[0][0]
+                    .int8());
         store_live(spi, sessions);
         spi.exec(
             "UPDATE @s.attendance_session_schedule SET needs_fold = false "

@@ -89,7 +89,7 @@ constexpr const char* kAppend =
     "participant_name, role, participant_kind, joined_at, result, reason, api_key, "
     "disconnect_reason, duration_minutes, development_event, raw_webhook_data) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-    "$19, $20, $21) ON CONFLICT (event_id, event_timestamp) DO NOTHING RETURNING id";
+    "$19, $20, $21) ON CONFLICT DO NOTHING RETURNING id";
 
 // The stored body as jsonb, built from the document the parser already made (the same
 // bytes are not parsed a second time). A number with a fraction or an exponent keeps
