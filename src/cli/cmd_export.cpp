@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace attendancectl {
@@ -29,12 +30,33 @@ constexpr const char* kCourseRows =
     "SELECT $1::text AS course, $2::date AS from_date, $3::date AS to_date, r.* "
     "FROM attendance_course_report($1::text, $2::date, $3::date) r";
 
+// A spreadsheet program runs a cell that starts with = + - @ (or TAB or CR before one) as
+// a formula; participant names come from LiveKit tokens, often chosen by the person. Such
+// a text gets a leading apostrophe, which spreadsheets show as text (OWASP's advice on CSV
+// injection); a number such as -12 or -0.5 is left as it is. --raw turns this off.
+bool looks_like_formula(const std::string& v) {
+    if (v.empty() || std::string_view("=+-@\t\r").find(v[0]) == std::string_view::npos)
+        return false;
+    size_t i = v[0] == '-' || v[0] == '+' ? 1 : 0;
+    bool digits = false, dot = false;
+    for (; i < v.size(); ++i) {
+        if (v[i] >= '0' && v[i] <= '9') {
+            digits = true;
+        } else if (v[i] == '.' && !dot) {
+            dot = true;
+        } else {
+            return true;
+        }
+    }
+    return !digits;
+}
+
 // One CSV field (RFC 4180): quoted when it holds a comma, a double quote, CR or LF (a
 // double quote doubled), and when it is the empty string, so that an empty string and a
 // NULL (an empty unquoted field) stay apart, as COPY ... CSV writes them.
-std::string csv_field(const std::optional<std::string>& value) {
+std::string csv_field(const std::optional<std::string>& value, bool raw) {
     if (!value) return "";
-    const std::string& v = *value;
+    const std::string v = !raw && looks_like_formula(*value) ? "'" + *value : *value;
     if (!v.empty() && v.find_first_of(",\"\r\n") == std::string::npos) return v;
     std::string out = "\"";
     for (char c : v) {
@@ -45,17 +67,17 @@ std::string csv_field(const std::optional<std::string>& value) {
 }
 
 // A header line and one line per row, each ended by CRLF (RFC 4180).
-std::string to_csv(const Result& r) {
+std::string to_csv(const Result& r, bool raw) {
     std::string out;
     for (int c = 0; c < r.cols(); ++c) {
         if (c) out += ',';
-        out += csv_field(r.name(c));
+        out += csv_field(r.name(c), raw);
     }
     out += "\r\n";
     for (int i = 0; i < r.rows(); ++i) {
         for (int c = 0; c < r.cols(); ++c) {
             if (c) out += ',';
-            out += csv_field(r.opt(i, c));
+            out += csv_field(r.opt(i, c), raw);
         }
         out += "\r\n";
     }
@@ -96,6 +118,7 @@ int run_export(Context& ctx, const Args& args) {
     if (format != "csv" && format != "json")
         throw UsageError("--format must be csv or json, not \"" + format + "\"");
     if (ctx.json && format != "json") throw UsageError("--json contradicts --format csv");
+    if (args.has("raw") && format != "csv") throw UsageError("--raw goes with CSV");
 
     Db& db = ctx.db();
     // Values as COPY writes them: ISO dates in the session's time zone (PGTZ).
@@ -121,7 +144,7 @@ int run_export(Context& ctx, const Args& args) {
         Result r = db.exec(wrapped.c_str(), params);
         text = nlohmann::ordered_json::parse(r.get(0, 0)).dump(2) + "\n";
     } else {
-        text = to_csv(db.exec(sql.c_str(), params));
+        text = to_csv(db.exec(sql.c_str(), params), args.has("raw"));
     }
     write_output(args.value("output").value_or("-"), text);
     return kOk;
@@ -141,7 +164,9 @@ Command export_command() {
             "CSV follows RFC 4180: UTF-8 without a byte order mark, a header line, CRLF line\n"
             "ends, fields quoted when they hold a comma, a double quote or a line break; a NULL\n"
             "is an empty field and an empty string is \"\". Values are written as PostgreSQL's\n"
-            "COPY writes them (ISO timestamps in the session's time zone, t/f for booleans).\n"
+            "COPY writes them (ISO timestamps in the session's time zone, t/f for booleans),\n"
+            "except that a text a spreadsheet would run as a formula (starting with = + - @,\n"
+            "TAB or CR; not a number) gets a leading apostrophe, unless --raw.\n"
             "JSON is an array of objects, one per row.\n"
             "The file is written in full or not at all (beside FILE, then renamed).",
             {{"session", 0, ArgKind::Required, "ID", "export this session"},
@@ -149,7 +174,9 @@ Command export_command() {
              {"from", 0, ArgKind::Required, "DATE", "--course: the first day (YYYY-MM-DD)"},
              {"to", 0, ArgKind::Required, "DATE", "--course: the last day (YYYY-MM-DD)"},
              {"format", 'f', ArgKind::Required, "FORMAT", "csv (default) or json (also: --json)"},
-             {"output", 'o', ArgKind::Required, "FILE", "write to FILE (default: stdout)"}},
+             {"output", 'o', ArgKind::Required, "FILE", "write to FILE (default: stdout)"},
+             {"raw", 0, ArgKind::None, "",
+              "CSV: write texts that start like a formula as they are (no apostrophe)"}},
             true,
             &run_export};
 }

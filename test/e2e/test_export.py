@@ -24,7 +24,8 @@ DB = "e2e_export"
 TMP = tempfile.mkdtemp(prefix="attendancectl-export-")
 ARABIC = "أحمد علي"
 TRICKY = 'Smith, "Jo"\nJr.'
-NAMES = {1: ARABIC, 2: TRICKY, 3: "Carol"}
+FORMULA = '=HYPERLINK("http://x.example","grade")'
+NAMES = {1: ARABIC, 2: TRICKY, 3: "Carol", 4: FORMULA, 5: "@SUM(A1)"}
 
 
 def ctl(*args, check_rc=None):
@@ -114,6 +115,25 @@ def _():
     assert exported == report, (exported, report)
     assert by_user["1"]["attendance_rate"] == "100.00" and by_user["1"]["excused"] == "1"
     assert by_user["3"]["attendance_rate"] == "33.33", by_user["3"]
+
+
+@case("export CSV: a name a spreadsheet would run as a formula is written as text, unless --raw")
+def _():
+    sql("SELECT attendance_schedule_session(9, 'ar-9', t, t + interval '1 hour') "
+        "FROM (SELECT timestamptz '2025-11-01 08:00Z' + 9 * interval '1 day' AS t) x")
+    attend(9, 4, 0, 60)
+    attend(9, 5, 0, 60)
+    sql("SELECT attendance_calculate(9)")
+    header, *body = parse_csv(ctl("export", "--session", "9", check_rc=0).stdout)
+    names = sorted(r[header.index("participant_name")] for r in body)
+    assert names == sorted(["'" + FORMULA, "'@SUM(A1)"]), names
+    # numbers are not touched (a negative one neither), the JSON neither
+    assert all(not r[header.index("user_id")].startswith("'") for r in body), body
+    rows = json.loads(ctl("export", "--session", "9", "--format", "json", check_rc=0).stdout)
+    assert sorted(r["participant_name"] for r in rows) == sorted([FORMULA, "@SUM(A1)"]), rows
+    header, *body = parse_csv(ctl("export", "--session", "9", "--raw", check_rc=0).stdout)
+    assert sorted(r[header.index("participant_name")] for r in body) == sorted([FORMULA, "@SUM(A1)"])
+    ctl("export", "--session", "9", "--raw", "--format", "json", check_rc=2)
 
 
 @case("export --course --format json: an array of objects with the same values")
