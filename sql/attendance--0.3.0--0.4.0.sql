@@ -339,7 +339,8 @@ BEGIN
 
     -- 3. Retention: partitions whose whole range is older than the retention, whose events
     --    are all folded, and whose events count only for sessions that are calculated and
-    --    final (events matching no scheduled session do not keep a partition). Checked
+    --    final, as are the sessions scheduled in the range (events matching no scheduled
+    --    session do not keep a partition). Checked
     --    without locks first, then again under the lock, which is taken once for all.
     IF retention IS NOT NULL THEN
         SELECT f.safe_id INTO safe FROM @extschema@.attendance_fold_state f;
@@ -355,7 +356,12 @@ BEGIN
                            'WHERE e.result = ''recorded'' AND m.session_id IS NOT NULL', p.partition) INTO touched;
             SELECT coalesce(array_agg(s.session_id ORDER BY s.session_id), '{}') INTO blocking
             FROM @extschema@.attendance_session_schedule s
-            WHERE s.session_id = ANY (touched) AND (s.calculated_at IS NULL OR s.needs_calculation OR s.needs_fold);
+            WHERE (s.session_id = ANY (touched)
+                   -- a session scheduled in the range (give or take an hour) whose webhooks
+                   -- have not come, or not all: retiring the range would make them "retired"
+                   OR tstzrange(s.starts_at - interval '1 hour', s.ends_at + interval '1 hour')
+                      && tstzrange(p.range_start, p.range_end))
+              AND (s.calculated_at IS NULL OR s.needs_calculation OR s.needs_fold);
             IF cardinality(blocking) > 0 THEN
                 notes := notes || format('%s kept: session(s) %s not final', (SELECT x.relname FROM pg_class x WHERE x.oid = p.partition),
                                          array_to_string(blocking, ', '));

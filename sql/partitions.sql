@@ -47,9 +47,10 @@ FROM regexp_split_to_table(:'fx', E'\n') WITH ORDINALITY AS t(line, n), LATERAL 
      LATERAL attendance_ingest_webhook(l->>'body', l->>'authorization') r
 WHERE line <> '' GROUP BY 1 ORDER BY 1;
 SELECT count(*) AS in_default FROM meeting_attendance_events_default;
--- session 789 in another room, whose event shares the 15:00 partition with 456's last ones;
+-- session 789 in another room (a join 50 minutes early), whose event shares the 15:00
+-- partition with 456's last ones; the hour before it lies in that partition only;
 -- and an event of a room no session has (it never keeps a partition)
-SELECT (attendance_schedule_session(789, 'session-789', '2025-11-14 15:00:00Z', '2025-11-14 16:00:00Z')).session_id;
+SELECT (attendance_schedule_session(789, 'session-789', '2025-11-14 16:00:00Z', '2025-11-14 17:00:00Z')).session_id;
 SELECT r->>'result' AS result FROM pg_temp.ingest(
   '{"event":"participant_joined","id":"EV_789_join","createdAt":"1763133000","room":{"name":"session-789","sid":"RM_789"},'
   '"participant":{"sid":"PA_789_1","identity":"user-70","joinedAtMs":"1763133000000","name":"Seventy"}}') r;
@@ -90,6 +91,13 @@ SELECT count(*) AS stored FROM meeting_attendance_events WHERE event_id = 'EV_jB
 -- events of session 456 (final) and of no session: retired. The 15:00 one also holds
 -- an event of session 789, not calculated: kept, and the run says why.
 SET attendance.event_retention = '30d';
+-- a session scheduled in the range whose webhooks have not come (not calculated) keeps
+-- every partition its hour-widened window meets: retiring them would make its webhooks
+-- "retired" when they come
+SELECT (attendance_schedule_session(790, 'session-790', '2025-11-14 14:05:00Z', '2025-11-14 14:25:00Z')).session_id;
+SELECT status, regexp_replace(message, '^created \d+ partition\(s\) ahead, ', '') AS message FROM attendance_run_job('partitions');
+SELECT count(*) AS persons FROM attendance_calculate(790);
+SELECT attendance_fold() IS NOT NULL AS folded;
 -- (how many partitions ahead it created depends on the clock)
 SELECT status, regexp_replace(message, '^created \d+ partition\(s\) ahead, ', '') AS message FROM attendance_run_job('partitions');
 SELECT partition_name, range_start, state, estimated_events AS events FROM attendance_log_partitions
