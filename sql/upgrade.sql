@@ -86,6 +86,15 @@ SELECT tgname FROM pg_trigger WHERE tgrelid = 'meeting_attendance_events'::regcl
 SELECT has_table_privilege('attendance_reader', 'meeting_attendance_events', 'SELECT') AS reader_reads;
 SELECT pg_get_serial_sequence('meeting_attendance_events', 'id') IS NOT NULL AS owned_sequence,
        nextval(pg_get_serial_sequence('meeting_attendance_events', 'id')) > (SELECT max(id) FROM log_0_2_0) AS sequence_ahead;
+-- pg_dump keeps the rows (docs/operations.md, "Backups"): every table and sequence of the
+-- extension is marked as configuration but the fold's progress, and the partitions the
+-- upgrade made are tables of the log, not members of the extension
+SELECT c.relname AS not_dumped FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'attendance') AND d.deptype = 'e'
+  AND d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'S')
+  AND c.oid <> ALL ((SELECT extconfig FROM pg_extension WHERE extname = 'attendance')::oid[]) ORDER BY 1;
+SELECT count(*) AS partitions, count(d.objid) AS in_the_extension
+FROM _attendance_log_partitions() p LEFT JOIN pg_depend d ON d.objid = p.partition AND d.deptype = 'e';
 -- what the derivation reads of old rows was filled from their bodies; the seed's column
 SELECT event_id, disconnect_reason, duration_minutes FROM meeting_attendance_events
 WHERE event_type IN ('participant_left', 'participant_connection_aborted') ORDER BY event_timestamp, event_id;
