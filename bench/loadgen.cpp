@@ -48,10 +48,10 @@ struct Options {
     double rate = 1000;  // requests per second; 0 = closed loop
     double duration = 10;
     int connections = 16;
-    size_t start = 0;  // first line of the file to send
-    std::string trace;  // optional file: "offset_ms latency_ms status" per request
-    int idle = 0;       // connections held open that send nothing
-    int slow = 0;       // connections that send a request one byte at a time
+    size_t start = 0;            // first line of the file to send
+    std::string trace;           // optional file: "offset_ms latency_ms status" per request
+    int idle = 0;                // connections held open that send nothing
+    int slow = 0;                // connections that send a request one byte at a time
     double drip_interval = 1.0;  // seconds between two bytes of a slow connection
 };
 
@@ -60,8 +60,8 @@ struct Options {
 class Attack {
   public:
     Attack(const Options& o) : o_(o) {
-        drip_ = "POST " + o.path + " HTTP/1.1\r\nHost: " + o.host + "\r\nX-Pad: " +
-                std::string(8000, 'a') + "\r\n";
+        drip_ = "POST " + o.path + " HTTP/1.1\r\nHost: " + o.host +
+                "\r\nX-Pad: " + std::string(8000, 'a') + "\r\n";
         for (int i = 0; i < o.idle; ++i) idle_.push_back(open());
         for (int i = 0; i < o.slow; ++i) {
             slow_.push_back(open());
@@ -75,9 +75,8 @@ class Attack {
             const auto now = Clock::now();
             if (now >= next_drip) {
                 for (size_t i = 0; i < slow_.size(); ++i) {
-                    if (slow_[i] < 0 ||
-                        send(slow_[i], drip_.data() + pos_[i] % drip_.size(), 1,
-                             MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+                    if (slow_[i] < 0 || send(slow_[i], drip_.data() + pos_[i] % drip_.size(), 1,
+                                             MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
                         reopen(slow_[i]);
                         pos_[i] = 0;
                     } else {
@@ -99,8 +98,10 @@ class Attack {
         }
     }
     ~Attack() {
-        for (int fd : idle_) if (fd >= 0) close(fd);
-        for (int fd : slow_) if (fd >= 0) close(fd);
+        for (int fd : idle_)
+            if (fd >= 0) close(fd);
+        for (int fd : slow_)
+            if (fd >= 0) close(fd);
     }
     long reconnects() const { return reconnects_; }
 
@@ -231,10 +232,10 @@ std::string build_request(const Options& o, const std::string& line) {
     size_t tab = line.find('\t');
     if (tab == std::string::npos) die("a line of the file has no TAB");
     std::string auth = line.substr(0, tab), body = line.substr(tab + 1);
-    std::string req = "POST " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
-                      "\r\nContent-Type: application/webhook+json\r\nAuthorization: " + auth +
-                      "\r\nContent-Length: " + std::to_string(body.size()) +
-                      "\r\nConnection: keep-alive\r\n\r\n";
+    std::string req =
+        "POST " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
+        "\r\nContent-Type: application/webhook+json\r\nAuthorization: " + auth +
+        "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: keep-alive\r\n\r\n";
     return req + body;
 }
 
@@ -254,21 +255,35 @@ int main(int argc, char** argv) {
             if (i + 1 >= argc) die("missing value for " + a);
             return argv[++i];
         };
-        if (a == "--host") o.host = next();
-        else if (a == "--port") o.port = std::atoi(next().c_str());
-        else if (a == "--path") o.path = next();
-        else if (a == "--file") o.file = next();
-        else if (a == "--rate") o.rate = std::atof(next().c_str());
-        else if (a == "--duration") o.duration = std::atof(next().c_str());
-        else if (a == "--connections") o.connections = std::atoi(next().c_str());
-        else if (a == "--start") o.start = size_t(std::atol(next().c_str()));
-        else if (a == "--trace") o.trace = next();
-        else if (a == "--idle") o.idle = std::atoi(next().c_str());
-        else if (a == "--slow") o.slow = std::atoi(next().c_str());
-        else if (a == "--drip-interval") o.drip_interval = std::atof(next().c_str());
-        else die("unknown option " + a);
+        if (a == "--host")
+            o.host = next();
+        else if (a == "--port")
+            o.port = std::atoi(next().c_str());
+        else if (a == "--path")
+            o.path = next();
+        else if (a == "--file")
+            o.file = next();
+        else if (a == "--rate")
+            o.rate = std::atof(next().c_str());
+        else if (a == "--duration")
+            o.duration = std::atof(next().c_str());
+        else if (a == "--connections")
+            o.connections = std::atoi(next().c_str());
+        else if (a == "--start")
+            o.start = size_t(std::atol(next().c_str()));
+        else if (a == "--trace")
+            o.trace = next();
+        else if (a == "--idle")
+            o.idle = std::atoi(next().c_str());
+        else if (a == "--slow")
+            o.slow = std::atoi(next().c_str());
+        else if (a == "--drip-interval")
+            o.drip_interval = std::atof(next().c_str());
+        else
+            die("unknown option " + a);
     }
-    if (o.file.empty() || o.connections < 1 || o.duration <= 0) die("need --file, --connections >= 1, --duration > 0");
+    if (o.file.empty() || o.connections < 1 || o.duration <= 0)
+        die("need --file, --connections >= 1, --duration > 0");
 
     std::vector<std::string> lines;
     {
@@ -290,7 +305,8 @@ int main(int argc, char** argv) {
     lines.clear();
 
     const bool open_loop = o.rate > 0;
-    const size_t total = open_loop ? std::min(requests.size(), size_t(o.rate * o.duration)) : requests.size();
+    const size_t total =
+        open_loop ? std::min(requests.size(), size_t(o.rate * o.duration)) : requests.size();
     std::atomic<size_t> next_closed{0};
     std::vector<Result> results(size_t(o.connections));
     std::vector<std::thread> threads;
@@ -308,7 +324,8 @@ int main(int argc, char** argv) {
     std::atomic<bool> done{false};
     if (o.idle > 0 || o.slow > 0) attack = std::make_unique<Attack>(o);
     const auto t0 = Clock::now() + std::chrono::milliseconds(200);
-    const auto t_end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
+    const auto t_end =
+        t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
     if (attack) attacker = std::thread([&] { attack->run(done); });
     for (int c = 0; c < o.connections; ++c) {
         threads.emplace_back([&, c] {
@@ -332,10 +349,17 @@ int main(int argc, char** argv) {
                         int status = read_response(fd, buf, keep, got_any);
                         if (status > 0) {
                             auto done = Clock::now();
-                            r.latency_ms.push_back(std::chrono::duration<double, std::milli>(done - from).count());
-                            r.at.emplace_back(std::chrono::duration<double, std::milli>(from - t0).count(), status);
+                            r.latency_ms.push_back(
+                                std::chrono::duration<double, std::milli>(done - from).count());
+                            r.at.emplace_back(
+                                std::chrono::duration<double, std::milli>(from - t0).count(),
+                                status);
                             (status >= 200 && status < 300 ? r.ok : r.non2xx)++;
-                            if (!keep) { close(fd); fd = -1; buf.clear(); }
+                            if (!keep) {
+                                close(fd);
+                                fd = -1;
+                                buf.clear();
+                            }
                             reused = fd >= 0;
                             return;
                         }
@@ -350,7 +374,8 @@ int main(int argc, char** argv) {
             };
             if (open_loop) {
                 for (size_t i = size_t(c); i < total; i += size_t(o.connections)) {
-                    auto when = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(double(i) / o.rate));
+                    auto when = t0 + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(double(i) / o.rate));
                     std::this_thread::sleep_until(when);
                     // A server that stalls does not hold the run: 10 s past its end, the
                     // requests not sent yet are counted as errors.
@@ -364,7 +389,10 @@ int main(int argc, char** argv) {
                 std::this_thread::sleep_until(t0);
                 while (Clock::now() < t_end) {
                     size_t i = next_closed.fetch_add(1);
-                    if (i >= total) { exhausted = true; break; }
+                    if (i >= total) {
+                        exhausted = true;
+                        break;
+                    }
                     one(i, Clock::now());
                 }
             }
@@ -385,7 +413,8 @@ int main(int argc, char** argv) {
         if (f) {
             for (auto& r : results)
                 for (size_t i = 0; i < r.latency_ms.size(); ++i)
-                    std::fprintf(f, "%.3f %.3f %d\n", r.at[i].first, r.latency_ms[i], r.at[i].second);
+                    std::fprintf(f, "%.3f %.3f %d\n", r.at[i].first, r.latency_ms[i],
+                                 r.at[i].second);
             std::fclose(f);
         }
     }
@@ -399,15 +428,21 @@ int main(int argc, char** argv) {
         errors += r.errors;
     }
     std::sort(all.begin(), all.end());
-    const double mean = all.empty() ? 0 : [&] { double s = 0; for (double v : all) s += v; return s / double(all.size()); }();
+    const double mean = all.empty() ? 0 : [&] {
+        double s = 0;
+        for (double v : all) s += v;
+        return s / double(all.size());
+    }();
     std::printf(
-        "{\"mode\":\"%s\",\"offered_rate\":%.1f,\"connections\":%d,\"duration_s\":%.3f,\"requests\":%zu,"
-        "\"ok\":%ld,\"non2xx\":%ld,\"errors\":%ld,\"achieved_rate\":%.1f,\"mean_ms\":%.3f,\"p50_ms\":%.3f,"
+        "{\"mode\":\"%s\",\"offered_rate\":%.1f,\"connections\":%d,\"duration_s\":%.3f,"
+        "\"requests\":%zu,"
+        "\"ok\":%ld,\"non2xx\":%ld,\"errors\":%ld,\"achieved_rate\":%.1f,\"mean_ms\":%.3f,\"p50_"
+        "ms\":%.3f,"
         "\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"exhausted\":%s,"
         "\"resent\":%ld,\"idle\":%d,\"slow\":%d,\"attack_reconnects\":%ld}\n",
-        open_loop ? "open" : "closed", o.rate, o.connections, elapsed, all.size() + size_t(errors), ok, non2xx,
-        errors, double(ok + non2xx) / elapsed, mean, pct(all, 50), pct(all, 90), pct(all, 99), pct(all, 99.9),
-        all.empty() ? 0.0 : all.back(), exhausted.load() ? "true" : "false", resent, o.idle, o.slow,
-        attack_reconnects);
+        open_loop ? "open" : "closed", o.rate, o.connections, elapsed, all.size() + size_t(errors),
+        ok, non2xx, errors, double(ok + non2xx) / elapsed, mean, pct(all, 50), pct(all, 90),
+        pct(all, 99), pct(all, 99.9), all.empty() ? 0.0 : all.back(),
+        exhausted.load() ? "true" : "false", resent, o.idle, o.slow, attack_reconnects);
     return 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test suite and ends with one line "N passed, N failed":
-#   unit (GoogleTest), unit under ASan+UBSan, unit as a Release build, pg_regress,
+#   clang-format, unit (GoogleTest), unit under ASan+UBSan, unit as a Release build, pg_regress,
 #   isolation, end-to-end (test/e2e/test_*; test_ha.py runs its own pg_auto_failover
 #   formation on free ports and takes about 1.5 minutes).
 # Works on a fresh Debian 12 machine as root: installs what it needs, builds, starts a
@@ -53,6 +53,16 @@ summary() {  # the last lines: where the logs are kept (if they are), then the c
   if [ "$FAILED" -gt 0 ] || [ "${ATTENDANCE_KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $LOGDIR"; fi
   echo "$PASSED passed, $FAILED failed"
 }
+
+# ---- 0. formatting: every C++ file as clang-format (.clang-format) writes it ------------
+echo "== clang-format"
+if find src test bench -name '*.cpp' -o -name '*.hpp' | sort |
+   xargs clang-format --dry-run -Werror >"$LOGDIR/format.log" 2>&1; then
+  count clang-format 1 0
+else
+  grep 'error:' "$LOGDIR/format.log" | cut -d: -f1 | sort -u
+  count clang-format 0 1
+fi
 
 # ---- 1. unit tests (pure core, no server) ----------------------------------------
 echo "== building the core, unit tests and programs (CMake)"

@@ -15,8 +15,8 @@
 
 namespace {
 
-MHD_Result on_request(void*, MHD_Connection* c, const char*, const char*, const char*,
-                      const char*, size_t* upload_size, void** state) {
+MHD_Result on_request(void*, MHD_Connection* c, const char*, const char*, const char*, const char*,
+                      size_t* upload_size, void** state) {
     if (*state == nullptr) {  // headers done; the body follows in further calls
         *state = reinterpret_cast<void*>(1);
         return MHD_YES;

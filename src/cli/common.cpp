@@ -21,8 +21,7 @@ const std::vector<Command>& commands() {
     static const std::vector<Command> all = {
         debug_command(),  calculate_command(), reconcile_command(), explain_command(),
         events_command(), sessions_command(),  status_command(),    keys_command(),
-        sign_command(),   replay_command(),    export_command(),
-        timeline_command(),
+        sign_command(),   replay_command(),    export_command(),    timeline_command(),
     };
     return all;
 }

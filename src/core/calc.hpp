@@ -1,6 +1,6 @@
-// The attendance rules (docs/decisions.md, "Calculation") as a pure function of a person's connections,
-// the session window and the policy. Pure C++ (no PostgreSQL), int64 milliseconds since the
-// Unix epoch, exact integer arithmetic, no floats anywhere.
+// The attendance rules (docs/decisions.md, "Calculation") as a pure function of a person's
+// connections, the session window and the policy. Pure C++ (no PostgreSQL), int64 milliseconds
+// since the Unix epoch, exact integer arithmetic, no floats anywhere.
 #pragma once
 
 #include "core/no_postgres.hpp"
