@@ -115,10 +115,11 @@ def counts(db=DB, like="%"):
 
 
 def snapshot(db):
-    """The recorded state, without ids and clock columns, one sorted line per row."""
+    """The recorded state, without ids, clock columns and the logging transaction, one sorted line
+    per row."""
     fold(db)
     return psql("SELECT x FROM ("
-                " SELECT 'E ' || (to_jsonb(e) - 'id' - 'received_at' - 'created_at')::text AS x"
+                " SELECT 'E ' || (to_jsonb(e) - 'id' - 'received_at' - 'created_at' - 'logged_xid')::text AS x"
                 "   FROM meeting_attendance_events e"
                 " UNION ALL SELECT 'S ' || (to_jsonb(s) - 'derived_at')::text FROM attendance_sessions s"
                 " UNION ALL SELECT 'M ' || (to_jsonb(m) - 'id' - 'created_at' - 'updated_at')::text"
