@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cinttypes>
+#include <cstdio>
 #include <ctime>
 
 extern "C" {
@@ -103,21 +105,24 @@ bool has_fraction(const nlohmann::json& j) {
     return false;
 }
 
-// Inside pg_call: pushJsonbValue may ereport. Returns what the last push returned: for the
-// outermost object, the finished value.
+// Inside pg_call: pushJsonbValue may ereport, so no frame here holds an object with a
+// destructor (iterators and references into the document only; no std::string, nor the
+// proxies of items()). Returns what the last push returned: for the outermost object, the
+// finished value.
 JsonbValue* push_jsonb(JsonbParseState** state, const nlohmann::json& j,
                        JsonbIteratorToken scalar) {
     JsonbValue v;
     switch (j.type()) {
         case nlohmann::json::value_t::object:
             pushJsonbValue(state, WJB_BEGIN_OBJECT, nullptr);
-            for (const auto& [key, value] : j.items()) {
+            for (auto it = j.cbegin(); it != j.cend(); ++it) {
+                const std::string& key = it.key();
                 JsonbValue k;
                 k.type = jbvString;
                 k.val.string.val = const_cast<char*>(key.data());
                 k.val.string.len = int(key.size());
                 pushJsonbValue(state, WJB_KEY, &k);
-                push_jsonb(state, value, WJB_VALUE);
+                push_jsonb(state, *it, WJB_VALUE);
             }
             return pushJsonbValue(state, WJB_END_OBJECT, nullptr);
         case nlohmann::json::value_t::array:
@@ -140,11 +145,12 @@ JsonbValue* push_jsonb(JsonbParseState** state, const nlohmann::json& j,
             v.val.numeric = int64_to_numeric(j.get<int64_t>());
             break;
         case nlohmann::json::value_t::number_unsigned: {
-            const std::string digits = std::to_string(j.get<uint64_t>());
+            char digits[24];
+            std::snprintf(digits, sizeof digits, "%" PRIu64, j.get<uint64_t>());
             v.type = jbvNumeric;
-            v.val.numeric = DatumGetNumeric(
-                DirectFunctionCall3(numeric_in, CStringGetDatum(digits.c_str()),
-                                    ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+            v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(digits),
+                                                                ObjectIdGetDatum(InvalidOid),
+                                                                Int32GetDatum(-1)));
             break;
         }
         default:  // null (a fraction never gets here: see has_fraction)
@@ -245,8 +251,7 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
                                     Arg::opt_text(out.reason),
                                     Arg::opt_text(api_key),
                                     Arg::opt_text(disconnect),
-                                    Arg::make(Arg::Kind::Int4, duration_minutes.value_or(0), {},
-                                              false, !duration_minutes),
+                                    Arg::opt_int4(duration_minutes),
                                     Arg::boolean(ev.development_event()),
                                     Arg::jsonb(stored_body(body, document))});
     out.user_key = p ? person.user_key : "";

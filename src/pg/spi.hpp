@@ -55,6 +55,10 @@ struct Arg {
     static Arg opt_int8(const std::optional<T>& v) {
         return v ? int8(int64_t(*v)) : null_of(Kind::Int8);
     }
+    template <typename T>
+    static Arg opt_int4(const std::optional<T>& v) {
+        return v ? int4(int32_t(*v)) : null_of(Kind::Int4);
+    }
     static Arg opt_text(const std::string& v) { return v.empty() ? null_of(Kind::Text) : text(v); }
     static Arg opt_ts_ms(const std::optional<int64_t>& v) {
         return v ? ts_ms(*v) : null_of(Kind::Timestamptz);
