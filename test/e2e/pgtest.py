@@ -75,6 +75,19 @@ def start_on_free_port(start, attempts=5):
     return None, None
 
 
+def run_checked(cmd, check_rc=None, text=True, stdin=None, env=None, timeout=60):
+    """Runs a program with stdout and stderr piped (never a terminal); with check_rc, its exit
+    code must be that one, else the AssertionError shows the ends of both outputs."""
+    proc = subprocess.run(cmd, capture_output=True, text=text, input=stdin, env=env, timeout=timeout)
+    if check_rc is not None and proc.returncode != check_rc:
+        out, err = proc.stdout, proc.stderr
+        if not text:
+            out, err = out.decode(errors="replace"), err.decode(errors="replace")
+        raise AssertionError(f"{os.path.basename(cmd[0])} {' '.join(cmd[1:])}: exit {proc.returncode}, "
+                             f"expected {check_rc}\nstdout: {out[-1500:]}\nstderr: {err[-1500:]}")
+    return proc
+
+
 def case(name):
     """Decorator: runs the test case at once and prints PASS/FAIL."""
     def run(fn):

@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, psql, start_on_free_port, wait_for  # noqa: E402
+from pgtest import case, finish, psql, run_checked, start_on_free_port, wait_for  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -44,12 +44,7 @@ def env(**extra):
 
 def ctl(*args, check_rc=None, stdin=None, timeout=60, **extra_env):
     """Runs attendancectl with stdout/stderr piped (never a terminal)."""
-    proc = subprocess.run([CTL, *args], capture_output=True, text=True, input=stdin,
-                          env=env(**extra_env), timeout=timeout)
-    if check_rc is not None and proc.returncode != check_rc:
-        raise AssertionError(f"attendancectl {' '.join(args)}: exit {proc.returncode}, expected "
-                             f"{check_rc}\nstdout: {proc.stdout[-1500:]}\nstderr: {proc.stderr[-1500:]}")
-    return proc
+    return run_checked([CTL, *args], check_rc, stdin=stdin, env=env(**extra_env), timeout=timeout)
 
 
 def sql(query):

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, psql  # noqa: E402
+from pgtest import case, finish, psql, run_checked  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -29,12 +29,8 @@ NAMES = {1: ARABIC, 2: TRICKY, 3: "Carol", 4: FORMULA, 5: "@SUM(A1)"}
 
 
 def ctl(*args, check_rc=None):
-    env = dict(os.environ, PGDATABASE=DB)
-    proc = subprocess.run([CTL, *args], capture_output=True, env=env, timeout=60)
-    if check_rc is not None and proc.returncode != check_rc:
-        raise AssertionError(f"attendancectl {' '.join(args)}: exit {proc.returncode}, expected "
-                             f"{check_rc}\nstderr: {proc.stderr.decode()[-1500:]}")
-    return proc
+    """attendancectl's output as bytes (the CSV's line ends are checked)."""
+    return run_checked([CTL, *args], check_rc, text=False, env=dict(os.environ, PGDATABASE=DB))
 
 
 def sql(query):

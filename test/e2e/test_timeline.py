@@ -13,7 +13,7 @@ import tempfile
 import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, psql  # noqa: E402
+from pgtest import case, finish, psql, run_checked  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -33,11 +33,7 @@ def env():
 
 
 def ctl(*args, check_rc=None):
-    proc = subprocess.run([CTL, *args], capture_output=True, text=True, env=env(), timeout=120)
-    if check_rc is not None and proc.returncode != check_rc:
-        raise AssertionError(f"attendancectl {' '.join(args)}: exit {proc.returncode}, expected "
-                             f"{check_rc}\nstdout: {proc.stdout[-800:]}\nstderr: {proc.stderr[-800:]}")
-    return proc
+    return run_checked([CTL, *args], check_rc, env=env(), timeout=120)
 
 
 def sql(query):
