@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 KEEP=0
 [ "${1:-}" = "--keep" ] && KEEP=1
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
+export PATH="${PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

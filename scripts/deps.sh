@@ -28,5 +28,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian's postgresql package starts a cluster of its own; ours are throwaway ones.
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
+export PATH="${PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH"
 command -v pg_config >/dev/null

@@ -15,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
+export PATH="${PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH"
 
 scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 

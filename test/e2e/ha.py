@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 OS_USER = os.environ.get("PG_OS_USER", "postgres")
 WEBHOOK = "/webhooks/livekit"
 

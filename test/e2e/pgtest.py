@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 FAILURES = []
 
 
