@@ -78,54 +78,83 @@ LANGUAGE sql STABLE AS $$
       AND NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule m WHERE m.room_name = r.room_name);
 $$;
 
--- Which sessions claim an event: a session one of whose rooms the event is in, and whose
--- window it falls in. A participant event falls in [starts_at - attendance.early_join_tolerance,
--- ends_at) by its connection (from its joinedAt, else its own time, to its own time: a leave
--- after the end of a connection that began inside the window is claimed); a room event by its
--- time, within the tolerance on either side. An unscheduled session named by the room pattern
--- claims its room's events whatever their time (it has no window). The one home of "which
--- sessions an event counts for"; used by the fold, the views and retention.
-CREATE FUNCTION @extschema@._attendance_claims(room_name text, at timestamptz, joined_at timestamptz,
-                                              room_session bigint, event_type text)
+-- The scheduled sessions a room belongs to (the inverse of _attendance_session_rooms, by
+-- the same four links); room_session is what attendance.room_pattern found in the name.
+CREATE FUNCTION @extschema@._attendance_room_sessions(room_name text, room_session bigint)
 RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
-    WITH rooms AS (
-        SELECT s.session_id FROM @extschema@.attendance_session_schedule s WHERE s.room_name = $1
-        UNION
-        SELECT l.session_id FROM @extschema@.attendance_session_rooms l WHERE l.room_name = $1
-        UNION
-        SELECT s.session_id FROM @extschema@.attendance_session_schedule s
-        WHERE s.room_name = @extschema@._attendance_parent_room($1)
-        UNION
-        SELECT s.session_id FROM @extschema@.attendance_session_schedule s
-        WHERE s.session_id = $4
-          AND NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule m WHERE m.room_name = $1)),
+    SELECT s.session_id FROM @extschema@.attendance_session_schedule s WHERE s.room_name = $1
+    UNION
+    SELECT l.session_id FROM @extschema@.attendance_session_rooms l WHERE l.room_name = $1
+    UNION
+    SELECT s.session_id FROM @extschema@.attendance_session_schedule s
+    WHERE s.room_name = @extschema@._attendance_parent_room($1)
+    UNION
+    SELECT s.session_id FROM @extschema@.attendance_session_schedule s
+    WHERE s.session_id = $2
+      AND NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule m WHERE m.room_name = $1);
+$$;
+
+-- Which sessions claim an event: a session one of whose rooms the event is in, and whose
+-- window its connection meets, give or take attendance.early_join_tolerance before the start.
+-- A leave or an abort is claimed when its connection (from its joinedAt, else its own time,
+-- to its own time) meets [starts_at - tolerance, ends_at): a leave after the end of a
+-- connection that began inside the window is claimed. A join is claimed when it is before
+-- the end and its connection has no leave before starts_at - tolerance (an open connection
+-- of someone who joined early counts from the start). A room event is claimed by its time,
+-- within the tolerance on either side. An unscheduled session named by the room pattern
+-- claims its room's events whatever their time (it has no window). The one home of "which
+-- sessions an event counts for": the fold, the late-webhook rule, the views and retention.
+CREATE FUNCTION @extschema@._attendance_claims(room_name text, at timestamptz, joined_at timestamptz,
+                                              room_session bigint, event_type text, participant_sid text)
+RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
+    WITH rooms AS (SELECT r AS session_id FROM @extschema@._attendance_room_sessions($1, $4) r),
     tolerance AS (
         SELECT @extschema@._attendance_setting_interval('attendance.early_join_tolerance', '15 minutes') AS t)
     SELECT s.session_id
     FROM rooms r JOIN @extschema@.attendance_session_schedule s ON s.session_id = r.session_id, tolerance
     WHERE CASE WHEN $5 IN ('room_started', 'room_finished')
                THEN $2 >= s.starts_at - tolerance.t AND $2 < s.ends_at + tolerance.t
-               ELSE coalesce(least($3, $2), $2) < s.ends_at AND $2 >= s.starts_at - tolerance.t END
+               WHEN $5 = 'participant_joined'
+               THEN least(coalesce($3, $2), $2) < s.ends_at
+                    AND ($2 >= s.starts_at - tolerance.t OR NOT EXISTS (
+                        SELECT 1 FROM @extschema@.meeting_attendance_events l
+                        WHERE l.room_name = $1 AND l.participant_sid = $6
+                          AND l.event_type IN ('participant_left', 'participant_connection_aborted')
+                          AND l.event_timestamp >= least(coalesce($3, $2), $2)
+                          AND l.event_timestamp < s.starts_at - tolerance.t))
+               ELSE least(coalesce($3, $2), $2) < s.ends_at AND $2 >= s.starts_at - tolerance.t END
     UNION ALL
     SELECT $4 WHERE $4 IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule s WHERE s.session_id = $4);
 $$;
 
--- The old name of the rule, for the callers that pass a point in time (retention, the views):
--- the sessions claiming an event at that time.
+-- The sessions an event at this time may count for, whatever its kind: a session of its room
+-- whose window, widened by attendance.max_connection_age before the start (a connection that
+-- began that early may still be open) and the tolerance after the end, holds it. A superset
+-- of _attendance_claims, for the one caller that must not miss a session: retention keeps a
+-- partition while a session its events may count for is not final.
 CREATE OR REPLACE FUNCTION @extschema@._attendance_match(room_name text, at timestamptz, room_session bigint)
 RETURNS SETOF bigint LANGUAGE sql STABLE ROWS 1 AS $$
-    SELECT c FROM @extschema@._attendance_claims($1, $2, NULL, $3, 'room_finished') c;
+    SELECT s.session_id
+    FROM @extschema@._attendance_room_sessions($1, $3) r
+    JOIN @extschema@.attendance_session_schedule s ON s.session_id = r
+    WHERE $2 >= s.starts_at - @extschema@._attendance_setting_interval('attendance.max_connection_age', '6 hours')
+      AND $2 < s.ends_at + @extschema@._attendance_setting_interval('attendance.early_join_tolerance', '15 minutes')
+    UNION ALL
+    SELECT $3 WHERE $3 IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule s WHERE s.session_id = $3);
 $$;
--- As a value (the earliest session claiming it), search_path pinned, for views and ad hoc SQL.
+-- For views and ad hoc SQL (search_path pinned): the earliest session claiming an event at
+-- this time, as a room event is claimed (the views that know the event's kind, connection
+-- and joinedAt use _attendance_event_claimed_by).
 CREATE OR REPLACE FUNCTION @extschema@._attendance_event_session(room_name text, at timestamptz, room_session bigint)
 RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT min(m) FROM @extschema@._attendance_match($1, $2, $3) m;
+    SELECT min(c) FROM @extschema@._attendance_claims($1, $2, NULL, $3, 'room_finished', NULL) c;
 $$;
 CREATE FUNCTION @extschema@._attendance_event_claimed_by(room_name text, at timestamptz, joined_at timestamptz,
-                                                         room_session bigint, event_type text)
+                                                         room_session bigint, event_type text, participant_sid text)
 RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT min(c) FROM @extschema@._attendance_claims($1, $2, $3, $4, $5) c;
+    SELECT min(c) FROM @extschema@._attendance_claims($1, $2, $3, $4, $5, $6) c;
 $$;
 
 -- The events of sessions as the derivation reads them: every event of the session's rooms
@@ -139,8 +168,7 @@ RETURNS TABLE (session_id bigint, event_id text, event_type text, at_ms bigint, 
                joined_ms bigint, disconnect_reason text, unseen boolean, room_name text)
 LANGUAGE sql STABLE AS $$
     WITH settings AS (
-        SELECT @extschema@._attendance_setting_interval('attendance.max_connection_age', '6 hours') AS reach,
-               @extschema@._attendance_setting_interval('attendance.early_join_tolerance', '15 minutes') AS tolerance),
+        SELECT @extschema@._attendance_setting_interval('attendance.max_connection_age', '6 hours') AS reach),
     candidates AS MATERIALIZED (
         SELECT r.session_id, e.id, e.event_timestamp
         FROM @extschema@._attendance_session_rooms($1) r
@@ -160,18 +188,14 @@ LANGUAGE sql STABLE AS $$
            floor(extract(epoch FROM e.event_timestamp) * 1000)::bigint, e.participant_sid,
            e.participant_identity, e.user_key, e.user_id, e.participant_name, e.role,
            floor(extract(epoch FROM e.joined_at) * 1000)::bigint, e.disconnect_reason,
-           s.session_id IS NOT NULL
-             AND CASE WHEN e.event_type IN ('room_started', 'room_finished')
-                      THEN e.event_timestamp >= s.starts_at - settings.tolerance
-                           AND e.event_timestamp < s.ends_at + settings.tolerance
-                      ELSE least(coalesce(e.joined_at, e.event_timestamp), e.event_timestamp) < s.ends_at
-                           AND e.event_timestamp >= s.starts_at - settings.tolerance END
-             AND @extschema@._attendance_unseen_by(e.logged_xid, s.calculated_snapshot),
+           CASE WHEN s.session_id IS NOT NULL AND @extschema@._attendance_unseen_by(e.logged_xid, s.calculated_snapshot)
+                THEN c.session_id IN (SELECT @extschema@._attendance_claims(e.room_name, e.event_timestamp, e.joined_at,
+                                                                            e.session_id, e.event_type, e.participant_sid))
+                ELSE false END,
            e.room_name
     FROM candidates c
     JOIN @extschema@.meeting_attendance_events e ON e.id = c.id AND e.event_timestamp = c.event_timestamp
-    LEFT JOIN @extschema@.attendance_session_schedule s ON s.session_id = c.session_id
-    CROSS JOIN settings;
+    LEFT JOIN @extschema@.attendance_session_schedule s ON s.session_id = c.session_id;
 $$;
 
 -- Linking a room to a session, and unlinking it. A calculated session is calculated again
@@ -228,18 +252,19 @@ FROM @extschema@.attendance_session_schedule s,
      LATERAL @extschema@._attendance_session_rooms(ARRAY[s.session_id]) r;
 
 REVOKE ALL ON FUNCTION @extschema@._attendance_setting_interval(text, interval),
+    @extschema@._attendance_room_sessions(text, bigint),
     @extschema@._attendance_parent_room(text), @extschema@._attendance_session_rooms(bigint[]),
-    @extschema@._attendance_claims(text, timestamptz, timestamptz, bigint, text),
+    @extschema@._attendance_claims(text, timestamptz, timestamptz, bigint, text, text),
     @extschema@._attendance_session_events(bigint[]),
-    @extschema@._attendance_event_claimed_by(text, timestamptz, timestamptz, bigint, text),
+    @extschema@._attendance_event_claimed_by(text, timestamptz, timestamptz, bigint, text, text),
     @extschema@.attendance_link_room(bigint, text), @extschema@.attendance_unlink_room(bigint, text),
     @extschema@._attendance_rooms_changed(bigint)
   FROM PUBLIC;
 -- attendance_explain runs as its caller and reads these (as it read the 0.4.0 ones).
-GRANT EXECUTE ON FUNCTION @extschema@._attendance_event_claimed_by(text, timestamptz, timestamptz, bigint, text),
+GRANT EXECUTE ON FUNCTION @extschema@._attendance_event_claimed_by(text, timestamptz, timestamptz, bigint, text, text),
     @extschema@._attendance_setting_interval(text, interval), @extschema@._attendance_parent_room(text),
-    @extschema@._attendance_session_rooms(bigint[]),
-    @extschema@._attendance_claims(text, timestamptz, timestamptz, bigint, text),
+    @extschema@._attendance_session_rooms(bigint[]), @extschema@._attendance_room_sessions(text, bigint),
+    @extschema@._attendance_claims(text, timestamptz, timestamptz, bigint, text, text),
     @extschema@._attendance_session_events(bigint[])
   TO attendance_reader;
 GRANT SELECT ON @extschema@.attendance_rooms, @extschema@.attendance_session_rooms,
@@ -267,6 +292,20 @@ COMMENT ON COLUMN @extschema@.attendance_policies.reconnect_grace IS
   'MEDIA_FAILURE, STATE_MISMATCH, SERVER_SHUTDOWN) before the person''s next join counts as presence; 0 = off.';
 
 -------------------------------------------------------------------------------
+-- The views that name an event's session
+-------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW @extschema@.attendance_recent_events AS
+SELECT e.id, e.received_at, e.event_timestamp, e.event_type, e.result,
+       @extschema@._attendance_event_claimed_by(e.room_name, e.event_timestamp, e.joined_at, e.session_id,
+                                                e.event_type, e.participant_sid) AS session_id,
+       e.room_name, e.user_id, e.user_key, e.participant_name, e.participant_sid, e.joined_at,
+       CASE WHEN e.event_type = 'participant_left' AND e.joined_at IS NOT NULL
+            THEN e.event_timestamp - e.joined_at END AS connection_duration,
+       e.reason, e.event_id
+FROM (SELECT * FROM @extschema@.meeting_attendance_events ORDER BY id DESC LIMIT 1000) e
+ORDER BY e.id DESC;
+
+-------------------------------------------------------------------------------
 -- Events no session claims
 -------------------------------------------------------------------------------
 CREATE OR REPLACE VIEW @extschema@.attendance_unmatched_events AS
@@ -280,7 +319,8 @@ SELECT e.id, e.received_at, e.event_type, e.room_name, e.participant_identity, e
        e.event_id
 FROM @extschema@.meeting_attendance_events e
 CROSS JOIN LATERAL (SELECT @extschema@._attendance_event_claimed_by(e.room_name, e.event_timestamp, e.joined_at,
-                                                                    e.session_id, e.event_type) AS session_id) m
+                                                                    e.session_id, e.event_type, e.participant_sid)
+                    AS session_id) m
 WHERE e.result = 'recorded'
   AND (m.session_id IS NULL OR (e.participant_sid IS NOT NULL AND e.user_id IS NULL))
 ORDER BY e.id DESC;

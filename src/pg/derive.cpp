@@ -93,6 +93,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     // session's events are read as that version matched them.
     const bool rooms = has_rooms(spi);
     if (lock && rooms) note_rooms(spi, false);
+    for (Derived& d : out) d.rooms_schema = rooms;
     const Row clock = spi.query("SELECT " MS("now()") ", pg_current_snapshot()::text", {}, ro)[0];
     const int64_t now = clock[0].int8();
     if (snapshot) *snapshot = clock[1].str("");
@@ -216,18 +217,23 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
     }
     const Arg id_array = Arg::int8_array(ids);
     spi.exec("DELETE FROM @s.attendance_sessions WHERE session_id = ANY($1)", {id_array});
+    // (an earlier version's upgrade script folds before connections have a room)
+    const bool rooms = sessions.front().rooms_schema;
     if (!c_session.empty())
         spi.exec(
             "INSERT INTO @s.attendance_sessions (session_id, participant_sid, user_key, join_time, "
             "  join_source, leave_time, end_reason, leave_is_synthetic, disconnect_reason, "
-            "  join_event_id, leave_event_id, room_name) "
-            "SELECT x.session_id, x.sid, x.user_key, " TS("x.join_ms") ", x.source, " TS(
-                "x.leave_ms") ", x.end_reason, x.synthetic, x.reason, x.join_ev, x.leave_ev, "
-                              "x.room FROM unnest($1::bigint[], $2::text[], $3::text[], "
-                              "  $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::bool[], "
-                              "  $9::text[], $10::text[], $11::text[], $12::text[]) AS "
-                              "  x(session_id, sid, user_key, join_ms, source, leave_ms, "
-                              "  end_reason, synthetic, reason, join_ev, leave_ev, room)",
+            "  join_event_id, leave_event_id" +
+                std::string(rooms ? ", room_name" : "") +
+                ") "
+                "SELECT x.session_id, x.sid, x.user_key, " TS("x.join_ms") ", x.source, " TS(
+                    "x.leave_ms") ", x.end_reason, x.synthetic, x.reason, x.join_ev, x.leave_ev" +
+                std::string(rooms ? ", x.room" : "") +
+                " FROM unnest($1::bigint[], $2::text[], $3::text[], "
+                "  $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::bool[], "
+                "  $9::text[], $10::text[], $11::text[], $12::text[]) AS "
+                "  x(session_id, sid, user_key, join_ms, source, leave_ms, "
+                "  end_reason, synthetic, reason, join_ev, leave_ev, room)",
             {Arg::int8_array(c_session), Arg::text_array(c_sid), Arg::text_array(c_key),
              Arg::int8_array(c_join, c_join_null), Arg::text_array(c_source, c_source_null),
              Arg::int8_array(c_leave, c_leave_null), Arg::text_array(c_end, c_end_null),
@@ -351,7 +357,7 @@ FoldResult fold(SpiSession& spi) {
             "SELECT m.session_id, " MS("clock_timestamp() - e.received_at") ", e.result, e.id "
             "FROM @s.meeting_attendance_events e LEFT JOIN LATERAL " +
                 std::string(rooms ? "@s._attendance_claims(e.room_name, e.event_timestamp, "
-                                    "e.joined_at, e.session_id, e.event_type)"
+                                    "e.joined_at, e.session_id, e.event_type, e.participant_sid)"
                                   : "@s._attendance_match(e.room_name, e.event_timestamp, "
                                     "e.session_id)") +
                 " m(session_id) ON true WHERE e.id > $1 AND e.id <= $2",

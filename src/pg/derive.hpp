@@ -16,6 +16,7 @@ namespace attendance::pg {
 
 struct Derived {
     int64_t session_id = 0;
+    bool rooms_schema = true;  // false while an earlier version's upgrade script folds
     bool scheduled = false;
     core::SessionWindow window{};  // scheduled sessions only
     std::string policy_name;
