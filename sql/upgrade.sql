@@ -1,4 +1,4 @@
--- ALTER EXTENSION attendance UPDATE from 0.1.0 through every version to 0.4.0 keeps every logged
+-- ALTER EXTENSION attendance UPDATE from 0.1.0 through every version to 0.4.1 keeps every logged
 -- event, override and audit row, derives the connections and live rows from the log, and
 -- recalculating reproduces the results 0.2.0 stored.
 -- Only the current library is installed, and 0.3.0's ingestion writes columns the old
