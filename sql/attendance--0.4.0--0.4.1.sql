@@ -83,6 +83,164 @@ RETURNS integer LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -------------------------------------------------------------------------------
+-- Forgetting (issue 21)
+-------------------------------------------------------------------------------
+-- attendance_forget_person leaves nothing a non-superuser can read: the statistics of the
+-- tables it rewrote (pg_stats, readable by whoever may SELECT the column) are sampled
+-- again in the same call. What stays in heap files, WAL, standbys and backups, and what
+-- an operator does about each: docs/security.md and docs/operations.md.
+-- (Same function as 0.4.0 but for the lock taken first, the partitions noted by the log's
+-- UPDATE, and the statistics at the end.)
+CREATE OR REPLACE FUNCTION @extschema@.attendance_forget_person(user_id bigint)
+RETURNS @extschema@.attendance_erasures
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica AS $$
+DECLARE
+    p bigint;
+    k text;
+    uk text := attendance_forget_person.user_id::text;
+    sessions bigint[];
+    n_log integer;
+    n_conn integer;
+    n_att integer;
+    n_roster integer;
+    n_over integer;
+    n_audit integer;
+    n_alert integer;
+    parts regclass[];
+    part regclass;
+    result @extschema@.attendance_erasures;
+BEGIN
+    IF attendance_forget_person.user_id IS NULL THEN
+        RAISE EXCEPTION 'attendance_forget_person: user_id is required' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Forgetting and the log's maintenance take turns (the maintenance's lock, waited for):
+    -- the statistics refreshed below lock the log's partitions, which a maintenance run may
+    -- be attaching or retiring meanwhile.
+    PERFORM pg_advisory_xact_lock(@extschema@._attendance_log_lock_key());
+    -- The installation's salt, made once (48 bytes from three random UUIDs' hex digits).
+    INSERT INTO @extschema@.attendance_privacy_salt AS x (salt)
+    SELECT decode(replace(gen_random_uuid()::text || gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')
+    ON CONFLICT (only_row) DO NOTHING;
+    p := @extschema@._attendance_pseudonym(attendance_forget_person.user_id);
+    k := p::text;
+    -- The sessions the person appears in: their schedule rows are locked in id order, as
+    -- the fold and calculations lock them, so that no derivation writes the person's old
+    -- rows meanwhile.
+    SELECT coalesce(array_agg(DISTINCT x.sid ORDER BY x.sid), '{}') INTO sessions FROM (
+        SELECT m.session_id FROM @extschema@.meeting_attendances m WHERE m.user_key = uk
+        UNION SELECT r.session_id FROM @extschema@.attendance_roster r WHERE r.user_id = attendance_forget_person.user_id
+        UNION SELECT c.session_id FROM @extschema@.attendance_sessions c WHERE c.user_key = uk
+        UNION SELECT o.session_id FROM @extschema@.attendance_overrides o WHERE o.user_key = uk
+        UNION SELECT e.session_id FROM @extschema@.meeting_attendance_events e
+              CROSS JOIN LATERAL (SELECT @extschema@._attendance_event_session(e.room_name, e.event_timestamp, e.session_id)
+                                  AS session_id) e2(session_id)
+              WHERE e.user_id = attendance_forget_person.user_id AND e2.session_id IS NOT NULL) x(sid);
+    PERFORM 1 FROM @extschema@.attendance_session_schedule s
+    WHERE s.session_id = ANY (sessions) ORDER BY s.session_id FOR UPDATE;
+
+    -- The log: the person's rows keep their times, kinds, sids and role; the identity
+    -- becomes the pseudonym, the name goes, and the body loses the participant's name,
+    -- metadata and attributes (the identity in it becomes the pseudonym too).
+    -- The partitions that held them are noted for their statistics (below).
+    WITH changed AS (
+        UPDATE @extschema@.meeting_attendance_events e SET
+            user_id = p, user_key = k, participant_identity = k, participant_name = NULL,
+            raw_webhook_data = CASE WHEN jsonb_typeof(e.raw_webhook_data -> 'participant') = 'object'
+                THEN jsonb_set(e.raw_webhook_data, '{participant}',
+                               ((e.raw_webhook_data -> 'participant') - 'name' - 'metadata' - 'attributes')
+                               || jsonb_build_object('identity', k))
+                ELSE e.raw_webhook_data END
+        WHERE e.user_id = attendance_forget_person.user_id
+        RETURNING e.tableoid)
+    SELECT count(*), coalesce(array_agg(DISTINCT c.tableoid), '{}')::regclass[] INTO n_log, parts FROM changed c;
+
+    -- The derived rows and the inputs, under the same key, so that a later fold or
+    -- calculation derives the same counts and statuses for the pseudonym.
+    UPDATE @extschema@.attendance_sessions c SET user_key = k WHERE c.user_key = uk;
+    GET DIAGNOSTICS n_conn = ROW_COUNT;
+    UPDATE @extschema@.meeting_attendances m SET
+        user_key = k, user_id = p, participant_identity = k, participant_name = NULL, updated_at = now()
+    WHERE m.user_key = uk;
+    GET DIAGNOSTICS n_att = ROW_COUNT;
+    UPDATE @extschema@.attendance_roster r SET user_id = p WHERE r.user_id = attendance_forget_person.user_id;
+    GET DIAGNOSTICS n_roster = ROW_COUNT;
+    -- An override's reason is free text about the person (e.g. a doctor's note): erased;
+    -- its status counts and is kept.
+    UPDATE @extschema@.attendance_overrides o SET user_key = k, reason = 'erased (attendance_forget_person)'
+    WHERE o.user_key = uk;
+    GET DIAGNOSTICS n_over = ROW_COUNT;
+    UPDATE @extschema@.attendance_status_changes a SET user_key = k WHERE a.user_key = uk;
+    GET DIAGNOSTICS n_audit = ROW_COUNT;
+    -- Low-attendance alerts name the person by key and id; the rate and the times stay.
+    UPDATE @extschema@.attendance_alerts a SET user_key = k, user_id = p WHERE a.user_key = uk;
+    GET DIAGNOSTICS n_alert = ROW_COUNT;
+
+    IF n_log + n_conn + n_att + n_roster + n_over + n_audit + n_alert = 0 THEN
+        IF EXISTS (SELECT 1 FROM @extschema@.attendance_erasures x WHERE x.pseudonym = p) THEN
+            RAISE EXCEPTION 'attendance_forget_person: user % was already forgotten', attendance_forget_person.user_id
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        RAISE EXCEPTION 'attendance_forget_person: no attendance data for user %', attendance_forget_person.user_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+
+    -- The planner's statistics (pg_stats, which attendance_reader reads) hold sampled
+    -- values of these tables: names, identities, user ids, bodies. Every table this call
+    -- changed is sampled again, here, in this transaction: ANALYZE counts this call's new
+    -- row versions and not the old ones, and its statistics commit with the erasure
+    -- (docs/security.md, "Forgetting a person"; its cost: docs/performance.md).
+    IF n_log > 0 THEN
+        -- The log as a whole has statistics only if someone analyzed it (autovacuum never
+        -- does): then it is analyzed again, which samples every partition too; otherwise
+        -- the partitions that held the person's rows are.
+        IF EXISTS (SELECT 1 FROM pg_statistic s
+                   WHERE s.starelid = '@extschema@.meeting_attendance_events'::regclass AND s.stainherit) THEN
+            ANALYZE @extschema@.meeting_attendance_events;
+        ELSE
+            FOREACH part IN ARRAY parts LOOP
+                EXECUTE format('ANALYZE %s', part);
+            END LOOP;
+        END IF;
+    END IF;
+    IF n_conn > 0 THEN
+        ANALYZE @extschema@.attendance_sessions;
+    END IF;
+    IF n_att > 0 THEN
+        ANALYZE @extschema@.meeting_attendances;
+    END IF;
+    IF n_roster > 0 THEN
+        ANALYZE @extschema@.attendance_roster;
+    END IF;
+    IF n_over > 0 THEN
+        ANALYZE @extschema@.attendance_overrides;
+    END IF;
+    IF n_audit > 0 THEN
+        ANALYZE @extschema@.attendance_status_changes;
+    END IF;
+    IF n_alert > 0 THEN
+        ANALYZE @extschema@.attendance_alerts;
+    END IF;
+
+    INSERT INTO @extschema@.attendance_erasures AS x (pseudonym, sessions, log_rows, connection_rows, attendance_rows,
+                                                       roster_rows, override_rows, audit_rows, alert_rows)
+    VALUES (p, sessions, n_log, n_conn, n_att, n_roster, n_over, n_audit, n_alert)
+    ON CONFLICT (pseudonym) DO UPDATE SET
+        erased_at = now(), actor = excluded.actor,
+        sessions = ARRAY(SELECT DISTINCT u FROM unnest(x.sessions || excluded.sessions) u ORDER BY u),
+        log_rows = x.log_rows + excluded.log_rows, connection_rows = x.connection_rows + excluded.connection_rows,
+        attendance_rows = x.attendance_rows + excluded.attendance_rows, roster_rows = x.roster_rows + excluded.roster_rows,
+        override_rows = x.override_rows + excluded.override_rows, audit_rows = x.audit_rows + excluded.audit_rows,
+        alert_rows = x.alert_rows + excluded.alert_rows
+    RETURNING * INTO result;
+    RETURN result;
+END;
+$$;
+COMMENT ON FUNCTION @extschema@.attendance_forget_person(bigint) IS
+  'Erase a person''s identifying data (names, identities, metadata) from the log and every derived row, keeping counts and statuses under a salted pseudonym (a negative user id), and sample the changed tables'' statistics again; audited in attendance_erasures. Owner only.';
+
+-------------------------------------------------------------------------------
 -- Maintenance (issue 21)
 -------------------------------------------------------------------------------
 -- Two runs of attendance_maintain_log (the scheduler's `partitions` job, a manual call,
