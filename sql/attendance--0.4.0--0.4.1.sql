@@ -447,3 +447,29 @@ COMMENT ON FUNCTION @extschema@.attendance_maintain_log(interval) IS
   'their own, retire partitions past attendance.event_retention whose sessions are all final. The scheduler runs it '
   'hourly (job "partitions"). One run at a time: another waits at most lock_wait, then skips and says so.';
 
+-------------------------------------------------------------------------------
+-- Grants (issue 21)
+-------------------------------------------------------------------------------
+-- Nothing is executable by PUBLIC, and every function granted to a role other than the
+-- owner pins its search_path (pg_regress `grants` checks every function of the extension).
+-- The rule functions _attendance_match, _attendance_session_events and
+-- _attendance_unseen_by have no SET clause so that PostgreSQL inlines them; an inlined
+-- body resolves its operators through the search_path of the query it is inlined into,
+-- so a direct call under a hostile search_path ran planted operators. They are the
+-- owner's only now, and other roles reach them through pinned functions that run as the
+-- owner: _attendance_event_session (the views, attendancectl events) and
+-- attendance_explain (which derives through _attendance_session_events). Both only read
+-- what attendance_reader may read anyway.
+
+-- 0.2.0 never revoked it from PUBLIC (the view attendance_sessions_due reads it).
+REVOKE ALL ON FUNCTION @extschema@._attendance_calculation_delay() FROM PUBLIC;
+ALTER FUNCTION @extschema@._attendance_calculation_delay() SET search_path = pg_catalog, pg_temp;
+
+REVOKE ALL ON FUNCTION @extschema@._attendance_match(text, timestamptz, bigint),
+    @extschema@._attendance_session_events(bigint[]),
+    @extschema@._attendance_unseen_by(xid8, pg_snapshot)
+  FROM attendance_reader;
+
+ALTER FUNCTION @extschema@._attendance_event_session(text, timestamptz, bigint) SECURITY DEFINER;
+ALTER FUNCTION @extschema@.attendance_explain(bigint, bigint) SECURITY DEFINER;
+ALTER FUNCTION @extschema@.attendance_explain(bigint, text) SECURITY DEFINER;
