@@ -1,4 +1,4 @@
--- attendance 0.4.0 -> 0.5.0: rooms are timelines, sessions are windows
+-- attendance 0.4.1 -> 0.5.0: rooms are timelines, sessions are windows
 -- (docs/architecture.md, "Rooms and windows").
 \echo Use "ALTER EXTENSION attendance UPDATE TO '0.5.0'" to load this file. \quit
 
