@@ -361,6 +361,13 @@ BEGIN
        AND NEW.room_name = OLD.room_name THEN
         RETURN NEW;
     END IF;
+    -- (an upsert's insert that will meet the same row, window unchanged)
+    IF TG_OP = 'INSERT' AND EXISTS (
+           SELECT 1 FROM @extschema@.attendance_session_schedule s
+           WHERE s.session_id = NEW.session_id AND s.starts_at = NEW.starts_at AND s.ends_at = NEW.ends_at
+             AND s.room_name = NEW.room_name) THEN
+        RETURN NEW;
+    END IF;
     SELECT x.range_start, x.range_end INTO r FROM @extschema@.attendance_retired_events x
     WHERE x.range_start < NEW.ends_at AND x.range_end > NEW.starts_at
     ORDER BY x.range_start LIMIT 1;
