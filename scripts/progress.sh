@@ -24,7 +24,7 @@ run_logged() {
   ticker=$!
   "$@" >>"$log" 2>&1 </dev/null || rc=$?
   kill "$ticker" 2>/dev/null
-  wait "$ticker" 2>/dev/null
+  wait "$ticker" 2>/dev/null || true
   if [ $rc -eq 0 ]; then
     printf '  done in %d s\n' "$((SECONDS - started))"
   else
