@@ -2,7 +2,9 @@
 # Runs every test suite and ends with one line "N passed, N failed":
 #   clang-format, unit (GoogleTest), unit under ASan+UBSan, unit as a Release build, pg_regress,
 #   isolation, end-to-end (test/e2e/test_*; test_ha.py runs its own pg_auto_failover
-#   formation on free ports and takes about 1.5 minutes).
+#   formation on free ports and takes about 1.5 minutes; test_packages.sh and
+#   test_readme.sh install the Debian packages system-wide for a while and leave the
+#   machine's packages as they found them).
 # Works on a fresh Debian 12 machine as root: installs what it needs, builds, starts a
 # throwaway PostgreSQL as an unprivileged user, and removes it afterwards.
 # Environment (all optional):
@@ -131,6 +133,9 @@ export ATTENDANCE_PGDIR="$PGDIR"
 export TMPDIR="$LOGDIR/tmp"
 mkdir -p "$TMPDIR"
 chmod 1777 "$TMPDIR"
+# The Debian packages are built once per run: test_packages.sh builds them here, and
+# test_readme.sh's scripts/deb.sh --install finds them built from this very source.
+export ATTENDANCE_DEB_DIR="${ATTENDANCE_DEB_DIR:-$LOGDIR/dist}"
 
 echo "== pg_regress"
 rm -rf results regression.diffs regression.out
