@@ -1,7 +1,7 @@
 # Sourced by the scripts: runs a long step with its output in a log file, and says so.
 #   run_logged WHAT LOG COMMAND [ARG]...
 # Prints "WHAT (log: LOG)", then every 30 s a progress line with the time so far and the
-# log's last line, and at the end how long it took. On failure it prints the log's last
+# log's last short line, and at the end how long it took. On failure it prints the log's last
 # lines and where the whole log is. Returns the command's exit status.
 # The command runs in the foreground (Ctrl-C reaches it as usual); the progress lines come
 # from a small background loop that ends with the command, or with this script.
@@ -17,7 +17,9 @@ run_logged() {
       sleep 1
       n=$((n + 1))
       if [ $((n % 30)) -eq 0 ]; then
-        printf '  ... %d s: %s\n' "$n" "$(tail -n 1 "$log" 2>/dev/null | tr -cd '[:print:]' | cut -c1-90)"
+        # the log's last short line (a compiler's command line says little)
+        printf '  ... %d s: %s\n' "$n" \
+          "$(tail -n 30 "$log" 2>/dev/null | tr -cd '[:print:]\n' | awk 'length < 120' | tail -n 1 | cut -c1-90)"
       fi
     done
   ) &
