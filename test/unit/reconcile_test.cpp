@@ -65,7 +65,8 @@ TEST(Reconcile, ACloseNeverMovesOnceTheSessionIsOver) {
     const OpenConnection open{1000, 9'040'000, 9'000'000};
     auto first = reconcile_close(open, 9'003'000, 6 * kHour);
     ASSERT_TRUE(first);
-    for (int64_t now : {9'039'999LL, 9'040'000LL, 9'100'000LL, 30 * kHour}) {
+    for (int64_t now :
+         std::initializer_list<int64_t>{9'039'999, 9'040'000, 9'100'000, 30 * kHour}) {
         auto later = reconcile_close(open, now, 6 * kHour);
         ASSERT_TRUE(later);
         EXPECT_EQ(later->leave_ms, first->leave_ms) << "now " << now;
