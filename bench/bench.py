@@ -759,6 +759,87 @@ SELECT (SELECT count(*) FROM l),
         self.pg.run(truncate)
         self.save()
 
+    # -- 2b. HTTP latency with the fold running, held off, and the Node.js peer -----------------
+    HTTP_FOLD_VARIANTS = ("fold", "fold_held_off", "node")
+
+    def http_fold(self):
+        """What the worker's fold costs webhooks their latency (issue 26): at each offered rate,
+        attendance-proxy with the fold at its default, the same with the fold held off
+        (attendance.fold_interval = 1 h for the run), and the Node.js peer (one process), one
+        after the other in every repetition (the order rotates), so that the ratios come from
+        one run on the same cluster. The proxy and the peer both listen for the whole phase."""
+        a = self.a
+        res = self.R.setdefault("http_fold", {})
+        if not a.proxy or not Path(a.proxy).exists():
+            res["skipped"] = "the proxy binary is not available (%s)" % a.proxy
+            log("http-fold skipped: " + res["skipped"])
+            self.save()
+            return
+        variants = list(self.HTTP_FOLD_VARIANTS)
+        node = bool(a.node) and (Path(a.node) / "node_modules").is_dir()
+        if not node:
+            variants.remove("node")
+            res["node_skipped"] = "the Node peer is not installed (%s)" % a.node
+        runs = {str(r): {v: [] for v in variants} for r in a.fold_http_rates}
+        res.update({"rates": a.fold_http_rates, "seconds_per_run": a.http_seconds, "connections": a.http_connections,
+                    "fold_interval": self.pg.val("SHOW attendance.fold_interval"),
+                    "fold_wait": self.pg.val("SHOW attendance.fold_wait"), "variants": variants, "runs": runs})
+        truncate_node = "TRUNCATE bench_node.webhook_events; CHECKPOINT;"
+        self.proxy_start()
+        try:
+            if node:
+                self.pg.file(HERE / "node_peer" / "schema.sql")
+                self.node_start(1)
+            # Warm-up (not measured): connections opened, statements prepared.
+            self.reset(("extension",))
+            self.loadgen(200, 3)
+            if node:
+                self.pg.run(truncate_node)
+                self.loadgen(200, 3, port=a.node_port)
+            for rep in range(a.reps):
+                for rate in a.fold_http_rates:
+                    k = (rep + a.fold_http_rates.index(rate)) % len(variants)
+                    for v in variants[k:] + variants[:k]:
+                        if v == "node":
+                            self.pg.run(truncate_node)
+                            r = self.loadgen(rate, a.http_seconds, port=a.node_port)
+                        else:
+                            if v == "fold_held_off":
+                                self.hold_fold(True)
+                            self.reset(("extension",))
+                            folds0 = int(self.pg.val("SELECT folds FROM attendance_fold_state"))
+                            r = self.loadgen(rate, a.http_seconds)
+                            # Folds during the run (and the instant after it): none when held off.
+                            r["folds"] = int(self.pg.val("SELECT folds FROM attendance_fold_state")) - folds0
+                            if v == "fold_held_off":
+                                self.hold_fold(False)
+                            r["fold_drain_s"] = round(self.wait_fold(), 2)
+                        runs[str(rate)][v].append(r)
+                        log("http-fold rep %d offered %5d/s %-13s achieved %.0f/s p50 %.2f ms p99 %.2f ms "
+                            "max %.1f ms non2xx %d errors %d%s" % (
+                                rep + 1, rate, v, r["achieved_rate"], r["p50_ms"], r["p99_ms"], r["max_ms"],
+                                r["non2xx"], r["errors"], "" if v == "node" else "; %d folds" % r["folds"]))
+                        self.save()
+        finally:
+            self.proxy_stop()
+            if node:
+                self.node_stop()
+        res["median"] = {rate: {v: {f: median([r[f] for r in rs]) for f in
+                                    ("achieved_rate", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")}
+                                for v, rs in byv.items()} for rate, byv in runs.items()}
+        for rate, byv in runs.items():
+            for v, rs in byv.items():
+                m = res["median"][rate][v]
+                m["non2xx"] = sum(r["non2xx"] for r in rs)
+                m["errors"] = sum(r["errors"] for r in rs)
+                if v != "node":
+                    m["folds"] = median([r["folds"] for r in rs])
+            # p99 with the fold running over p99 with it held off, repetition by repetition
+            f, h = byv.get("fold", []), byv.get("fold_held_off", [])
+            res.setdefault("p99_ratio_per_rep", {})[rate] = [
+                round(x["p99_ms"] / y["p99_ms"], 2) if y["p99_ms"] else None for x, y in zip(f, h)]
+        self.save()
+
     # -- 3. calculation -------------------------------------------------------------------------
     def ingest_calc_workload(self):
         """The 100-session workload through each variant's own ingestion, one webhook per
@@ -1236,7 +1317,7 @@ def machine_facts(env):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", required=True)
-    ap.add_argument("--phases", default="ingest_sql,live_lag,ingest_http,calculation,profile")
+    ap.add_argument("--phases", default="ingest_sql,live_lag,ingest_http,http_fold,calculation,profile")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--large-reps", type=int, default=3)
     ap.add_argument("--people", type=int, default=30)
@@ -1262,6 +1343,8 @@ def main():
     ap.add_argument("--node", default="", help="bench/node_peer with its node_modules installed")
     ap.add_argument("--node-port", type=int, default=18481)
     ap.add_argument("--node-workers", default="1,2", help="1: one process; more: node:cluster")
+    ap.add_argument("--fold-http-rates", default="1000,2000",
+                    help="offered webhooks/s of the http_fold phase (fold running, held off, Node.js peer)")
     ap.add_argument("--lag-rate", type=int, default=2000, help="offered webhooks/s of the live-row lag run")
     ap.add_argument("--lag-seconds", type=int, default=20)
     ap.add_argument("--lag-clients", type=int, default=8)
@@ -1273,6 +1356,7 @@ def main():
     a.clients = [int(x) for x in a.clients.split(",")]
     a.http_rates = [int(x) for x in a.http_rates.split(",")]
     a.node_workers = [int(x) for x in a.node_workers.split(",")]
+    a.fold_http_rates = [int(x) for x in a.fold_http_rates.split(",")]
     phases = a.phases.split(",")
     a.phases_list = phases
 
@@ -1283,12 +1367,12 @@ def main():
     b.setup()
     b.save()
     timings = {}
-    for ph in ("ingest_sql", "live_lag", "ingest_http", "calculation", "profile"):
+    for ph in ("ingest_sql", "live_lag", "ingest_http", "http_fold", "calculation", "profile"):
         if ph not in phases:
             continue
         t = time.time()
         {"ingest_sql": b.ingest_sql, "live_lag": b.live_lag, "ingest_http": lambda: (b.ingest_http(), b.ingest_node()),
-         "calculation": b.calculation_and_growth, "profile": b.profile}[ph]()
+         "http_fold": b.http_fold, "calculation": b.calculation_and_growth, "profile": b.profile}[ph]()
         timings[ph] = round(time.time() - t)
     b.R["phase_seconds"] = timings
     b.R["attendance_so_md5_at_end"] = library_md5()

@@ -12,11 +12,12 @@
 #                 1000000 saves about 7 minutes and 30 GB of disk)
 #   --no-build    use the system-wide installed extension and an existing proxy build
 #   --no-profile  skip the perf profiles
-#   --phases LIST only these of ingest_sql,live_lag,ingest_http,calculation,profile (ingest_http
-#                 includes the Node.js peer)
+#   --phases LIST only these of ingest_sql,live_lag,ingest_http,http_fold,calculation,profile
+#                 (ingest_http includes the Node.js peer; http_fold times HTTP latency with
+#                 the fold running, with it held off, and the Node.js peer, interleaved)
 #   --report FILE write the report there instead of docs/performance.md
-# Environment: BENCH_PG_PORT (55440), BENCH_HTTP_PORT (18480; the Node.js peer listens on
-# the next port), BENCH_WORKDIR (mktemp),
+# Environment: BENCH_PG_PORT, BENCH_HTTP_PORT, BENCH_NODE_PORT (default: free ports, so that
+# two benchmarks on one machine do not meet), BENCH_WORKDIR (mktemp),
 # BENCH_KEEP=1 (keep the cluster and the workload files in the work directory).
 # The run takes about 20 minutes on 2 cores and needs ~45 GB of free disk in /tmp for
 # the 10^7-event log (without it, the 10^7 step is skipped and said so).
@@ -35,14 +36,17 @@ while [ $# -gt 0 ]; do
     --max-log) MAX_LOG=$2; shift ;;
     --phases) PHASES=$2; shift ;;
     --report) REPORT=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 
-PG_PORT=${BENCH_PG_PORT:-55440}
-HTTP_PORT=${BENCH_HTTP_PORT:-18480}
+. scripts/pg.sh
+PG_PORT=${BENCH_PG_PORT:-}
+HTTP_PORT=${BENCH_HTTP_PORT:-$(free_port)}
+NODE_PORT=${BENCH_NODE_PORT:-$(free_port)}
+while [ "$NODE_PORT" = "$HTTP_PORT" ]; do NODE_PORT=$(free_port); done
 WORK=${BENCH_WORKDIR:-$(mktemp -d /tmp/attendance-bench.XXXXXX)}
 mkdir -p "$WORK"
 chmod 755 "$WORK"
@@ -146,7 +150,6 @@ PG_SETTINGS=(
   "track_commit_timestamp = on"
 )
 PG_BIN="$PRIV_BIN"
-. scripts/pg.sh
 PGDIR="$WORK/pg"
 cleanup() {
   local rc=$?
@@ -159,14 +162,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-echo "== starting PostgreSQL on port $PG_PORT"
 pg_start "$PGDIR" "$PG_PORT" "${PG_SETTINGS[@]}"
+echo "== PostgreSQL on port $PGPORT; the proxy on $HTTP_PORT, the Node.js peer on $NODE_PORT"
 
 ARGS=(--workdir "$WORK" --http-port "$HTTP_PORT" --loadgen "$WORK/loadgen" --max-log "$MAX_LOG")
 [ -n "$PROXY" ] && ARGS+=(--proxy "$PROXY")
 [ -n "$PERF" ] && ARGS+=(--perf "$PERF")
 [ -n "$PHASES" ] && ARGS+=(--phases "$PHASES")
-[ -n "$NODE_PEER" ] && ARGS+=(--node "$NODE_PEER" --node-port "$((HTTP_PORT + 1))")
+[ -n "$NODE_PEER" ] && ARGS+=(--node "$NODE_PEER" --node-port "$NODE_PORT")
 if [ "$QUICK" = 1 ]; then
   ARGS+=(--reps 1 --large-reps 1 --ingest-seconds 3 --http-seconds 3 --stream-sessions 2500 --growth-webhooks 2000 --lag-seconds 5
          --max-log 100000)
