@@ -161,6 +161,39 @@ class Session:
         self.p.wait()
 
 
+class LockWatch(threading.Thread):
+    """Samples, every 20 ms over one connection, which of the proxy's backends wait for a
+    heavyweight lock and for which kind (pg_stat_activity.wait_event: relation, tuple,
+    transactionid, ...): shows whether ingestion ever queues behind the fold."""
+
+    QUERY = ("SELECT coalesce(string_agg(wait_event, ','), '') FROM pg_stat_activity "
+             "WHERE usename = '{user}' AND state = 'active' AND wait_event_type = 'Lock'")
+
+    def __init__(self, env, user, interval=0.02):
+        super().__init__(daemon=True)
+        self.session = Session(env)
+        self.sql = self.QUERY.format(user=user)
+        self.interval = interval
+        self.stop_flag = threading.Event()
+        self.samples = 0
+        self.waiting = {}  # wait_event -> samples in which at least one backend waited for it
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            t = time.time()
+            row = self.session.query(self.sql)[0]
+            self.samples += 1
+            for kind in set(x for x in row.split(",") if x):
+                self.waiting[kind] = self.waiting.get(kind, 0) + 1
+            self.stop_flag.wait(max(0.0, self.interval - (time.time() - t)))
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join()
+        self.session.close()
+        return {"samples": self.samples, "waiting": self.waiting}
+
+
 def listen_overflows():
     try:
         lines = Path("/proc/net/netstat").read_text().splitlines()
@@ -808,7 +841,13 @@ SELECT (SELECT count(*) FROM l),
                                 self.hold_fold(True)
                             self.reset(("extension",))
                             folds0 = int(self.pg.val("SELECT folds FROM attendance_fold_state"))
-                            r = self.loadgen(rate, a.http_seconds)
+                            watch = LockWatch(self.env, "bench_proxy")
+                            watch.start()
+                            try:
+                                r = self.loadgen(rate, a.http_seconds)
+                            finally:
+                                r_locks = watch.stop()
+                            r["lock_waits"] = r_locks
                             # Folds during the run (and the instant after it): none when held off.
                             r["folds"] = int(self.pg.val("SELECT folds FROM attendance_fold_state")) - folds0
                             if v == "fold_held_off":
@@ -818,7 +857,9 @@ SELECT (SELECT count(*) FROM l),
                         log("http-fold rep %d offered %5d/s %-13s achieved %.0f/s p50 %.2f ms p99 %.2f ms "
                             "max %.1f ms non2xx %d errors %d%s" % (
                                 rep + 1, rate, v, r["achieved_rate"], r["p50_ms"], r["p99_ms"], r["max_ms"],
-                                r["non2xx"], r["errors"], "" if v == "node" else "; %d folds" % r["folds"]))
+                                r["non2xx"], r["errors"], "" if v == "node" else
+                                "; %d folds; lock waits in %s of %d samples" % (
+                                    r["folds"], r["lock_waits"]["waiting"] or "none", r["lock_waits"]["samples"])))
                         self.save()
         finally:
             self.proxy_stop()
@@ -834,6 +875,11 @@ SELECT (SELECT count(*) FROM l),
                 m["errors"] = sum(r["errors"] for r in rs)
                 if v != "node":
                     m["folds"] = median([r["folds"] for r in rs])
+                    m["lock_samples"] = sum(r["lock_waits"]["samples"] for r in rs)
+                    m["lock_waits"] = {}
+                    for r in rs:
+                        for kind, n in r["lock_waits"]["waiting"].items():
+                            m["lock_waits"][kind] = m["lock_waits"].get(kind, 0) + n
             # p99 with the fold running over p99 with it held off, repetition by repetition
             f, h = byv.get("fold", []), byv.get("fold_held_off", [])
             res.setdefault("p99_ratio_per_rep", {})[rate] = [

@@ -425,8 +425,12 @@ def main():
             " (`attendance.fold_interval` = 1 h for the run; its backlog is folded afterwards, untimed)%s."
             " Open loop over %s keep-alive connections, %s s per run, latency from each request's scheduled"
             " send time (`bench/loadgen.cpp`); the log is emptied before each run, and the fold has caught up"
-            " before the next. *folds* counts the folds that committed during the run. The machine is shared:"
-            " compare the variants of this run with each other, not with other runs." % (
+            " before the next. *folds* counts the folds that committed during the run. *lock waits*: a"
+            " connection sampled `pg_stat_activity` every 20 ms during the proxy's runs; how many samples"
+            " (of all repetitions) found one of the proxy's backends waiting for a heavyweight lock, by the"
+            " lock's kind (a redelivery waits, as it should, for its first delivery's transaction:"
+            " `transactionid`; a wait behind the fold would be on the log, `relation`). The machine is"
+            " shared: compare the variants of this run with each other, not with other runs." % (
                 hf.get("fold_interval"), hf.get("fold_wait"),
                 ", and the Node.js peer (one process, `bench/node_peer`)" if "node" in hf.get("variants", []) else "",
                 hf.get("connections"), hf.get("seconds_per_run")))
@@ -436,12 +440,16 @@ def main():
         rows = []
         for rate, byv in hfm.items():
             for v, m in byv.items():
+                waits = ""
+                if "lock_samples" in m:
+                    waits = "%s of %s" % (", ".join("%s %d" % kv for kv in sorted(m["lock_waits"].items())) or "none",
+                                          fmt(m["lock_samples"]))
                 rows.append([fmt(int(rate)), names.get(v, v), fmt(m["achieved_rate"]), fmt(m["p50_ms"], 2),
                              fmt(m["p90_ms"], 2), fmt(m["p99_ms"], 2), fmt(m["max_ms"], 1),
-                             fmt(m.get("folds")) if v != "node" else "",
+                             fmt(m.get("folds")) if v != "node" else "", waits,
                              "%d / %d" % (m["non2xx"], m["errors"])])
         add(table(["offered /s", "receiver", "achieved /s", "p50 ms", "p90 ms", "p99 ms", "max ms", "folds",
-                   "non-2xx / errors"], rows))
+                   "lock waits", "non-2xx / errors"], rows))
         add("")
         add("p99 of each repetition (ms), and p99 with the fold running ÷ p99 with it held off:")
         add("")
