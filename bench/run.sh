@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for every attendance benchmark (issues 6, 11 and 12):
-#   bench/run.sh [--quick] [--max-log N] [--no-build] [--no-profile] [--phases LIST] [--report FILE]
+#   bench/run.sh [--quick] [--reps N] [--max-log N] [--no-build] [--no-profile] [--phases LIST] [--report FILE]
 # As root on Debian 12: installs what it needs, builds the extension, the proxy and the
 # load generator in /tmp (the extension goes into a private copy of the PostgreSQL tree,
 # not into the system), starts a throwaway PostgreSQL as an unprivileged user, generates the deterministic
@@ -8,6 +8,7 @@
 # run), writes docs/performance.md and leaves nothing running.
 #
 #   --quick       1 repetition and short runs (a smoke test of the bench, not results)
+#   --reps N      repetitions of each measurement (default 3)
 #   --max-log N   largest event-log size of the growth measurement (default 10000000;
 #                 1000000 saves about 7 minutes and 30 GB of disk)
 #   --no-build    use the system-wide installed extension and an existing proxy build
@@ -27,7 +28,7 @@ ROOT=$(pwd)
 COMMAND="bench/run.sh${*:+ $*}"
 export PATH="/usr/lib/postgresql/15/bin:$PATH"
 
-QUICK=0 BUILD=1 PROFILE=1 MAX_LOG=10000000 PHASES="" REPORT=docs/performance.md
+QUICK=0 BUILD=1 PROFILE=1 MAX_LOG=10000000 PHASES="" REPORT=docs/performance.md REPS=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -35,8 +36,9 @@ while [ $# -gt 0 ]; do
     --no-profile) PROFILE=0 ;;
     --max-log) MAX_LOG=$2; shift ;;
     --phases) PHASES=$2; shift ;;
+    --reps) REPS=$2; shift ;;
     --report) REPORT=$2; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -169,6 +171,7 @@ ARGS=(--workdir "$WORK" --http-port "$HTTP_PORT" --loadgen "$WORK/loadgen" --max
 [ -n "$PROXY" ] && ARGS+=(--proxy "$PROXY")
 [ -n "$PERF" ] && ARGS+=(--perf "$PERF")
 [ -n "$PHASES" ] && ARGS+=(--phases "$PHASES")
+[ -n "$REPS" ] && ARGS+=(--reps "$REPS")
 [ -n "$NODE_PEER" ] && ARGS+=(--node "$NODE_PEER" --node-port "$NODE_PORT")
 if [ "$QUICK" = 1 ]; then
   ARGS+=(--reps 1 --large-reps 1 --ingest-seconds 3 --http-seconds 3 --stream-sessions 2500 --growth-webhooks 2000 --lag-seconds 5
