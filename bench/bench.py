@@ -161,6 +161,39 @@ class Session:
         self.p.wait()
 
 
+class LockWatch(threading.Thread):
+    """Samples, every 20 ms over one connection, which of the proxy's backends wait for a
+    heavyweight lock and for which kind (pg_stat_activity.wait_event: relation, tuple,
+    transactionid, ...): shows whether ingestion ever queues behind the fold."""
+
+    QUERY = ("SELECT coalesce(string_agg(wait_event, ','), '') FROM pg_stat_activity "
+             "WHERE usename = '{user}' AND state = 'active' AND wait_event_type = 'Lock'")
+
+    def __init__(self, env, user, interval=0.02):
+        super().__init__(daemon=True)
+        self.session = Session(env)
+        self.sql = self.QUERY.format(user=user)
+        self.interval = interval
+        self.stop_flag = threading.Event()
+        self.samples = 0
+        self.waiting = {}  # wait_event -> samples in which at least one backend waited for it
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            t = time.time()
+            row = self.session.query(self.sql)[0]
+            self.samples += 1
+            for kind in set(x for x in row.split(",") if x):
+                self.waiting[kind] = self.waiting.get(kind, 0) + 1
+            self.stop_flag.wait(max(0.0, self.interval - (time.time() - t)))
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join()
+        self.session.close()
+        return {"samples": self.samples, "waiting": self.waiting}
+
+
 def listen_overflows():
     try:
         lines = Path("/proc/net/netstat").read_text().splitlines()
@@ -759,6 +792,100 @@ SELECT (SELECT count(*) FROM l),
         self.pg.run(truncate)
         self.save()
 
+    # -- 2b. HTTP latency with the fold running, held off, and the Node.js peer -----------------
+    HTTP_FOLD_VARIANTS = ("fold", "fold_held_off", "node")
+
+    def http_fold(self):
+        """What the worker's fold costs webhooks their latency (issue 26): at each offered rate,
+        attendance-proxy with the fold at its default, the same with the fold held off
+        (attendance.fold_interval = 1 h for the run), and the Node.js peer (one process), one
+        after the other in every repetition (the order rotates), so that the ratios come from
+        one run on the same cluster. The proxy and the peer both listen for the whole phase."""
+        a = self.a
+        res = self.R.setdefault("http_fold", {})
+        if not a.proxy or not Path(a.proxy).exists():
+            res["skipped"] = "the proxy binary is not available (%s)" % a.proxy
+            log("http-fold skipped: " + res["skipped"])
+            self.save()
+            return
+        variants = list(self.HTTP_FOLD_VARIANTS)
+        node = bool(a.node) and (Path(a.node) / "node_modules").is_dir()
+        if not node:
+            variants.remove("node")
+            res["node_skipped"] = "the Node peer is not installed (%s)" % a.node
+        runs = {str(r): {v: [] for v in variants} for r in a.fold_http_rates}
+        res.update({"rates": a.fold_http_rates, "seconds_per_run": a.http_seconds, "connections": a.http_connections,
+                    "fold_interval": self.pg.val("SHOW attendance.fold_interval"),
+                    "fold_wait": self.pg.val("SHOW attendance.fold_wait"), "variants": variants, "runs": runs})
+        truncate_node = "TRUNCATE bench_node.webhook_events; CHECKPOINT;"
+        self.proxy_start()
+        try:
+            if node:
+                self.pg.file(HERE / "node_peer" / "schema.sql")
+                self.node_start(1)
+            # Warm-up (not measured): connections opened, statements prepared.
+            self.reset(("extension",))
+            self.loadgen(200, 3)
+            if node:
+                self.pg.run(truncate_node)
+                self.loadgen(200, 3, port=a.node_port)
+            for rep in range(a.reps):
+                for rate in a.fold_http_rates:
+                    k = (rep + a.fold_http_rates.index(rate)) % len(variants)
+                    for v in variants[k:] + variants[:k]:
+                        if v == "node":
+                            self.pg.run(truncate_node)
+                            r = self.loadgen(rate, a.http_seconds, port=a.node_port)
+                        else:
+                            if v == "fold_held_off":
+                                self.hold_fold(True)
+                            self.reset(("extension",))
+                            folds0 = int(self.pg.val("SELECT folds FROM attendance_fold_state"))
+                            watch = LockWatch(self.env, "bench_proxy")
+                            watch.start()
+                            try:
+                                r = self.loadgen(rate, a.http_seconds)
+                            finally:
+                                r_locks = watch.stop()
+                            r["lock_waits"] = r_locks
+                            # Folds during the run (and the instant after it): none when held off.
+                            r["folds"] = int(self.pg.val("SELECT folds FROM attendance_fold_state")) - folds0
+                            if v == "fold_held_off":
+                                self.hold_fold(False)
+                            r["fold_drain_s"] = round(self.wait_fold(), 2)
+                        runs[str(rate)][v].append(r)
+                        log("http-fold rep %d offered %5d/s %-13s achieved %.0f/s p50 %.2f ms p99 %.2f ms "
+                            "max %.1f ms non2xx %d errors %d%s" % (
+                                rep + 1, rate, v, r["achieved_rate"], r["p50_ms"], r["p99_ms"], r["max_ms"],
+                                r["non2xx"], r["errors"], "" if v == "node" else
+                                "; %d folds; lock waits in %s of %d samples" % (
+                                    r["folds"], r["lock_waits"]["waiting"] or "none", r["lock_waits"]["samples"])))
+                        self.save()
+        finally:
+            self.proxy_stop()
+            if node:
+                self.node_stop()
+        res["median"] = {rate: {v: {f: median([r[f] for r in rs]) for f in
+                                    ("achieved_rate", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")}
+                                for v, rs in byv.items()} for rate, byv in runs.items()}
+        for rate, byv in runs.items():
+            for v, rs in byv.items():
+                m = res["median"][rate][v]
+                m["non2xx"] = sum(r["non2xx"] for r in rs)
+                m["errors"] = sum(r["errors"] for r in rs)
+                if v != "node":
+                    m["folds"] = median([r["folds"] for r in rs])
+                    m["lock_samples"] = sum(r["lock_waits"]["samples"] for r in rs)
+                    m["lock_waits"] = {}
+                    for r in rs:
+                        for kind, n in r["lock_waits"]["waiting"].items():
+                            m["lock_waits"][kind] = m["lock_waits"].get(kind, 0) + n
+            # p99 with the fold running over p99 with it held off, repetition by repetition
+            f, h = byv.get("fold", []), byv.get("fold_held_off", [])
+            res.setdefault("p99_ratio_per_rep", {})[rate] = [
+                round(x["p99_ms"] / y["p99_ms"], 2) if y["p99_ms"] else None for x, y in zip(f, h)]
+        self.save()
+
     # -- 3. calculation -------------------------------------------------------------------------
     def ingest_calc_workload(self):
         """The 100-session workload through each variant's own ingestion, one webhook per
@@ -1236,7 +1363,7 @@ def machine_facts(env):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", required=True)
-    ap.add_argument("--phases", default="ingest_sql,live_lag,ingest_http,calculation,profile")
+    ap.add_argument("--phases", default="ingest_sql,live_lag,ingest_http,http_fold,calculation,profile")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--large-reps", type=int, default=3)
     ap.add_argument("--people", type=int, default=30)
@@ -1262,6 +1389,8 @@ def main():
     ap.add_argument("--node", default="", help="bench/node_peer with its node_modules installed")
     ap.add_argument("--node-port", type=int, default=18481)
     ap.add_argument("--node-workers", default="1,2", help="1: one process; more: node:cluster")
+    ap.add_argument("--fold-http-rates", default="1000,2000",
+                    help="offered webhooks/s of the http_fold phase (fold running, held off, Node.js peer)")
     ap.add_argument("--lag-rate", type=int, default=2000, help="offered webhooks/s of the live-row lag run")
     ap.add_argument("--lag-seconds", type=int, default=20)
     ap.add_argument("--lag-clients", type=int, default=8)
@@ -1273,6 +1402,7 @@ def main():
     a.clients = [int(x) for x in a.clients.split(",")]
     a.http_rates = [int(x) for x in a.http_rates.split(",")]
     a.node_workers = [int(x) for x in a.node_workers.split(",")]
+    a.fold_http_rates = [int(x) for x in a.fold_http_rates.split(",")]
     phases = a.phases.split(",")
     a.phases_list = phases
 
@@ -1283,12 +1413,12 @@ def main():
     b.setup()
     b.save()
     timings = {}
-    for ph in ("ingest_sql", "live_lag", "ingest_http", "calculation", "profile"):
+    for ph in ("ingest_sql", "live_lag", "ingest_http", "http_fold", "calculation", "profile"):
         if ph not in phases:
             continue
         t = time.time()
         {"ingest_sql": b.ingest_sql, "live_lag": b.live_lag, "ingest_http": lambda: (b.ingest_http(), b.ingest_node()),
-         "calculation": b.calculation_and_growth, "profile": b.profile}[ph]()
+         "http_fold": b.http_fold, "calculation": b.calculation_and_growth, "profile": b.profile}[ph]()
         timings[ph] = round(time.time() - t)
     b.R["phase_seconds"] = timings
     b.R["attendance_so_md5_at_end"] = library_md5()

@@ -1,7 +1,7 @@
--- The cost of refreshing the statistics when a person is forgotten (docs/performance.md,
--- "Forgetting a person"): attendance_forget_person samples again every table it changed
--- (ANALYZE, in its own transaction), and the whole log when the log as a whole has
--- statistics. A year of sessions (:sessions of them, 60 events each: 30 persons joining
+-- The cost of the statistics when a person is forgotten (docs/performance.md, "Forgetting
+-- a person"): attendance_forget_person deletes the statistics of the log's erased columns
+-- and samples again (ANALYZE, in its own transaction) the derived tables it changed; what
+-- sampling the log's partitions again would cost instead is timed too. A year of sessions (:sessions of them, 60 events each: 30 persons joining
 -- and leaving; 15,000 persons, each in about 1 session of 500), filled in bulk like
 -- bench/partitions.py, with the results, connections and roster of each session.
 -- Run in a scratch database: psql -X -d scratch -v sessions=16667 -f bench/forget_stats.sql
@@ -71,8 +71,7 @@ SELECT regexp_replace(replace(pg_get_functiondef('attendance_forget_person'::reg
                       '    -- The planner''s statistics.*?(    INSERT INTO)', '\1') \gexec
 
 -- 1. The log as a whole has no statistics (autovacuum never analyzes a partitioned table;
--- VACUUM ANALYZE above did): the call analyzes the partitions that held the person's rows
--- and the derived tables. Three persons each way.
+-- VACUUM ANALYZE above did). Three persons each way.
 DELETE FROM pg_statistic WHERE starelid = 'meeting_attendance_events'::regclass AND stainherit;
 \timing on
 SELECT log_rows, connection_rows, attendance_rows, roster_rows FROM attendance_forget_person(7);
@@ -81,7 +80,8 @@ SELECT log_rows FROM attendance_forget_person(9);
 SELECT log_rows FROM bench_forget_without_statistics(10);
 SELECT log_rows FROM attendance_forget_person(11);
 SELECT log_rows FROM bench_forget_without_statistics(12);
--- the ANALYZEs one by one: the partitions of one person's rows, then the derived tables
+-- ANALYZE one by one: the partitions that hold one person's rows (what sampling the log
+-- again would cost), then the derived tables (what the call samples)
 \timing off
 SELECT string_agg(DISTINCT tableoid::regclass::text, ' ') AS partitions_of_user_13
 FROM meeting_attendance_events WHERE user_id = 13 \gset
@@ -91,8 +91,8 @@ ANALYZE attendance_sessions;
 ANALYZE meeting_attendances;
 ANALYZE attendance_roster;
 
--- 2. The log as a whole has statistics (someone ran ANALYZE on it): the call analyzes the
--- whole log again, every partition included.
+-- 2. The log as a whole has statistics (someone ran ANALYZE on it, timed here: what
+-- sampling it again would cost).
 ANALYZE meeting_attendance_events;
 SELECT log_rows FROM attendance_forget_person(14);
 SELECT log_rows FROM bench_forget_without_statistics(15);

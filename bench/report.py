@@ -40,6 +40,11 @@ def met(ok):
     return "**met**" if ok else "**not met**"
 
 
+# The live-row lag of 0.4.0 in this bench (docs/performance.md of 2026-12-01: medians of 3
+# runs at 2,000 webhooks/s offered, fold every 1 s): the fold's new watermark must not make it worse.
+LAG_040 = {"p50_s": 0.729, "p99_s": 1.246}
+
+
 def table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
     for r in rows:
@@ -141,6 +146,31 @@ def main():
                 rows.append(["HTTP p99 lower than the Node.js peer's at %s webhooks/s" % fmt(int(rate)),
                              "%s ms against %s ms" % (fmt(hm[rate]["p99_ms"], 2), fmt(n1[rate]["p99_ms"], 2)),
                              met(hm[rate]["p99_ms"] < n1[rate]["p99_ms"])])
+    hf = R.get("http_fold", {})
+    hfm = hf.get("median", {})
+    for rate in (str(r) for r in hf.get("rates", [])):
+        m = hfm.get(rate, {})
+        f, h, n = m.get("fold"), m.get("fold_held_off"), m.get("node")
+        if not f:
+            continue
+        if h and rate == "1000":
+            rows.append(["HTTP p99 at 1,000 webhooks/s with the fold running ≤ 1.5× the same with the fold held off"
+                         " (one run, interleaved)", "%s ms against %s ms: %s" % (
+                             fmt(f["p99_ms"], 2), fmt(h["p99_ms"], 2), ratio(f["p99_ms"], h["p99_ms"])),
+                         met(f["p99_ms"] <= 1.5 * h["p99_ms"])])
+        if n and rate == "1000":
+            rows.append(["HTTP p99 at 1,000 webhooks/s with the fold running lower than the Node.js peer's"
+                         " (one run, interleaved)", "%s ms against %s ms" % (fmt(f["p99_ms"], 2), fmt(n["p99_ms"], 2)),
+                         met(f["p99_ms"] < n["p99_ms"])])
+        limit = {"1000": 5, "2000": 2}.get(rate)
+        if limit and rate not in hm:
+            rows.append(["HTTP: p99 < %d ms at %s webhooks/s (fold running)" % (limit, fmt(int(rate))),
+                         "p99 %s ms (achieved %s/s); fold held off: %s ms" % (
+                             fmt(f["p99_ms"], 2), fmt(f["achieved_rate"]), fmt(h["p99_ms"], 2) if h else "–"),
+                         met(f["p99_ms"] < limit and f["achieved_rate"] >= 0.95 * int(rate))])
+    if hf.get("skipped"):
+        rows.append(["HTTP p99 with the fold running against it held off and the Node.js peer", hf["skipped"],
+                     met(None)])
     sql16 = ing.get("extension", {}).get("16") if ing else None
     if "max" in hm and sql16:
         rows.append(["HTTP closed-loop throughput ≥ 90 % of SQL at 16 clients",
@@ -166,6 +196,10 @@ def main():
                          fmt(lm["p50_s"], 3), fmt(lm["p99_s"], 3), fmt(lm["achieved_rate"]),
                          "yes" if lag.get("never_live") == 0 else "no, %s never" % lag.get("never_live")),
                      "measured; p99 %s 1 s" % ("≤" if lm["p99_s"] <= 1.0 else ">")])
+        rows.append(["… not worse than 0.4.0's in this bench (p50 %s s, p99 %s s)" % (
+                         fmt(LAG_040["p50_s"], 3), fmt(LAG_040["p99_s"], 3)),
+                     "p50 %s s, p99 %s s" % (fmt(lm["p50_s"], 3), fmt(lm["p99_s"], 3)),
+                     met(lm["p50_s"] <= LAG_040["p50_s"] and lm["p99_s"] <= LAG_040["p99_s"])])
         las = (R.get("live_lag_at_size", {}).get("runs") or [None])[0]
         if las:
             rows.append(["… the same on top of %s logged events" % fmt(R["live_lag_at_size"].get("log_events_before")),
@@ -381,6 +415,54 @@ def main():
         add("Not measured: %s." % http.get("skipped", "the phase did not run"))
     add("")
 
+    # ---------------- 2b ----------------
+    if hfm:
+        add("## 2b. HTTP latency and the fold")
+        add("")
+        add("What the worker's fold costs a webhook's latency. At each offered rate, three runs follow each"
+            " other in every repetition (their order rotates): `attendance-proxy` with the fold at its default"
+            " (`attendance.fold_interval` = %s, `attendance.fold_wait` = %s), the same with the fold held off"
+            " (`attendance.fold_interval` = 1 h for the run; its backlog is folded afterwards, untimed)%s."
+            " Open loop over %s keep-alive connections, %s s per run, latency from each request's scheduled"
+            " send time (`bench/loadgen.cpp`); the log is emptied before each run, and the fold has caught up"
+            " before the next. *folds* counts the folds that committed during the run. *lock waits*: a"
+            " connection sampled `pg_stat_activity` every 20 ms during the proxy's runs; how many samples"
+            " (of all repetitions) found one of the proxy's backends waiting for a heavyweight lock, by the"
+            " lock's kind (a redelivery waits, as it should, for its first delivery's transaction:"
+            " `transactionid`; a wait behind the fold would be on the log, `relation`). The machine is"
+            " shared: compare the variants of this run with each other, not with other runs." % (
+                hf.get("fold_interval"), hf.get("fold_wait"),
+                ", and the Node.js peer (one process, `bench/node_peer`)" if "node" in hf.get("variants", []) else "",
+                hf.get("connections"), hf.get("seconds_per_run")))
+        add("")
+        names = {"fold": "proxy + extension, fold running", "fold_held_off": "proxy + extension, fold held off",
+                 "node": "Node.js peer"}
+        rows = []
+        for rate, byv in hfm.items():
+            for v, m in byv.items():
+                waits = ""
+                if "lock_samples" in m:
+                    waits = "%s of %s" % (", ".join("%s %d" % kv for kv in sorted(m["lock_waits"].items())) or "none",
+                                          fmt(m["lock_samples"]))
+                rows.append([fmt(int(rate)), names.get(v, v), fmt(m["achieved_rate"]), fmt(m["p50_ms"], 2),
+                             fmt(m["p90_ms"], 2), fmt(m["p99_ms"], 2), fmt(m["max_ms"], 1),
+                             fmt(m.get("folds")) if v != "node" else "", waits,
+                             "%d / %d" % (m["non2xx"], m["errors"])])
+        add(table(["offered /s", "receiver", "achieved /s", "p50 ms", "p90 ms", "p99 ms", "max ms", "folds",
+                   "lock waits", "non-2xx / errors"], rows))
+        add("")
+        add("p99 of each repetition (ms), and p99 with the fold running ÷ p99 with it held off:")
+        add("")
+        rows = []
+        for rate, byv in hf.get("runs", {}).items():
+            for v, rs in byv.items():
+                rows.append([fmt(int(rate)), names.get(v, v), ", ".join(fmt(r["p99_ms"], 2) for r in rs)])
+            rows.append([fmt(int(rate)), "fold running ÷ held off",
+                         ", ".join("%.2f×" % x if x is not None else "–"
+                                   for x in hf.get("p99_ratio_per_rep", {}).get(rate, []))])
+        add(table(["offered /s", "", "repetitions"], rows))
+        add("")
+
     # ---------------- 3 ----------------
     add("## 3. Calculation")
     add("")
@@ -536,6 +618,10 @@ def main():
                                                       "1,000/s under attack" if k == "attack" else
                                                       "offered %s/s" % fmt(int(k))),
                     "; ".join("%s, %s" % (fmt(r["achieved_rate"]), fmt(r["p99_ms"], 2)) for r in rs)])
+    for rate, byv in hf.get("runs", {}).items():
+        for v, rs in byv.items():
+            raw.append(["HTTP %s/s, %s: achieved /s; p99 ms" % (fmt(int(rate)), v.replace("_", " ")),
+                        "; ".join("%s, %s" % (fmt(r["achieved_rate"]), fmt(r["p99_ms"], 2)) for r in rs)])
     for k, rs in http.get("sql_at_rate_runs", {}).items():
         raw.append(["SQL at %s/s (pgbench --rate): p99 ms" % fmt(int(k)), ", ".join(fmt(r["p99_ms"], 2) for r in rs)])
     for key, label in (("c100", "100 sessions"), ("c100_at_100x", "100 sessions, 100× data"),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for every attendance benchmark (issues 6, 11 and 12):
-#   bench/run.sh [--quick] [--max-log N] [--no-build] [--no-profile] [--phases LIST] [--report FILE]
+#   bench/run.sh [--quick] [--reps N] [--max-log N] [--no-build] [--no-profile] [--phases LIST] [--report FILE]
 # As root on Debian 12: installs what it needs, builds the extension, the proxy and the
 # load generator in /tmp (the extension goes into a private copy of the PostgreSQL tree,
 # not into the system), starts a throwaway PostgreSQL as an unprivileged user, generates the deterministic
@@ -8,15 +8,17 @@
 # run), writes docs/performance.md and leaves nothing running.
 #
 #   --quick       1 repetition and short runs (a smoke test of the bench, not results)
+#   --reps N      repetitions of each measurement (default 3)
 #   --max-log N   largest event-log size of the growth measurement (default 10000000;
 #                 1000000 saves about 7 minutes and 30 GB of disk)
 #   --no-build    use the system-wide installed extension and an existing proxy build
 #   --no-profile  skip the perf profiles
-#   --phases LIST only these of ingest_sql,live_lag,ingest_http,calculation,profile (ingest_http
-#                 includes the Node.js peer)
+#   --phases LIST only these of ingest_sql,live_lag,ingest_http,http_fold,calculation,profile
+#                 (ingest_http includes the Node.js peer; http_fold times HTTP latency with
+#                 the fold running, with it held off, and the Node.js peer, interleaved)
 #   --report FILE write the report there instead of docs/performance.md
-# Environment: BENCH_PG_PORT (55440), BENCH_HTTP_PORT (18480; the Node.js peer listens on
-# the next port), BENCH_WORKDIR (mktemp),
+# Environment: BENCH_PG_PORT, BENCH_HTTP_PORT, BENCH_NODE_PORT (default: free ports, so that
+# two benchmarks on one machine do not meet), BENCH_WORKDIR (mktemp),
 # BENCH_KEEP=1 (keep the cluster and the workload files in the work directory).
 # The run takes about 20 minutes on 2 cores and needs ~45 GB of free disk in /tmp for
 # the 10^7-event log (without it, the 10^7 step is skipped and said so).
@@ -26,7 +28,7 @@ ROOT=$(pwd)
 COMMAND="bench/run.sh${*:+ $*}"
 export PATH="/usr/lib/postgresql/15/bin:$PATH"
 
-QUICK=0 BUILD=1 PROFILE=1 MAX_LOG=10000000 PHASES="" REPORT=docs/performance.md
+QUICK=0 BUILD=1 PROFILE=1 MAX_LOG=10000000 PHASES="" REPORT=docs/performance.md REPS=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -34,15 +36,19 @@ while [ $# -gt 0 ]; do
     --no-profile) PROFILE=0 ;;
     --max-log) MAX_LOG=$2; shift ;;
     --phases) PHASES=$2; shift ;;
+    --reps) REPS=$2; shift ;;
     --report) REPORT=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 
-PG_PORT=${BENCH_PG_PORT:-55440}
-HTTP_PORT=${BENCH_HTTP_PORT:-18480}
+. scripts/pg.sh
+PG_PORT=${BENCH_PG_PORT:-}
+HTTP_PORT=${BENCH_HTTP_PORT:-$(free_port)}
+NODE_PORT=${BENCH_NODE_PORT:-$(free_port)}
+while [ "$NODE_PORT" = "$HTTP_PORT" ]; do NODE_PORT=$(free_port); done
 WORK=${BENCH_WORKDIR:-$(mktemp -d /tmp/attendance-bench.XXXXXX)}
 mkdir -p "$WORK"
 chmod 755 "$WORK"
@@ -146,7 +152,6 @@ PG_SETTINGS=(
   "track_commit_timestamp = on"
 )
 PG_BIN="$PRIV_BIN"
-. scripts/pg.sh
 PGDIR="$WORK/pg"
 cleanup() {
   local rc=$?
@@ -159,14 +164,15 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-echo "== starting PostgreSQL on port $PG_PORT"
 pg_start "$PGDIR" "$PG_PORT" "${PG_SETTINGS[@]}"
+echo "== PostgreSQL on port $PGPORT; the proxy on $HTTP_PORT, the Node.js peer on $NODE_PORT"
 
 ARGS=(--workdir "$WORK" --http-port "$HTTP_PORT" --loadgen "$WORK/loadgen" --max-log "$MAX_LOG")
 [ -n "$PROXY" ] && ARGS+=(--proxy "$PROXY")
 [ -n "$PERF" ] && ARGS+=(--perf "$PERF")
 [ -n "$PHASES" ] && ARGS+=(--phases "$PHASES")
-[ -n "$NODE_PEER" ] && ARGS+=(--node "$NODE_PEER" --node-port "$((HTTP_PORT + 1))")
+[ -n "$REPS" ] && ARGS+=(--reps "$REPS")
+[ -n "$NODE_PEER" ] && ARGS+=(--node "$NODE_PEER" --node-port "$NODE_PORT")
 if [ "$QUICK" = 1 ]; then
   ARGS+=(--reps 1 --large-reps 1 --ingest-seconds 3 --http-seconds 3 --stream-sessions 2500 --growth-webhooks 2000 --lag-seconds 5
          --max-log 100000)

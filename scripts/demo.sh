@@ -3,42 +3,60 @@
 # PostgreSQL with the extension preloaded and attendance-proxy in front of it, replay a
 # realistic class through the proxy (reconnects, a duplicate, a lost leave, a late
 # student, a recorder), let the background scheduler calculate it, and print the
-# attendance. Leaves nothing running unless --keep is given.
+# attendance. Leaves nothing running unless --keep is given; with --keep it ends with
+# ready-to-paste commands that fit the running demo (attendancectl status, explain,
+# timeline --html, a signed webhook through the proxy) and the line that stops it.
+# Builds in build/ (CMake: attendance-proxy, attendancectl) and installs the extension
+# with make install (into PG_BIN's PostgreSQL). After a failure the demo's directory, with
+# its logs, is kept and named.
 # Environment (all optional):
 #   ATTENDANCE_DEMO_PORT       PostgreSQL's port (default: a free port, picked by a bind
 #                              probe and retried if it is taken meanwhile)
 #   ATTENDANCE_DEMO_HTTP_PORT  attendance-proxy's port (default: likewise a free port)
+#   PG_BIN                     PostgreSQL's programs (default /usr/lib/postgresql/15/bin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 KEEP=0
 [ "${1:-}" = "--keep" ] && KEEP=1
 export PATH="${PG_BIN:-/usr/lib/postgresql/15/bin}:$PATH"
+. scripts/progress.sh
+. scripts/pg.sh
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "installing dependencies and building"
-scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j2 --target attendance-proxy >/dev/null
-make -j2 >/dev/null
-make install >/dev/null
-
-step "starting a throwaway PostgreSQL with the extension preloaded"
-. scripts/pg.sh
+# The demo's directory: the cluster's data, the logs, the files the commands at the end use.
 PGDIR=$(mktemp -d /tmp/attendance-demo.XXXXXX)
 PROXY_PID=
 cleanup() {
+  local rc=$?
   if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null; fi
   pg_stop "$PGDIR"
-  rm -rf "$PGDIR"
+  if [ $rc -eq 0 ]; then
+    rm -rf "$PGDIR"
+  else
+    rm -rf "$PGDIR/data"
+    echo "the demo failed; its logs are kept in $PGDIR" >&2
+  fi
 }
 trap cleanup EXIT  # on success with --keep, disarmed at the end
+
+step "installing dependencies and building"
+scripts/deps.sh
+build() {
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+    cmake --build build -j2 --target attendance-proxy attendancectl &&
+    make -j2 && make install
+}
+run_logged "building attendance-proxy, attendancectl and the extension (a few minutes the first time)" \
+  "$PGDIR/build.log" build
+
+step "starting a throwaway PostgreSQL with the extension preloaded"
 pg_start "$PGDIR" "${ATTENDANCE_DEMO_PORT:-}" "attendance.calculation_delay = '3s'"
 PORT=$PGPORT
 echo "data directory $PGDIR, port $PORT (user postgres, database postgres)"
 
-psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+psql -X -q -o /dev/null -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION attendance;
 SELECT attendance_add_webhook_key('APIdemo', 'demo-secret-0123456789abcdef0123');
@@ -134,23 +152,47 @@ else
   exit 1
 fi
 
+# A webhook for the commands at the end: user 31's join 20 minutes into the class, as if
+# it had been lost until now (its late arrival makes the scheduler calculate again).
+LATE_AT=$((1763130600 + SHIFT + 1200))
+printf '{"event":"participant_joined","id":"EV_demo_late31","createdAt":"%s","room":{"name":"session-456"},"participant":{"sid":"PA_demo_late31","identity":"user-31","name":"Omar","joinedAtMs":"%s"}}' \
+  "$LATE_AT" "${LATE_AT}000" >"$PGDIR/late-join.json"
+
 step "where to look next"
-cat <<TXT
-  psql: SELECT attendance_explain(456, 12);      -- the trace behind a status
-        SELECT * FROM attendance_recent_events;   -- the webhook log
-        SELECT attendance_worker_status();        -- the scheduler
-  logs: server.log and proxy.log in the data directory (kept with scripts/demo.sh --keep)
-TXT
-if [ $KEEP -eq 1 ]; then
-  trap - EXIT
-  STOP_PG="$PG_BIN/pg_ctl -D $PGDIR/data -m fast -w stop"
-  [ "$(id -u)" -eq 0 ] && STOP_PG="(cd / && runuser -u $PG_OS_USER -- $STOP_PG)"
+if [ $KEEP -eq 0 ]; then
   cat <<TXT
+  scripts/demo.sh --keep leaves the demo running and ends with commands that fit it:
+  attendancectl status, explain, timeline --html, a signed webhook through the proxy, psql.
+  The commands: docs/attendancectl.md; every SQL function and view: docs/sql.md.
+TXT
+  exit 0
+fi
+trap - EXIT
+STOP_PG="$PG_BIN/pg_ctl -D $PGDIR/data -m fast -w stop"
+[ "$(id -u)" -eq 0 ] && STOP_PG="(cd / && runuser -u $PG_OS_USER -- $STOP_PG)"
+URL="http://127.0.0.1:$HTTP_PORT/webhooks/livekit"
+# The lines indented by four spaces after "paste:" are commands to paste as they are
+# (test/e2e/test_readme.sh runs them).
+cat <<TXT
+  The demo keeps running. In another shell, paste:
+    export PGHOST=$PGDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
+    cd $ROOT
+    build/attendancectl status                   # the background scheduler and its jobs
+    build/attendancectl explain 456 12           # why user 12 is present: connections, rules, trace
+    build/attendancectl timeline 456 --html $PGDIR/session-456.html   # open it in a browser
+    # a late webhook, signed with the demo's key APIdemo: user 31's join, lost until now
+    token=\$(build/attendancectl sign $PGDIR/late-join.json --key APIdemo --token-only) &&
+      curl -sS -w '\\n' -H "Authorization: \$token" -H 'Content-Type: application/webhook+json' \\
+        --data-binary @$PGDIR/late-join.json $URL
+    build/attendancectl sessions 456             # calculated again within seconds (late webhook)
+    build/attendancectl explain 456 31           # user 31: absent before, late now
+  psql works with the same variables (every function and view: docs/sql.md).
+  webhooks: $URL (attendance-proxy, pid $PROXY_PID, key APIdemo)
+  logs:     server.log and proxy.log in $PGDIR
 
 kept running (scripts/demo.sh --keep):
   connect:  PGHOST=$PGDIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres psql
-  webhooks: http://127.0.0.1:$HTTP_PORT/webhooks/livekit (attendance-proxy, pid $PROXY_PID)
+  webhooks: $URL (attendance-proxy, pid $PROXY_PID)
   stop everything and remove the data directory:
             kill $PROXY_PID; $STOP_PG; rm -rf $PGDIR
 TXT
-fi

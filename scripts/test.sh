@@ -2,7 +2,9 @@
 # Runs every test suite and ends with one line "N passed, N failed":
 #   clang-format, unit (GoogleTest), unit under ASan+UBSan, unit as a Release build, pg_regress,
 #   isolation, end-to-end (test/e2e/test_*; test_ha.py runs its own pg_auto_failover
-#   formation on free ports and takes about 1.5 minutes).
+#   formation on free ports and takes about 1.5 minutes; test_packages.sh and
+#   test_readme.sh install the Debian packages system-wide for a while and leave the
+#   machine's packages as they found them).
 # Works on a fresh Debian 12 machine as root: installs what it needs, builds, starts a
 # throwaway PostgreSQL as an unprivileged user, and removes it afterwards.
 # Environment (all optional):
@@ -131,6 +133,9 @@ export ATTENDANCE_PGDIR="$PGDIR"
 export TMPDIR="$LOGDIR/tmp"
 mkdir -p "$TMPDIR"
 chmod 1777 "$TMPDIR"
+# The Debian packages are built once per run: test_packages.sh builds them here, and
+# test_readme.sh's scripts/deb.sh --install finds them built from this very source.
+export ATTENDANCE_DEB_DIR="${ATTENDANCE_DEB_DIR:-$LOGDIR/dist}"
 
 echo "== pg_regress"
 rm -rf results regression.diffs regression.out
@@ -155,7 +160,14 @@ for t in test/e2e/test_*.py test/e2e/test_*.sh; do
   [ -e "$t" ] || continue
   name=$(basename "$t")
   echo "== e2e $name"
-  ATTENDANCE_BUILD_DIR="$ROOT/build" timeout 1200 "$t" >"$LOGDIR/$name.log" 2>&1
+  # the package suites build the packages (ATTENDANCE_PACKAGE_BUILD_SECONDS) and have
+  # deadlines of their own for each step; test_readme.sh runs the demo too
+  limit=1200
+  case $name in
+    test_packages.sh) limit=$((${ATTENDANCE_PACKAGE_BUILD_SECONDS:-900} + 900)) ;;
+    test_readme.sh) limit=$((2 * ${ATTENDANCE_PACKAGE_BUILD_SECONDS:-900} + 2100)) ;;
+  esac
+  ATTENDANCE_BUILD_DIR="$ROOT/build" timeout "$limit" "$t" >"$LOGDIR/$name.log" 2>&1
   rc=$?
   p=$(grep -c '^PASS ' "$LOGDIR/$name.log")
   f=$(grep -c '^FAIL ' "$LOGDIR/$name.log")

@@ -29,3 +29,13 @@ FROM meeting_attendance_events ORDER BY event_id;
 SELECT attendance_fold();
 SELECT c.participant_sid, left(c.user_key, 12) AS user_key, m.user_id FROM attendance_sessions c
 JOIN meeting_attendances m USING (session_id, user_key) ORDER BY participant_sid;
+-- A log id sequence that hands out cached ids would let a session draw an id below the
+-- fold's watermark later, without holding the sequence's lock when the fold looked: the
+-- fold refuses it (55000) and writes nothing.
+SELECT folds AS folds_before FROM attendance_fold_state \gset
+ALTER SEQUENCE meeting_attendance_events_id_seq CACHE 20;
+DO $$BEGIN PERFORM attendance_fold(); EXCEPTION WHEN OTHERS THEN RAISE WARNING '%: %', SQLSTATE, SQLERRM; END$$;
+SELECT folds = :folds_before AS nothing_written FROM attendance_fold_state;
+ALTER SEQUENCE meeting_attendance_events_id_seq CACHE 1;
+SELECT attendance_fold() ->> 'complete' AS complete;
+SELECT folds = :folds_before + 1 AS folded FROM attendance_fold_state;

@@ -107,7 +107,8 @@ int run_sign(Context& ctx, const Args& args) {
     const std::string url = args.value("url").value_or(kDefaultUrl);
     const std::string data = file == "-" ? shell_quote(body) : "@" + shell_quote(file);
     std::fprintf(stderr, "# token valid for %s s (until %s)\n", ttl.c_str(), r.get(0, 1).c_str());
-    print("curl -sS -X POST " + shell_quote(url) + " \\\n" +
+    // -w '\n': the proxy's JSON answer ends without a newline; the prompt starts on its own line
+    print("curl -sS -w '\\n' -X POST " + shell_quote(url) + " \\\n" +
           "  -H 'Content-Type: application/webhook+json' \\\n" + "  -H " +
           shell_quote("Authorization: " + token) + " \\\n" + "  --data-binary " + data + "\n");
     return kOk;

@@ -21,8 +21,10 @@ struct Closing {
 };
 
 // The synthetic leave for an open connection at `now_ms`, or nothing while it may
-// still be genuinely open: at room_finished when the room finished after the join;
-// else at the scheduled end once the session is over; else after max_age_ms.
+// still be genuinely open: at room_finished when a room_finished after the join is
+// logged (whatever `now_ms` is); else at the scheduled end once the session is over;
+// else after max_age_ms. Once `now_ms` is past the scheduled end the answer no longer
+// depends on it, so a close never moves as time passes (docs/decisions.md).
 std::optional<Closing> reconcile_close(const OpenConnection& c, int64_t now_ms, int64_t max_age_ms);
 
 }  // namespace attendance::core

@@ -5,6 +5,10 @@
 #include "pg/settings.hpp"
 #include "pg/subtransaction.hpp"
 
+extern "C" {
+#include "storage/lock.h"
+}
+
 #include <algorithm>
 #include <set>
 
@@ -291,29 +295,61 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
 
 namespace {
 
-// The highest log id below which every ingesting transaction has ended, or nothing when
-// one is still open: a SHARE lock on the log waits for them (briefly: lock_timeout) and is
-// released at once with its subtransaction.
+// The settled high mark (docs/architecture.md, "The worker's loops"; docs/decisions.md):
+// the highest log id H such that every row with an id up to H that will ever commit is
+// visible to a snapshot taken after this returns; nothing when a transaction that drew
+// such an id is still open after attendance.fold_wait.
+//
+// It takes no lock that an INSERT waits for. Every id comes from the log's sequence, and
+// nextval locks the sequence (RowExclusiveLock, held to the end of the transaction) before
+// it draws. So, once the sequence's last value L is read, every transaction that drew an
+// id up to L has either ended or holds that lock. GetLockConflicts lists the holders
+// without queueing a request (a LOCK TABLE would queue, and every new INSERT behind it),
+// and the fold waits for each of those transactions to end (VirtualXactLock: a wait on the
+// transaction, which nobody else queues behind). Whether a drawer had a transaction id yet
+// does not matter: its lock was taken before its draw.
 std::optional<int64_t> settled_high_mark(SpiSession& spi) {
+    // A transaction snapshot (REPEATABLE READ, SERIALIZABLE) was taken before the wait: rows
+    // committed during the wait are not visible to it, so nothing counts as settled.
+    if (IsolationUsesXactSnapshot()) return std::nullopt;
+    const Row seq = spi.query(
+        "SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END, "
+        "s.tableoid::bigint, p.seqcache FROM @s.meeting_attendance_events_id_seq s "
+        "JOIN pg_catalog.pg_sequence p ON p.seqrelid = s.tableoid")[0];
+    // A session that caches ids could draw one below L later, without holding the lock now.
+    if (seq[2].int8() != 1)
+        throw core::Error("55000",
+                          "the log's id sequence meeting_attendance_events_id_seq caches " +
+                              std::to_string(seq[2].int8()) +
+                              " values per session; the fold's watermark needs CACHE 1 "
+                              "(ALTER SEQUENCE ... CACHE 1)");
+    const int64_t last = seq[0].int8();
+    const Oid sequence = Oid(seq[1].int8());
+    const bool wait = settings.fold_wait_ms > 0;
+
     MemoryContext context = CurrentMemoryContext;
     ResourceOwner owner = CurrentResourceOwner;
     pg_call([] { BeginInternalSubTransaction(nullptr); });
-    std::optional<int64_t> mark;
-    bool failed = false;
+    bool settled = false;
     try {
-        if (settings.fold_wait_ms > 0) {
+        if (wait)
             spi.exec("SELECT set_config('lock_timeout', $1, true)",
                      {Arg::text(std::to_string(settings.fold_wait_ms) + "ms")});
-            spi.exec("LOCK TABLE @s.meeting_attendance_events IN SHARE MODE");
-        } else {
-            spi.exec("LOCK TABLE @s.meeting_attendance_events IN SHARE MODE NOWAIT");
-        }
-        mark =
-            spi.query("SELECT coalesce(max(id), 0) FROM @s.meeting_attendance_events")[0][0].int8();
+        settled = pg_call([&] {
+            LOCKTAG tag;
+            SET_LOCKTAG_RELATION(tag, MyDatabaseId, sequence);
+            int count = 0;
+            // Holders of a lock that conflicts with SHARE: the transactions that drew ids
+            // and are still open (this one excluded). The array is palloc'd in the
+            // subtransaction's memory.
+            VirtualTransactionId* open = GetLockConflicts(&tag, ShareLock, &count);
+            for (int k = 0; k < count; ++k)
+                if (!VirtualXactLock(open[k], wait)) return false;
+            return true;
+        });
     } catch (const PgError& e) {
-        int code = e.edata() ? e.edata()->sqlerrcode : 0;
-        if (code != ERRCODE_LOCK_NOT_AVAILABLE) failed = true;
-        if (failed) {
+        const int code = e.edata() ? e.edata()->sqlerrcode : 0;
+        if (code != ERRCODE_LOCK_NOT_AVAILABLE) {
             pg_call([&] {
                 RollbackAndReleaseCurrentSubTransaction();
                 MemoryContextSwitchTo(context);
@@ -321,15 +357,16 @@ std::optional<int64_t> settled_high_mark(SpiSession& spi) {
             });
             throw;
         }
-        mark.reset();
+        settled = false;  // lock_timeout: one is still open after fold_wait
     }
-    // Rolled back either way: that releases the lock (and the SET LOCAL).
+    // Rolled back either way: that ends the SET LOCAL.
     pg_call([&] {
         RollbackAndReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(context);
         CurrentResourceOwner = owner;
     });
-    return mark;
+    if (!settled) return std::nullopt;
+    return last;
 }
 
 }  // namespace
@@ -440,7 +477,8 @@ FoldResult fold(SpiSession& spi) {
         }
     }
     spi.exec(
-        "UPDATE @s.attendance_fold_state SET safe_id = CASE WHEN $1 THEN $2 ELSE safe_id END, "
+        "UPDATE @s.attendance_fold_state SET safe_id = CASE WHEN $1 THEN greatest(safe_id, $2) "
+        "ELSE safe_id END, "
         "last_fold_at = now(), last_events = $3, last_sessions = $4, "
         "last_lag_ms = CASE WHEN $5 >= 0 THEN $5 END, folds = folds + 1",
         {Arg::boolean(out.complete), Arg::int8(high), Arg::int4(int32_t(out.events)),

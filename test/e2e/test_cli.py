@@ -402,7 +402,7 @@ def _():
     p = ctl("sign", path, "--key", "APIfixture", "--url", "http://127.0.0.1:8080/webhooks/livekit",
             check_rc=0)
     out = p.stdout
-    assert out.startswith("curl -sS -X POST 'http://127.0.0.1:8080/webhooks/livekit'"), out
+    assert out.startswith("curl -sS -w '\\n' -X POST 'http://127.0.0.1:8080/webhooks/livekit'"), out
     assert "-H 'Content-Type: application/webhook+json'" in out, out
     assert "--data-binary @'" + path.replace("'", "'\\''") + "'" in out, out
     m = re.search(r"-H 'Authorization: ([A-Za-z0-9_\-.]+)'", out)
@@ -419,6 +419,7 @@ def _():
     args = subprocess.run(["sh", "-c", out], capture_output=True, text=True,
                           env={**os.environ, "PATH": TMP + ":" + os.environ["PATH"]}).stdout.splitlines()
     assert f"Authorization: {token}" in args and "@" + path in args, args
+    assert args[args.index("-w") + 1] == "\\n", args  # curl itself turns it into a newline
     only = ctl("sign", path, "--key", "APIfixture", "--token-only", check_rc=0).stdout.strip()
     assert re.fullmatch(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+", only), only
     p = ctl("sign", path, "--key", "APInope")

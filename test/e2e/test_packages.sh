@@ -1,35 +1,42 @@
 #!/usr/bin/env bash
 # The Debian packages end to end: builds postgresql-15-attendance and attendance-tools
-# with scripts/deb.sh (dpkg-buildpackage -b -uc -us), installs them with dpkg, starts a
-# throwaway cluster that preloads the packaged library, and runs a smoke test (CREATE
-# EXTENSION, one signed webhook through the installed attendance-proxy,
+# with scripts/deb.sh (dpkg-buildpackage -b -uc -us), installs them, starts a throwaway
+# cluster of Debian's PostgreSQL 15 (/usr/lib/postgresql/15/bin, where the packaged
+# library goes, whatever PG_BIN says) that preloads the packaged library, and runs a smoke
+# test (CREATE EXTENSION, one signed webhook through the installed attendance-proxy,
 # attendance_calculate, the installed attendancectl). Then it purges both packages,
 # checks that they left nothing behind, and puts back any file of the build tree's
 # `make install` that the packages replaced, so the suites after this one are unchanged.
+# Packages found installed (scripts/deb.sh --install ran before) are saved first with
+# dpkg-repack and installed again at the end, with their auto/manual mark and their
+# unit's enablement, so that the machine is left as it was found; the last case checks
+# that their files are the ones found.
 # Time-bounded: the package build gets ATTENDANCE_PACKAGE_BUILD_SECONDS (default 900),
-# every later wait its own deadline. Refuses to run if either package is already
-# installed (it would purge it). Prints "PASS name" / "FAIL name: why" per case.
-# dpkg writes /var/lib/dpkg: run it through the same wrapper as scripts/test.sh.
+# every later wait its own deadline. With ATTENDANCE_DEB_DIR set, the packages are built
+# there, or taken from there when scripts/deb.sh built them from this very source.
+# Prints "PASS name" / "FAIL name: why" per case.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# the PostgreSQL the packages install into; a private copy of the tree (PG_BIN) would
+# load its own attendance.so, not the packaged one
+PG_BIN=/usr/lib/postgresql/15/bin
 . "$ROOT/scripts/pg.sh"
-export PATH="$PG_BIN:$PATH"
 BUILD_SECS=${ATTENDANCE_PACKAGE_BUILD_SECONDS:-900}
 # the version being packaged: the extension's default version
 VERSION=$(sed -n "s/^default_version = '\(.*\)'$/\1/p" "$ROOT/attendance.control")
-PACKAGES=(attendance-tools postgresql-15-attendance)
+. "$ROOT/test/e2e/packages.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/attendance-packages-test.XXXXXX")
 chmod 755 "$WORK"
+DEB_DIR=${ATTENDANCE_DEB_DIR:-$WORK/dist}
 FAILED=0
 PGDIR="$WORK/pg"
 INSTALLED_BY_US=0
+PUT_BACK=0
 
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-known() { dpkg-query -W -f='${Status}' "$1" >/dev/null 2>&1 && ! dpkg-query -W -f='${Status}' "$1" | grep -q "not-installed"; }
 
-# Puts back the files the packages replaced (saved in $WORK/backup before dpkg -i).
+# Puts back the files the packages replaced (saved in $WORK/backup before the install).
 restore() {
   local f
   if [ -d "$WORK/backup" ]; then
@@ -41,30 +48,39 @@ finish() {
   if [ -f "$WORK/proxy.pid" ]; then kill "$(cat "$WORK/proxy.pid")" 2>/dev/null; fi
   pg_stop "$PGDIR"
   if [ $INSTALLED_BY_US -eq 1 ]; then
-    for p in "${PACKAGES[@]}"; do known "$p" && dpkg --purge "$p" >/dev/null 2>&1; done
+    for p in "${PACKAGES[@]}"; do known "$p" && "${APT[@]}" purge "$p" >/dev/null 2>&1; done
     restore
+  fi
+  if [ $PUT_BACK -eq 0 ] && [ -n "$(packages_found "$WORK/found")" ]; then
+    packages_put_back "$WORK/found" ||
+      echo "could not install again the packages found installed, saved in $WORK/found (log: $WORK/found/put-back.log)"
   fi
   if [ $FAILED -eq 0 ]; then rm -rf "$WORK"; else echo "work directory kept: $WORK"; fi
 }
 trap finish EXIT
 
-for p in "${PACKAGES[@]}"; do
-  if known "$p"; then
-    fail "preconditions" "$p is already installed here; this test installs and purges it, so it does not run"
-    exit 1
-  fi
-done
+# ---- packages found installed: saved, to be installed again at the end ------------------
+if ! packages_save "$WORK/found"; then
+  fail "preconditions" "dpkg-repack could not save the installed packages: $(tail -5 "$WORK/found/repack.log" | tr '\n' '|')"
+  : >"$WORK/found/packages"
+  exit 1
+fi
+if [ -n "$(packages_found "$WORK/found")" ]; then
+  pass "the packages found installed are saved, to be installed again afterwards: $(packages_found "$WORK/found" | xargs dpkg-query -W -f='${Package} ${Version}  ')"
+fi
 
 # ---- build ---------------------------------------------------------------------------
 started=$SECONDS
-if timeout --kill-after=30 "$BUILD_SECS" env ATTENDANCE_DEB_DIR="$WORK/dist" TMPDIR="$WORK" \
+if timeout --kill-after=30 "$BUILD_SECS" env ATTENDANCE_DEB_DIR="$DEB_DIR" TMPDIR="$WORK" \
      "$ROOT/scripts/deb.sh" >"$WORK/deb.log" 2>&1; then
-  ext=$(ls "$WORK"/dist/postgresql-15-attendance_*.deb 2>/dev/null | head -1)
-  tools=$(ls "$WORK"/dist/attendance-tools_*.deb 2>/dev/null | head -1)
-  if [ -n "$ext" ] && [ -n "$tools" ]; then
-    pass "dpkg-buildpackage -b -uc -us builds both packages ($((SECONDS - started)) s)"
+  ext=$(grep -E '/postgresql-15-attendance_[^/]*\.deb$' "$WORK/deb.log" | tail -1)
+  tools=$(grep -E '/attendance-tools_[^/]*\.deb$' "$WORK/deb.log" | tail -1)
+  if [ -n "$ext" ] && [ -n "$tools" ] && [ -f "$ext" ] && [ -f "$tools" ]; then
+    how="built"
+    grep -q 'not building them again' "$WORK/deb.log" && how="taken from $DEB_DIR, built from this very source"
+    pass "dpkg-buildpackage -b -uc -us builds both packages ($how, $((SECONDS - started)) s)"
   else
-    fail "build" "the packages are missing: $(ls "$WORK/dist" 2>&1 | tr '\n' ' ')"
+    fail "build" "the packages are missing: $(tail -5 "$WORK/deb.log" | tr '\n' ' ')"
     exit 1
   fi
 else
@@ -93,10 +109,13 @@ for deb in "$ext" "$tools"; do
   done
 done
 INSTALLED_BY_US=1
-if dpkg -i "$ext" "$tools" >"$WORK/dpkg-install.log" 2>&1 && installed postgresql-15-attendance && installed attendance-tools; then
-  pass "dpkg -i installs both packages"
+# --reinstall: over packages of the same version found installed too
+if "${APT[@]}" install --reinstall --no-install-recommends "$ext" "$tools" >"$WORK/install.log" 2>&1 &&
+   installed postgresql-15-attendance && installed attendance-tools &&
+   ! grep -qiE '^(debconf|dpkg-preconfigure|E):' "$WORK/install.log"; then
+  pass "apt-get installs both packages, without a question or a debconf complaint"
 else
-  fail "install" "$(tail -15 "$WORK/dpkg-install.log" | tr '\n' '|')"
+  fail "install" "$(tail -15 "$WORK/install.log" | tr '\n' '|')"
   exit 1
 fi
 
@@ -106,7 +125,8 @@ contents() {
            /usr/share/postgresql/15/extension/attendance--0.1.0.sql \
            /usr/share/postgresql/15/extension/attendance--0.1.0--0.2.0.sql \
            /usr/share/postgresql/15/extension/attendance--0.2.0--0.3.0.sql \
-           /usr/share/postgresql/15/extension/attendance--0.3.0--0.4.0.sql; do
+           /usr/share/postgresql/15/extension/attendance--0.3.0--0.4.0.sql \
+           /usr/share/postgresql/15/extension/attendance--0.4.0--0.4.1.sql; do
     dpkg -S "$f" | grep -q '^postgresql-15-attendance:' || { echo "$f is not from postgresql-15-attendance"; exit 1; }
   done
   for f in /usr/bin/attendance-proxy /usr/bin/attendancectl; do
@@ -114,15 +134,28 @@ contents() {
   done
   unit=$(dpkg -L attendance-tools | grep '/systemd/system/attendance-proxy.service$')
   [ -n "$unit" ] || { echo "no attendance-proxy.service in attendance-tools"; exit 1; }
+  # one install path: the packaged unit of packaging/, byte for byte, running the packaged program
+  cmp -s "$unit" "$ROOT/packaging/attendance-proxy.service" || { echo "the unit is not packaging/attendance-proxy.service"; exit 1; }
   grep -qx 'ExecStart=/usr/bin/attendance-proxy' "$unit" || { echo "the unit does not start /usr/bin/attendance-proxy"; exit 1; }
-  grep -qx 'DynamicUser=yes' "$unit" || { echo "the unit is not the hardened one of packaging/"; exit 1; }
-  ! ls /etc/systemd/system/*.wants/attendance-proxy.service >/dev/null 2>&1 ||
-    { echo "the unit was enabled at install"; exit 1; }
+  grep -qx 'DynamicUser=yes' "$unit" || { echo "the unit is not the hardened one"; exit 1; }
+  grep -qx 'Environment=ATTENDANCE_PROXY_LISTEN=127.0.0.1' "$unit" || { echo "the unit does not listen on loopback by default"; exit 1; }
+  grep -qx 'EnvironmentFile=-/etc/attendance-proxy.env' "$unit" || { echo "the unit reads no /etc/attendance-proxy.env"; exit 1; }
+  [ "$(grep -c 'ATTENDANCE_PROXY_LISTEN=' "$unit")" -eq "$(grep -c '^Environment=ATTENDANCE_PROXY_LISTEN=127.0.0.1$' "$unit")" ] ||
+    { echo "the unit sets another listen address"; exit 1; }
+  if command -v systemd-analyze >/dev/null; then
+    local said
+    said=$(systemd-analyze verify "$unit" 2>&1) || true
+    [ -z "$said" ] || { echo "systemd-analyze verify: $said"; exit 1; }
+  fi
+  if [ -z "$(packages_found "$WORK/found")" ]; then
+    ! ls /etc/systemd/system/*.wants/attendance-proxy.service >/dev/null 2>&1 ||
+      { echo "the unit was enabled at install"; exit 1; }
+  fi
   /usr/bin/attendancectl --version | grep -qF "$VERSION" || { echo "attendancectl --version"; exit 1; }
 }
 (contents) >"$WORK/contents.log" 2>&1
 if [ $? -eq 0 ]; then
-  pass "the extension's files, both programs and the unit (installed, not enabled) are where Debian puts them"
+  pass "the extension's files, both programs and the unit (packaging/'s, loopback by default, verified by systemd-analyze, not enabled) are where Debian puts them"
 else
   fail "contents" "$(tr '\n' ' ' <"$WORK/contents.log")"
 fi
@@ -192,23 +225,33 @@ else
 fi
 
 # ---- purge -----------------------------------------------------------------------------
-if dpkg --purge "${PACKAGES[@]}" >"$WORK/dpkg-purge.log" 2>&1; then
+if "${APT[@]}" purge "${PACKAGES[@]}" >"$WORK/purge.log" 2>&1; then
   left=()
   for p in "${PACKAGES[@]}"; do known "$p" && left+=("package $p"); done
   for f in /usr/bin/attendance-proxy /usr/bin/attendancectl /lib/systemd/system/attendance-proxy.service \
            /usr/lib/systemd/system/attendance-proxy.service /usr/share/doc/attendance-tools \
            /usr/share/doc/postgresql-15-attendance /usr/lib/postgresql/15/lib/attendance.so \
-           /usr/share/postgresql/15/extension/attendance.control; do
-    [ -e "$f" ] && left+=("$f")
+           /usr/share/postgresql/15/extension/attendance.control "$UNIT_WANTS"; do
+    [ -e "$f" ] || [ -L "$f" ] && left+=("$f")
   done
   if [ ${#left[@]} -eq 0 ]; then
-    pass "dpkg --purge removes both packages and leaves nothing behind"
+    pass "apt-get purge removes both packages and leaves nothing behind"
   else
     fail "purge" "left behind: ${left[*]}"
   fi
 else
-  fail "purge" "$(tail -10 "$WORK/dpkg-purge.log" | tr '\n' '|')"
+  fail "purge" "$(tail -10 "$WORK/purge.log" | tr '\n' '|')"
 fi
 restore
 INSTALLED_BY_US=0
+
+# ---- the packages found installed, back as they were -------------------------------------
+if [ -n "$(packages_found "$WORK/found")" ]; then
+  PUT_BACK=1
+  if packages_put_back "$WORK/found" && packages_as_saved "$WORK/found"; then
+    pass "the packages found installed are installed again as they were (versions, files, marks, unit)"
+  else
+    fail "put back" "not as found: $(diff "$WORK/found/state" "$WORK/found/state-now" 2>&1 | head -5 | tr '\n' '|') $(tail -5 "$WORK/found/put-back.log" 2>/dev/null | tr '\n' '|')"
+  fi
+fi
 [ $FAILED -eq 0 ]

@@ -3,6 +3,7 @@
 themselves, and renders in headless Chromium (Debian's `chromium`, installed by
 scripts/deps.sh chromium when missing) with one lane per person and a picture that is not
 blank. Needs the throwaway cluster of scripts/test.sh (PGHOST/PGPORT) and the CMake build."""
+import json
 import os
 import re
 import shutil
@@ -10,10 +11,11 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, psql, run_checked  # noqa: E402
+from pgtest import case, finish, psql, run_checked, wait_for  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -197,6 +199,68 @@ def _():
     # the bars' green and the window's blue are painted (colours of the page's style)
     assert (0x16, 0xa3, 0x4a) in colours, "no connection bar painted"
     assert (0xdb, 0xea, 0xfe) in colours, "no scheduled window painted"
+
+
+def connections_agree(session):
+    """Every connection of every person: attendance_explain's join and leave (derived now)
+    are those of attendance_sessions, which the timeline draws, and the page's tooltip shows
+    them. Returns the number of connections compared."""
+    page = os.path.join(TMP, f"timeline-{session}.html")
+    ctl("timeline", str(session), "--html", page, check_rc=0)
+    html = open(page, encoding="utf-8").read()
+    stored = {}
+    for line in sql(f"SELECT participant_sid, user_key, floor(extract(epoch FROM join_time) * 1000)::bigint, "
+                    f"floor(extract(epoch FROM leave_time) * 1000)::bigint FROM attendance_sessions "
+                    f"WHERE session_id = {session}").splitlines():
+        sid, key, join, leave = line.split("|")
+        stored[sid] = (key, int(join) if join else None, int(leave) if leave else None)
+    explained = {}
+    for key in sql(f"SELECT user_key FROM meeting_attendances WHERE session_id = {session}").splitlines():
+        trace = json.loads(sql(f"SELECT attendance_explain({session}, $k${key}$k$)"))
+        for c in trace["connections"]:
+            explained[c["sid"]] = (key, c.get("join_ms"), c.get("leave_ms"))
+    assert explained == stored, f"explain {explained} != attendance_sessions {stored}"
+
+    def clock(ms):
+        return time.strftime("%H:%M:%S", time.gmtime(ms // 1000))
+    for sid, (_, join, leave) in stored.items():
+        if join is None:
+            continue
+        tip = re.search(r'data-connection="%s"[^>]*><title>([^<]*)</title>' % re.escape(sid), html)
+        assert tip, f"no bar for {sid}"
+        want = f"{sid}: {clock(join)} – " + (clock(leave) if leave is not None else "still connected")
+        assert tip.group(1).startswith(want), (tip.group(1), want)
+    return len(stored)
+
+
+@case("explain and the timeline show the same join and leave for every connection of the fixture class")
+def _():
+    assert connections_agree(456) >= 6
+
+
+@case("a room_finished stamped after the calculation: explain and the timeline still agree later")
+def _():
+    # The session ends 2 s from now; user 88 joined and never left; the room_finished is
+    # stamped 6 s from now (a clock ahead of the database's, or a re-timed replay). The
+    # calculation runs after the end but before that time, explain after it: both must
+    # close the connection at the room_finished.
+    now = float(sql("SELECT extract(epoch FROM now())"))
+    start, end, finished = int(now) - 60, int(now) + 2, int(now) + 6
+    sql(f"SELECT attendance_schedule_session(457, 'session-457', to_timestamp({start}), to_timestamp({end}))")
+    for body in (
+            '{"event":"participant_joined","id":"EV_tl457_join","createdAt":"%d","room":{"name":"session-457"},'
+            '"participant":{"sid":"PA_tl457_88","identity":"user-88","joinedAtMs":"%d"}}' % (start + 30, (start + 30) * 1000),
+            '{"event":"room_finished","id":"EV_tl457_fin","createdAt":"%d","room":{"name":"session-457"}}' % finished):
+        sql(f"SELECT attendance_ingest_webhook($b${body}$b$, attendance_sign_webhook($b${body}$b$, 'APIfixture'))")
+    sql("SELECT attendance_fold()")
+    assert wait_for(lambda: sql(f"SELECT now() > to_timestamp({end})") == "t", 30), "the session did not end"
+    assert sql("SELECT now() < to_timestamp(%d)" % finished) == "t", "too slow: the room_finished time passed"
+    sql("SELECT count(*) FROM attendance_calculate(457)")
+    assert wait_for(lambda: sql(f"SELECT now() > to_timestamp({finished})") == "t", 30), "the clock stood still"
+    assert connections_agree(457) == 1
+    leave = sql("SELECT floor(extract(epoch FROM leave_time))::bigint || ' ' || disconnect_reason "
+                "FROM attendance_sessions WHERE participant_sid = 'PA_tl457_88'")
+    assert leave == f"{finished} reconciled: room_finished", leave
 
 
 if os.environ.get("ATTENDANCE_KEEP_TIMELINE"):
