@@ -413,16 +413,11 @@ DECLARE
     n_alert integer;
     n_merged integer;
     parts regclass[];
-    part regclass;
     result @extschema@.attendance_erasures;
 BEGIN
     IF attendance_forget_person.user_id IS NULL THEN
         RAISE EXCEPTION 'attendance_forget_person: user_id is required' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    -- Forgetting and the log's maintenance take turns (the maintenance's lock, waited for):
-    -- the statistics refreshed below lock the log's partitions, which a maintenance run may
-    -- be attaching or retiring meanwhile.
-    PERFORM pg_advisory_xact_lock(@extschema@._attendance_log_lock_key());
     -- The installation's salt, made once (48 bytes from three random UUIDs' hex digits).
     INSERT INTO @extschema@.attendance_privacy_salt AS x (salt)
     SELECT decode(replace(gen_random_uuid()::text || gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')
@@ -517,24 +512,30 @@ BEGIN
             USING ERRCODE = 'undefined_object';
     END IF;
 
-    -- The planner's statistics (pg_stats, which attendance_reader reads) hold sampled
-    -- values of these tables: names, identities, user ids, bodies. Every table this call
-    -- changed is sampled again, here, in this transaction: ANALYZE counts this call's new
-    -- row versions and not the old ones, and its statistics commit with the erasure
-    -- (docs/security.md, "Forgetting a person"; its cost: docs/performance.md).
+    -- The planner's statistics (pg_stats) hold values sampled from these tables: names,
+    -- identities, user ids, bodies. A role sees those of every column it may read, and they
+    -- stay until the next ANALYZE of the table. They lose the erased values here, in this
+    -- transaction, so exactly when the erasure commits (docs/security.md, "Forgetting a
+    -- person"; what each way costs: docs/performance.md, "Forgetting a person"):
+    -- - the log: the statistics of the columns erased above are deleted, for the partitions
+    --   that held the person's rows and for the log as a whole (which has some only if
+    --   someone analyzed it). Sampling them again would cost a sample of each of those
+    --   partitions, nearly all of them for a person of a year-long course; and the
+    --   extension's queries find log rows by room, session, time or id, not by these
+    --   columns. The next ANALYZE of a partition (autovacuum's) makes them again, from the
+    --   erased rows. Deleting statistics rows needs a superuser: the owner, who created
+    --   the extension.
     IF n_log > 0 THEN
-        -- The log as a whole has statistics only if someone analyzed it (autovacuum never
-        -- does): then it is analyzed again, which samples every partition too; otherwise
-        -- the partitions that held the person's rows are.
-        IF EXISTS (SELECT 1 FROM pg_statistic s
-                   WHERE s.starelid = '@extschema@.meeting_attendance_events'::regclass AND s.stainherit) THEN
-            ANALYZE @extschema@.meeting_attendance_events;
-        ELSE
-            FOREACH part IN ARRAY parts LOOP
-                EXECUTE format('ANALYZE %s', part);
-            END LOOP;
-        END IF;
+        DELETE FROM pg_statistic s
+        USING pg_attribute a
+        WHERE s.starelid = ANY (parts || '@extschema@.meeting_attendance_events'::regclass)
+          AND a.attrelid = s.starelid AND a.attnum = s.staattnum
+          AND a.attname IN ('user_id', 'user_key', 'participant_identity', 'participant_name', 'raw_webhook_data');
     END IF;
+    -- - the derived tables and inputs it changed are analyzed again (ANALYZE needs their
+    --   owner): in this transaction ANALYZE samples the call's new row versions, not the
+    --   old ones, and its statistics commit with the erasure. The planner uses these
+    --   columns (course reports and alerts group and join on user_key).
     IF n_conn > 0 THEN
         ANALYZE @extschema@.attendance_sessions;
     END IF;
@@ -570,6 +571,7 @@ END;
 $$;
 COMMENT ON FUNCTION @extschema@.attendance_forget_person(bigint) IS
   'Erase a person''s identifying data (names, identities, metadata) from the log and every derived row, keeping counts and statuses under a salted pseudonym (a negative user id), and sample the changed tables'' statistics again; audited in attendance_erasures. Owner only.';
+
 
 -- Retention waits for unfolded events (0.5.0)
 -- Retiring a partition while a late event of a session it touches sat unfolded in a younger
@@ -622,7 +624,7 @@ BEGIN
             'created', 0, 'moved_partitions', 0, 'moved_rows', 0, 'retired', 0,
             'retention', CASE WHEN retention IS NULL THEN 'keep everything' ELSE retention::text END,
             'lock_ms', NULL, 'notes', '[]'::jsonb, 'skipped', true,
-            'message', format('skipped: another partition maintenance (or attendance_forget_person)%s still held '
+            'message', format('skipped: another partition maintenance%s still held '
                               'the log''s maintenance lock after %s ms; that run does the same work',
                               CASE WHEN holders IS NULL THEN '' ELSE ' in backend ' || holders END,
                               round(extract(epoch FROM lock_wait) * 1000)));
