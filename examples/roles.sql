@@ -38,6 +38,12 @@ GRANT EXECUTE ON FUNCTION
 -- flag calculated sessions for recalculation and wake the scheduler.
 GRANT INSERT, UPDATE ON attendance_session_schedule, attendance_roster TO school_app;
 GRANT EXECUTE ON FUNCTION _attendance_flag(bigint[], text, bigint[]), _attendance_wake_worker() TO school_app;
+-- Breakout rooms (0.5.0): linking and unlinking a room write the session's links and flag
+-- the session, also with the caller's rights.
+GRANT EXECUTE ON FUNCTION attendance_link_room(bigint, text), attendance_unlink_room(bigint, text),
+    _attendance_rooms_changed(bigint)
+  TO school_app;
+GRANT INSERT, DELETE ON attendance_session_rooms TO school_app;
 
 -- school_override: manual statuses (excused). attendance_override recalculates the
 -- session at once with its caller's rights, so this role writes what a calculation
@@ -55,6 +61,16 @@ GRANT INSERT ON attendance_status_changes TO school_override;
 GRANT INSERT, UPDATE ON attendance_alerts TO school_override;
 GRANT USAGE ON SEQUENCE meeting_attendances_id_seq, attendance_status_changes_id_seq, attendance_alerts_id_seq
   TO school_override;
+-- The calculation reads a session's rooms and events through the rule functions (owner-only
+-- since 0.4.1, so that no other role calls them directly under a search_path of its own)
+-- and notes rooms it has not seen yet (0.5.0).
+GRANT EXECUTE ON FUNCTION _attendance_session_events(bigint[]), _attendance_session_rooms(bigint[]),
+    _attendance_unseen_by(xid8, pg_snapshot),
+    _attendance_claims(text, timestamptz, timestamptz, bigint, text, text),
+    _attendance_room_sessions(text, bigint), _attendance_parent_room(text),
+    _attendance_setting_interval(text, interval)
+  TO school_override;
+GRANT INSERT ON attendance_rooms TO school_override;
 
 -- school_privacy: forgetting a person on request. attendance_forget_person runs with the
 -- owner's rights (SECURITY DEFINER), so EXECUTE is all it needs.
