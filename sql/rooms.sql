@@ -237,7 +237,8 @@ FROM attendance_course_report('weekly-algebra', '2025-03-01', '2025-03-31') ORDE
 -- The class is 21 March 10:00-11:00 (roster 140). The day before, 141 and 140 used the
 -- room for an unscheduled meeting (another room sid, finished at 15:31). 142 joins at
 -- 09:44:59, a second before the early-join tolerance (10:00 - 15 min), and leaves at
--- 09:50; 143 joins at 09:45:00 exactly and leaves at 09:55.
+-- 09:50; 143 joins at 09:45:00 exactly and leaves at 09:55; 144 is there 09:40-09:44:59,
+-- before the tolerance.
 SELECT (attendance_schedule_session(2401, 'yesterday-room', '2025-03-21 10:00Z', '2025-03-21 11:00Z')).session_id;
 SELECT (attendance_expect(2401, 140)).user_id;
 SELECT pg_temp.conn('yesterday', 'yesterday-room', 'PA_y141', 'user-141', '2025-03-20 15:00Z', '2025-03-20 15:30Z', room_sid => 'RM_yday');
@@ -246,13 +247,14 @@ SELECT pg_temp.finished('yesterday', 'yesterday-room', '2025-03-20 15:31Z', 'RM_
 SELECT pg_temp.conn('yesterday', 'yesterday-room', 'PA_t140', 'user-140', '2025-03-21 10:00Z', '2025-03-21 11:00Z', room_sid => 'RM_today');
 SELECT pg_temp.conn('yesterday', 'yesterday-room', 'PA_t142', 'user-142', '2025-03-21 09:44:59Z', '2025-03-21 09:50Z', room_sid => 'RM_today');
 SELECT pg_temp.conn('yesterday', 'yesterday-room', 'PA_t143', 'user-143', '2025-03-21 09:45Z', '2025-03-21 09:55Z', room_sid => 'RM_today');
+SELECT pg_temp.conn('yesterday', 'yesterday-room', 'PA_t144', 'user-144', '2025-03-21 09:40Z', '2025-03-21 09:44:59Z', room_sid => 'RM_today');
 SELECT pg_temp.deliver('yesterday');
 INSERT INTO expected VALUES
   (2401, '140', 'present', 100.00, 3600000);  -- 10:00-11:00; yesterday's 15:00-15:20 is outside the window
-                                              -- 141 (yesterday only), 142 and 143 (left before 10:00): no rows
+                                              -- 141 (yesterday only), 142, 143 and 144 (left before 10:00): no rows
 SELECT * FROM pg_temp.calculate_and_check(ARRAY[2401]);
--- yesterday's five webhooks and 142's join (09:44:59 < 09:45) are claimed by no session;
--- 142's leave (09:50) and 143's webhooks are inside the tolerance
+-- yesterday's five webhooks, 142's join (09:44:59 < 09:45) and 144's webhooks are claimed
+-- by no session; 142's leave (09:50) and 143's webhooks are inside the tolerance
 SELECT event_type, participant_identity, problem FROM attendance_unmatched_events
 WHERE room_name = 'yesterday-room' ORDER BY participant_identity NULLS FIRST, event_type;
 
