@@ -56,6 +56,9 @@ BEGIN
     CREATE EXTENSION attendance;
     PERFORM attendance_add_webhook_key('APIfixture', 'fixture-secret-0123456789abcdef0123');
 END $$;
+-- the extension exists before the functions below that call it are created (the suite
+-- then runs on its own too)
+SELECT pg_temp.fresh();
 CREATE FUNCTION pg_temp.schedule() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM attendance_schedule_session(456, 'session-456', '2025-11-14 14:30:00Z', '2025-11-14 15:15:00Z');

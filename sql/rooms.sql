@@ -279,7 +279,7 @@ SELECT * FROM pg_temp.calculate_and_check(ARRAY[2501]);
 SELECT count(*) AS unmatched_breakout FROM attendance_unmatched_events WHERE room_name = 'bo-side';
 -- unlinking flags the session; the scheduler's run recalculates it: the breakout's time is
 -- no longer presence, and 151, who was only there, has no row
-SELECT attendance_unlink_room(2501, 'bo-side');
+SELECT count(*) AS unlinked FROM (SELECT attendance_unlink_room(2501, 'bo-side')) u;
 SELECT count(*) AS links FROM attendance_session_rooms WHERE session_id = 2501;
 SELECT needs_calculation, recalculation_cause FROM attendance_session_schedule WHERE session_id = 2501;
 SELECT failed FROM attendance_calculate();
