@@ -11,13 +11,15 @@ namespace {
 // columns of attendance_recent_events.
 constexpr const char* kEvents =
     "SELECT q.* FROM (SELECT e.id, e.received_at, e.event_timestamp, e.event_type, e.result, "
-    "_attendance_event_session(e.room_name, e.event_timestamp, e.session_id) AS session_id, "
+    "_attendance_event_claimed_by(e.room_name, e.event_timestamp, e.joined_at, e.session_id, "
+    "e.event_type, e.participant_sid) AS session_id, "
     "e.room_name, e.user_id, e.user_key, e.participant_name, e.participant_sid, "
     "e.joined_at, CASE WHEN e.event_type = 'participant_left' AND e.joined_at IS NOT NULL "
     "THEN e.event_timestamp - e.joined_at END AS connection_duration, e.reason, e.event_id "
     "FROM meeting_attendance_events e "
     "WHERE ($1::bigint IS NULL OR "
-    "       _attendance_event_session(e.room_name, e.event_timestamp, e.session_id) = $1) "
+    "       $1 IN (SELECT _attendance_claims(e.room_name, e.event_timestamp, e.joined_at, "
+    "e.session_id, e.event_type, e.participant_sid))) "
     "AND ($3::text IS NULL OR e.event_type = $3) "
     "ORDER BY e.id DESC LIMIT $2) q ORDER BY q.id";
 

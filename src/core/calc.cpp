@@ -44,6 +44,9 @@ void validate_numbers(const PolicyNumbers& n) {
     if (n.merge_gap_ms < 0) {
         throw std::invalid_argument("policy merge_gap_ms must not be negative");
     }
+    if (n.reconnect_grace_ms < 0) {
+        throw std::invalid_argument("policy reconnect_grace_ms must not be negative");
+    }
 }
 
 void validate_person(const PersonInput& p) {
@@ -197,10 +200,51 @@ nlohmann::json numbers_json(const PolicyNumbers& n) {
             {"late_after_ms", n.late_after_ms},
             {"late_max_bp", n.late_max_bp},
             {"late_max", format_percentage(n.late_max_bp)},
-            {"merge_gap_ms", n.merge_gap_ms}};
+            {"merge_gap_ms", n.merge_gap_ms},
+            {"reconnect_grace_ms", n.reconnect_grace_ms}};
+}
+
+// The gaps of `clipped` (a sorted union inside the window) that follow the real leave of a
+// counted connection with a network-type reason; bridged when shorter than the grace.
+std::vector<BridgedGap> reconnect_gaps(const std::vector<Interval>& clipped,
+                                       const PersonInput& person, int64_t grace_ms) {
+    std::vector<BridgedGap> out;
+    for (size_t i = 1; i < clipped.size(); ++i) {
+        const Interval gap{clipped[i - 1].end_ms, clipped[i].start_ms};
+        for (const Connection& c : person.connections) {
+            if (ignored_reason(c) == nullptr && c.leave_ms && *c.leave_ms == gap.start_ms &&
+                !c.synthetic_leave && bridges_reconnect(c.disconnect_reason)) {
+                out.push_back({gap, gap.end_ms - gap.start_ms < grace_ms, c.disconnect_reason,
+                               c.sid, c.room});
+                break;
+            }
+        }
+    }
+    return out;
 }
 
 }  // namespace
+
+bool bridges_reconnect(const std::string& reason) {
+    static const char* const kNetwork[] = {"SIGNAL_CLOSE",
+                                           "CONNECTION_TIMEOUT",
+                                           "MIGRATION",
+                                           "MEDIA_FAILURE",
+                                           "STATE_MISMATCH",
+                                           "SERVER_SHUTDOWN",
+                                           "9",
+                                           "14",
+                                           "8",
+                                           "15",
+                                           "6",
+                                           "3"};
+    for (const char* name : kNetwork) {
+        if (reason == name) {
+            return true;
+        }
+    }
+    return false;
+}
 
 const PolicyNumbers& Policy::for_role(const std::string& role) const {
     const auto it = by_role.find(role);
@@ -253,7 +297,14 @@ PersonResult calculate_person(const SessionWindow& window, const Policy& policy,
 
     const std::vector<Interval> clipped =
         clip(union_of(r.counted), Interval{window.start_ms, window.end_ms});
-    r.presence = merge_gaps(clipped, n.merge_gap_ms);
+    r.reconnects = reconnect_gaps(clipped, person, n.reconnect_grace_ms);
+    std::vector<Interval> bridged = clipped;
+    for (const BridgedGap& g : r.reconnects) {
+        if (g.bridged) {
+            bridged.push_back(g.gap);
+        }
+    }
+    r.presence = merge_gaps(union_of(bridged), n.merge_gap_ms);
     r.presence_ms = total_ms(r.presence);
     r.percentage_hundredths = percentage_hundredths(r.presence_ms, r.window_ms);
     if (!r.presence.empty()) {
@@ -309,6 +360,9 @@ nlohmann::json explain(const SessionWindow& window, const Policy& policy, const 
     for (const Connection& c : person.connections) {
         nlohmann::json cj;
         cj["sid"] = c.sid;
+        cj["room"] = c.room;
+        cj["disconnect_reason"] = c.disconnect_reason.empty() ? nlohmann::json(nullptr)
+                                                              : nlohmann::json(c.disconnect_reason);
         cj["join"] = ts_or_null(c.join_ms);
         cj["join_ms"] = ms_or_null(c.join_ms);
         cj["leave"] = ts_or_null(c.leave_ms);
@@ -348,6 +402,12 @@ nlohmann::json explain(const SessionWindow& window, const Policy& policy, const 
     std::vector<Interval> gaps;
     for (size_t i = 1; i < clipped.size(); ++i) {
         const Interval gap{clipped[i - 1].end_ms, clipped[i].start_ms};
+        const bool reconnect =
+            std::any_of(result.reconnects.begin(), result.reconnects.end(),
+                        [&](const BridgedGap& g) { return g.bridged && g.gap == gap; });
+        if (reconnect) {
+            continue;  // listed under "reconnects"
+        }
         // A gap is filled when the final presence covers it.
         for (const Interval& p : result.presence) {
             if (p.start_ms <= gap.start_ms && gap.end_ms <= p.end_ms) {
@@ -364,6 +424,27 @@ nlohmann::json explain(const SessionWindow& window, const Policy& policy, const 
                       {"enabled", n.merge_gap_ms > 0},
                       {"gaps_filled", intervals_json(gaps)},
                       {"filled_ms", total_ms(gaps)}};
+    nlohmann::json reconnects = nlohmann::json::array();
+    for (const BridgedGap& g : result.reconnects) {
+        nlohmann::json gj = interval_json(g.gap);
+        gj["bridged"] = g.bridged;
+        gj["reason"] = g.reason;
+        gj["participant_sid"] = g.sid;
+        gj["room"] = g.room;
+        reconnects.push_back(std::move(gj));
+    }
+    j["reconnect_grace"] = {{"grace_ms", n.reconnect_grace_ms},
+                            {"enabled", n.reconnect_grace_ms > 0},
+                            {"gaps", std::move(reconnects)},
+                            {"bridged_ms", [&] {
+                                 int64_t t = 0;
+                                 for (const BridgedGap& g : result.reconnects) {
+                                     if (g.bridged) {
+                                         t += g.gap.end_ms - g.gap.start_ms;
+                                     }
+                                 }
+                                 return t;
+                             }()}};
     j["presence"] = intervals_json(result.presence);
     j["presence_ms"] = result.presence_ms;
     j["presence_seconds"] = seconds_string(result.presence_ms);

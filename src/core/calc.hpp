@@ -40,6 +40,9 @@ struct PolicyNumbers {
     int64_t late_after_ms = 15 * 60 * 1000;  // first presence later than start + 15 min ...
     int64_t late_max_bp = 7500;              // ... and percentage <= 75%  -> late
     int64_t merge_gap_ms = 0;  // gaps <= this between connections count as presence (0 = off)
+    // A gap after a network-type disconnect (bridges_reconnect) shorter than this, before the
+    // person's next join, counts as presence (0 = off).
+    int64_t reconnect_grace_ms = 0;
 
     bool operator==(const PolicyNumbers&) const = default;
 };
@@ -59,6 +62,29 @@ struct Connection {
     std::optional<int64_t> leave_ms;  // empty = still open
     bool aborted = false;             // participant_connection_aborted: never presence
     bool synthetic_leave = false;     // leave_ms was written by reconciliation (trace only)
+    std::string room;                 // the room (trace only)
+    std::string disconnect_reason;    // LiveKit's disconnectReason of a real leave, else empty
+
+    bool operator==(const Connection&) const = default;
+};
+
+// Whether a leave with this disconnectReason (LiveKit's enum name, or its number) is a
+// network-type drop whose gap before the next join the reconnect grace may bridge:
+// SIGNAL_CLOSE, CONNECTION_TIMEOUT, MIGRATION, MEDIA_FAILURE, STATE_MISMATCH,
+// SERVER_SHUTDOWN. A leave the person or the room chose (CLIENT_INITIATED,
+// PARTICIPANT_REMOVED, ROOM_DELETED, ROOM_CLOSED, ...) or an unknown reason never bridges.
+bool bridges_reconnect(const std::string& disconnect_reason);
+
+// A gap inside the window after a network-type disconnect, and whether the reconnect grace
+// counted it as presence.
+struct BridgedGap {
+    Interval gap;
+    bool bridged = false;
+    std::string reason;  // the disconnectReason of the leave that opened it
+    std::string sid;     // the connection that left
+    std::string room;
+
+    bool operator==(const BridgedGap&) const = default;
 };
 
 struct SessionWindow {
@@ -90,9 +116,10 @@ struct PersonResult {
     // Effective interval of every contributing connection before clipping (non-empty only),
     // sorted by start then end.
     std::vector<Interval> counted;
-    std::vector<Interval> presence;  // final union inside the window (after merge gap)
-    int64_t open_connections = 0;    // counted connections without a leave (closed at the
-                                     // effective end)
+    std::vector<BridgedGap> reconnects;  // gaps after network-type disconnects (bridged or not)
+    std::vector<Interval> presence;      // final union inside the window (after merge gap)
+    int64_t open_connections = 0;        // counted connections without a leave (closed at the
+                                         // effective end)
 
     bool operator==(const PersonResult&) const = default;
 };

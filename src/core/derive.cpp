@@ -3,6 +3,7 @@
 #include "core/reconcile.hpp"
 
 #include <algorithm>
+#include <set>
 #include <tuple>
 
 namespace attendance::core {
@@ -37,6 +38,7 @@ DerivedConnection derive_connection(const std::vector<const LoggedEvent*>& event
                                     const std::vector<int64_t>& room_finished,
                                     const DeriveContext& context) {
     DerivedConnection c;
+    c.room = events.front()->room;
     c.sid = events.front()->sid;
     const LoggedEvent* join = nullptr;     // the earliest join
     const LoggedEvent* leave = nullptr;    // the latest leave
@@ -106,6 +108,17 @@ DerivedConnection derive_connection(const std::vector<const LoggedEvent*>& event
     return c;
 }
 
+// Whether a connection meets the session's window (always, for an unscheduled session):
+// it began before the end and had not ended by the start. An aborted connection meets it
+// when its abort lies inside the window.
+bool in_window(const DerivedConnection& c, const DeriveContext& context) {
+    if (!context.scheduled_start_ms || !context.scheduled_end_ms) return true;
+    const int64_t start = *context.scheduled_start_ms, end = *context.scheduled_end_ms;
+    if (c.end_reason == kEndAborted) return c.leave_ms && *c.leave_ms >= start && *c.leave_ms < end;
+    if (!c.join_ms) return false;
+    return *c.join_ms < end && (!c.leave_ms || *c.leave_ms > start);
+}
+
 void summarise(DerivedPerson& p) {
     std::sort(p.connections.begin(), p.connections.end(),
               [](const DerivedConnection& a, const DerivedConnection& b) {
@@ -151,6 +164,8 @@ PersonInput DerivedPerson::calc_input(const std::optional<std::string>& override
         k.leave_ms = c.leave_ms;
         k.aborted = c.end_reason == kEndAborted;
         k.synthetic_leave = c.synthetic_leave;
+        k.room = c.room;
+        if (c.end_reason == kEndLeft) k.disconnect_reason = c.disconnect_reason;
         in.connections.push_back(std::move(k));
     }
     return in;
@@ -170,17 +185,19 @@ SessionDerivation derive(const std::vector<LoggedEvent>& input, const DeriveCont
                  events.end());
 
     SessionDerivation out;
-    std::vector<int64_t> room_finished;
-    std::map<std::string, std::vector<const LoggedEvent*>> by_sid;
+    // Per room: its room_finished times, and its connections by participant sid.
+    std::map<std::string, std::vector<int64_t>> room_finished;
+    std::map<std::pair<std::string, std::string>, std::vector<const LoggedEvent*>> by_sid;
     for (const LoggedEvent* e : events) {
         if (e->kind == EventKind::RoomFinished) {
-            room_finished.push_back(e->time_ms);
+            room_finished[e->room].push_back(e->time_ms);
             out.room_finished_ms = e->time_ms;  // in order: the last is the latest
         } else if (is_participant_event(e->kind) && !e->sid.empty()) {
-            by_sid[e->sid].push_back(e);
+            by_sid[{e->room, e->sid}].push_back(e);
         }
     }
-    std::sort(room_finished.begin(), room_finished.end());
+    for (auto& [room, times] : room_finished) std::sort(times.begin(), times.end());
+    const std::vector<int64_t> no_room_finished;
 
     // Persons: what the events say of them, the latest non-empty value winning.
     std::map<std::string, DerivedPerson> persons;
@@ -194,8 +211,11 @@ SessionDerivation derive(const std::vector<LoggedEvent>& input, const DeriveCont
         if (!e->name.empty()) p.name = e->name;
         if (!e->role.empty()) event_role[e->user_key] = e->role;
     }
-    for (const auto& [sid, list] : by_sid) {
-        DerivedConnection c = derive_connection(list, room_finished, context);
+    for (const auto& [room_sid, list] : by_sid) {
+        auto rf = room_finished.find(room_sid.first);
+        DerivedConnection c = derive_connection(
+            list, rf == room_finished.end() ? no_room_finished : rf->second, context);
+        if (!in_window(c, context)) continue;
         persons[c.user_key].connections.push_back(std::move(c));
     }
     // Expected attendees and persons with a manual status are persons even without events.
@@ -206,7 +226,14 @@ SessionDerivation derive(const std::vector<LoggedEvent>& input, const DeriveCont
     }
     for (const std::string& key : context.overridden) persons[key].user_key = key;
 
+    std::set<std::string> expected;
+    for (const auto& [user_id, role] : context.roster) expected.insert(std::to_string(user_id));
+    expected.insert(context.overridden.begin(), context.overridden.end());
     for (auto& [key, p] : persons) {
+        // A scheduled session's persons: its roster, its manual statuses, and whoever has a
+        // connection inside its window; nobody else (an event of the room outside the
+        // window belongs to another session, or to none).
+        if (p.connections.empty() && !expected.count(key)) continue;
         p.role = "student";
         if (auto r = event_role.find(key); r != event_role.end()) p.role = r->second;
         if (p.user_id)

@@ -22,6 +22,7 @@ namespace attendance::core {
 struct LoggedEvent {
     std::string event_id;  // LiveKit's id (EV_...): the last tie-breaker of every choice
     EventKind kind = EventKind::Other;
+    std::string room;     // the room's name: connections and room_finished are per room
     int64_t time_ms = 0;  // the webhook's createdAt
     std::string sid;      // participant sid (empty for room events)
     std::string identity;
@@ -34,11 +35,15 @@ struct LoggedEvent {
 };
 
 struct DeriveContext {
-    std::optional<int64_t> scheduled_end_ms;  // the matched session's end, if scheduled
-    int64_t as_of_ms = 0;                     // derivation time ("now")
-    int64_t max_connection_age_ms = 0;        // 0 = never close by age
-    std::map<int64_t, std::string> roster;    // user_id -> role (wins over the events' role)
-    std::vector<std::string> overridden;      // user keys with a manual status
+    // The session's window, if scheduled: persons are those with a connection inside it
+    // (and the roster and manual statuses); an open connection of an ended session is
+    // closed at its end.
+    std::optional<int64_t> scheduled_start_ms;
+    std::optional<int64_t> scheduled_end_ms;
+    int64_t as_of_ms = 0;                   // derivation time ("now")
+    int64_t max_connection_age_ms = 0;      // 0 = never close by age
+    std::map<int64_t, std::string> roster;  // user_id -> role (wins over the events' role)
+    std::vector<std::string> overridden;    // user keys with a manual status
 };
 
 // How a connection began and ended.
@@ -50,6 +55,7 @@ inline constexpr const char* kEndAborted = "aborted";
 inline constexpr const char* kEndReconciled = "reconciled";
 
 struct DerivedConnection {
+    std::string room;  // the room it was in (a session may span breakout rooms)
     std::string sid;
     std::string user_key;
     std::optional<int64_t> join_ms;
@@ -89,8 +95,10 @@ struct SessionDerivation {
     bool operator==(const SessionDerivation&) const = default;
 };
 
-// Derives a session from its events (any order, duplicates allowed). Participant events
-// of observers are dropped; events whose kind has no attendance meaning are ignored.
+// Derives a session from the events of its rooms (any order, duplicates allowed).
+// Connections are per (room, participant sid) and depend only on their room's events; a
+// scheduled session keeps the connections that meet its window. Participant events of
+// observers are dropped; events whose kind has no attendance meaning are ignored.
 SessionDerivation derive(const std::vector<LoggedEvent>& events, const DeriveContext& context);
 
 // The person's connections as the seed's join_leave_cycles JSON array.

@@ -28,9 +28,10 @@ namespace {
 
 #define MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
 
-#define NUMBERS(a)                                                                  \
-    "(" a ".absent_below * 100)::bigint, (" a ".partial_below * 100)::bigint, " MS( \
-        a ".late_after") ", (" a ".late_max * 100)::bigint, " MS(a ".merge_gap")
+#define NUMBERS(a)                                                                                 \
+    "(" a ".absent_below * 100)::bigint, (" a                                                      \
+    ".partial_below * 100)::bigint, " MS(a ".late_after") ", (" a ".late_max * 100)::bigint, " MS( \
+        a ".merge_gap") ", " MS(a ".reconnect_grace")
 
 core::PolicyNumbers numbers_from(const Row& r, size_t at) {
     core::PolicyNumbers n;
@@ -39,6 +40,7 @@ core::PolicyNumbers numbers_from(const Row& r, size_t at) {
     n.late_after_ms = r[at + 2].int8();
     n.late_max_bp = r[at + 3].int8();
     n.merge_gap_ms = r[at + 4].int8();
+    n.reconnect_grace_ms = r[at + 5].int8();
     return n;
 }
 
@@ -61,7 +63,9 @@ std::map<std::string, core::Policy> load_policies(SpiSession& spi,
                       "coalesce(r.partial_below, p.partial_below) AS partial_below, "
                       "coalesce(r.late_after, p.late_after) AS late_after, "
                       "coalesce(r.late_max, p.late_max) AS late_max, "
-                      "coalesce(r.merge_gap, p.merge_gap) AS merge_gap) x WHERE r.policy_name = "
+                      "coalesce(r.merge_gap, p.merge_gap) AS merge_gap, "
+                      "coalesce(r.reconnect_grace, p.reconnect_grace) AS reconnect_grace) x "
+                      "WHERE r.policy_name = "
                       "ANY($1)",
              {Arg::text_array(names)}, ro)) {
         auto it = out.find(r[0].str(""));
@@ -459,13 +463,23 @@ nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::st
             : nlohmann::json();
     nlohmann::json derived = nlohmann::json::array();
     for (const core::DerivedConnection& c : p.connections)
-        derived.push_back({{"participant_sid", c.sid},
+        derived.push_back({{"room", c.room},
+                           {"participant_sid", c.sid},
                            {"join_source", c.join_source},
                            {"end", c.end_reason},
                            {"disconnect_reason", c.disconnect_reason},
                            {"join_event_id", c.join_event_id},
                            {"leave_event_id", c.leave_event_id}});
     trace["derived_connections"] = derived;
+    // The rooms the session spans and how each is linked (docs/architecture.md, "Rooms and
+    // windows").
+    nlohmann::json rooms = nlohmann::json::array();
+    for (const Row& r :
+         spi.query("SELECT room_name, link FROM @s._attendance_session_rooms(ARRAY[$1::bigint]) "
+                   "ORDER BY link <> 'main', room_name",
+                   {Arg::int8(session_id)}, true))
+        rooms.push_back({{"room", r[0].str("")}, {"link", r[1].str("")}});
+    trace["rooms"] = rooms;
     if (s.d.events_retired_at) {
         trace["events_retired_at"] = *s.d.events_retired_at;
         trace["events_retired"] =

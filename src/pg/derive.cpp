@@ -19,6 +19,30 @@ namespace {
 
 }  // namespace
 
+bool has_rooms(SpiSession& spi) {
+    return spi.query("SELECT to_regclass('@s.attendance_rooms') IS NOT NULL")[0][0].truth();
+}
+
+void note_rooms(SpiSession& spi, bool fold) {
+    // Rooms of the events above the fold's watermark (the fold: of the events it folds, with
+    // their first and last event times; a calculation: only rooms not seen before).
+    spi.exec(std::string(
+                 "INSERT INTO @s.attendance_rooms AS r (room_name, room_session, first_event_at, "
+                 "  last_event_at) "
+                 "SELECT e.room_name, max(e.session_id), min(e.event_timestamp), "
+                 "  max(e.event_timestamp) FROM @s.meeting_attendance_events e "
+                 "WHERE e.id > (SELECT safe_id FROM @s.attendance_fold_state) "
+                 "  AND e.room_name IS NOT NULL GROUP BY e.room_name ORDER BY e.room_name ") +
+             (fold ? "ON CONFLICT (room_name) DO UPDATE SET "
+                     "  room_session = coalesce(r.room_session, excluded.room_session), "
+                     "  first_event_at = least(r.first_event_at, excluded.first_event_at), "
+                     "  last_event_at = greatest(r.last_event_at, excluded.last_event_at) "
+                     "WHERE excluded.first_event_at < r.first_event_at "
+                     "  OR excluded.last_event_at > r.last_event_at "
+                     "  OR (r.room_session IS NULL AND excluded.room_session IS NOT NULL)"
+                   : "ON CONFLICT (room_name) DO NOTHING"));
+}
+
 std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>& given, bool lock,
                                      std::string* snapshot) {
     std::vector<int64_t> ids = given;
@@ -62,6 +86,14 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
                                            " (attendance.event_retention); its stored results "
                                            "are kept and it is not derived or calculated again");
     }
+    // Rooms logged since the last fold are not in attendance_rooms yet: note them, so that
+    // the naming rule for breakout rooms sees them (docs/architecture.md, "Rooms and windows").
+    // An upgrade script of an earlier version folds with this library before the rooms
+    // exist (docs/architecture.md, "Upgrades"): then the rooms are not noted, and the
+    // session's events are read as that version matched them.
+    const bool rooms = has_rooms(spi);
+    if (lock && rooms) note_rooms(spi, false);
+    for (Derived& d : out) d.rooms_schema = rooms;
     const Row clock = spi.query("SELECT " MS("now()") ", pg_current_snapshot()::text", {}, ro)[0];
     const int64_t now = clock[0].int8();
     if (snapshot) *snapshot = clock[1].str("");
@@ -71,6 +103,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         c.as_of_ms = now;
         c.max_connection_age_ms = int64_t(settings.max_connection_age_s) * 1000;
         if (d.scheduled) {
+            c.scheduled_start_ms = d.window.start_ms;
             c.scheduled_end_ms = d.window.end_ms;
             d.window.as_of_ms = now;
         }
@@ -91,7 +124,9 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     for (const Row& r :
          spi.query("SELECT session_id, event_id, event_type, at_ms, participant_sid, "
                    "participant_identity, user_key, user_id, participant_name, role, joined_ms, "
-                   "disconnect_reason, unseen FROM @s._attendance_session_events($1)",
+                   "disconnect_reason, unseen, " +
+                       std::string(rooms ? "room_name" : "''::text") +
+                       " FROM @s._attendance_session_events($1)",
                    {id_array}, ro)) {
         Derived* d = find(r[0]);
         if (!d) continue;
@@ -108,6 +143,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         e.joined_ms = r[10].opt_int8();
         e.disconnect_reason = r[11].str("");
         if (r[12].truth()) d->unseen_events = true;
+        e.room = r[13].str("");
         events[d->session_id].push_back(std::move(e));
     }
     for (Derived& d : out) {
@@ -125,7 +161,7 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
     // connections
     std::vector<int64_t> c_session, c_join, c_leave;
     std::vector<bool> c_join_null, c_leave_null, c_synthetic;
-    std::vector<std::string> c_sid, c_key, c_source, c_end, c_reason, c_join_ev, c_leave_ev;
+    std::vector<std::string> c_room, c_sid, c_key, c_source, c_end, c_reason, c_join_ev, c_leave_ev;
     std::vector<bool> c_source_null, c_end_null, c_reason_null, c_join_ev_null, c_leave_ev_null;
     // persons
     std::vector<int64_t> p_session, p_user_id, p_first, p_last, p_joins, p_leaves, p_minutes;
@@ -141,6 +177,7 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
         for (const auto& [key, p] : d.derivation.persons) {
             for (const core::DerivedConnection& c : p.connections) {
                 c_session.push_back(d.session_id);
+                c_room.push_back(c.room);
                 c_sid.push_back(c.sid);
                 c_key.push_back(key);
                 c_join.push_back(c.join_ms.value_or(0));
@@ -180,24 +217,29 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
     }
     const Arg id_array = Arg::int8_array(ids);
     spi.exec("DELETE FROM @s.attendance_sessions WHERE session_id = ANY($1)", {id_array});
+    // (an earlier version's upgrade script folds before connections have a room)
+    const bool rooms = sessions.front().rooms_schema;
     if (!c_session.empty())
         spi.exec(
             "INSERT INTO @s.attendance_sessions (session_id, participant_sid, user_key, join_time, "
             "  join_source, leave_time, end_reason, leave_is_synthetic, disconnect_reason, "
-            "  join_event_id, leave_event_id) "
-            "SELECT x.session_id, x.sid, x.user_key, " TS("x.join_ms") ", x.source, " TS(
-                "x.leave_ms") ", x.end_reason, x.synthetic, x.reason, x.join_ev, x.leave_ev "
-                              "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], "
-                              "  $5::text[], $6::bigint[], $7::text[], $8::bool[], $9::text[], "
-                              "  $10::text[], $11::text[]) AS x(session_id, sid, user_key, "
-                              "  join_ms, source, leave_ms, end_reason, synthetic, reason, "
-                              "  join_ev, leave_ev)",
+            "  join_event_id, leave_event_id" +
+                std::string(rooms ? ", room_name" : "") +
+                ") "
+                "SELECT x.session_id, x.sid, x.user_key, " TS("x.join_ms") ", x.source, " TS(
+                    "x.leave_ms") ", x.end_reason, x.synthetic, x.reason, x.join_ev, x.leave_ev" +
+                std::string(rooms ? ", x.room" : "") +
+                " FROM unnest($1::bigint[], $2::text[], $3::text[], "
+                "  $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::bool[], "
+                "  $9::text[], $10::text[], $11::text[], $12::text[]) AS "
+                "  x(session_id, sid, user_key, join_ms, source, leave_ms, "
+                "  end_reason, synthetic, reason, join_ev, leave_ev, room)",
             {Arg::int8_array(c_session), Arg::text_array(c_sid), Arg::text_array(c_key),
              Arg::int8_array(c_join, c_join_null), Arg::text_array(c_source, c_source_null),
              Arg::int8_array(c_leave, c_leave_null), Arg::text_array(c_end, c_end_null),
              Arg::bool_array(c_synthetic), Arg::text_array(c_reason, c_reason_null),
              Arg::text_array(c_join_ev, c_join_ev_null),
-             Arg::text_array(c_leave_ev, c_leave_ev_null)});
+             Arg::text_array(c_leave_ev, c_leave_ev_null), Arg::text_array(c_room)});
     if (!persons) return;
     // Persons no longer derived (e.g. the session moved to another room) lose their live
     // row unless it holds a calculated result, which only a calculation replaces.
@@ -306,24 +348,28 @@ FoldResult fold(SpiSession& spi) {
                                        .int8();
 
     std::set<int64_t> touched;
-    std::vector<int64_t> new_sessions, new_event_ids;
     int64_t lag_ms = -1;
     if (high > safe_id) {
+        const bool rooms = has_rooms(spi);
+        if (rooms) note_rooms(spi, true);
+        // The sessions each new event counts for (docs/architecture.md, "Rooms and windows").
         auto rows = spi.query(
-            "SELECT m.session_id, e.id, " MS("clock_timestamp() - e.received_at") ", "
-            "  e.result "
-            "FROM @s.meeting_attendance_events e, "
-            "  LATERAL @s._attendance_match(e.room_name, e.event_timestamp, e.session_id) m(session_id) "
-            "WHERE e.id > $1 AND e.id <= $2",
+            "SELECT m.session_id, " MS("clock_timestamp() - e.received_at") ", e.result, e.id "
+            "FROM @s.meeting_attendance_events e LEFT JOIN LATERAL " +
+                std::string(rooms ? "@s._attendance_claims(e.room_name, e.event_timestamp, "
+                                    "e.joined_at, e.session_id, e.event_type, e.participant_sid)"
+                                  : "@s._attendance_match(e.room_name, e.event_timestamp, "
+                                    "e.session_id)") +
+                " m(session_id) ON true WHERE e.id > $1 AND e.id <= $2",
             {Arg::int8(safe_id), Arg::int8(high)});
+        std::set<int64_t> events;
         for (const Row& r : rows) {
-            ++out.events;
-            lag_ms = std::max(lag_ms, r[2].int8());
-            if (r[0].is_null() || r[3].str() != "recorded") continue;
+            events.insert(r[3].int8());
+            lag_ms = std::max(lag_ms, r[1].int8());
+            if (r[0].is_null() || r[2].str() != "recorded") continue;
             touched.insert(r[0].int8());
-            new_sessions.push_back(r[0].int8());
-            new_event_ids.push_back(r[1].int8());
         }
+        out.events = int64_t(events.size());
     }
     for (const Row& r : spi.query(
              "SELECT session_id FROM @s.attendance_session_schedule WHERE needs_fold", {}, false))
@@ -344,18 +390,17 @@ FoldResult fold(SpiSession& spi) {
     auto fold_some = [&](const std::vector<int64_t>& some) -> int {
         // Locks the scheduled ones in id order, as calculations do.
         std::vector<Derived> sessions = derive_sessions(spi, some, true);
-        std::vector<int64_t> late_sessions, late_event_ids;
-        for (size_t k = 0; k < new_sessions.size(); ++k)
-            if (std::binary_search(some.begin(), some.end(), new_sessions[k])) {
-                late_sessions.push_back(new_sessions[k]);
-                late_event_ids.push_back(new_event_ids[k]);
-            }
+        // Flagging is derived, not one-shot: a calculated session that claims an event its
+        // calculation did not see is flagged whenever it is derived, so a fold that failed
+        // for it, a crash or a restore cannot lose the flag.
+        std::vector<int64_t> late_sessions;
+        for (const Derived& d : sessions)
+            if (d.calculated && d.unseen_events) late_sessions.push_back(d.session_id);
         int flagged = 0;
         if (!late_sessions.empty())
-            flagged = int(
-                spi.query("SELECT @s._attendance_flag($1, 'late webhook', $2)",
-                          {Arg::int8_array(late_sessions), Arg::int8_array(late_event_ids)})[0][0]
-                    .int8());
+            flagged = int(spi.query("SELECT @s._attendance_flag($1, 'late webhook')",
+                                    {Arg::int8_array(late_sessions)})[0][0]
+                              .int8());
         store_live(spi, sessions);
         spi.exec(
             "UPDATE @s.attendance_session_schedule SET needs_fold = false "

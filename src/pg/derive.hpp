@@ -16,6 +16,7 @@ namespace attendance::pg {
 
 struct Derived {
     int64_t session_id = 0;
+    bool rooms_schema = true;  // false while an earlier version's upgrade script folds
     bool scheduled = false;
     core::SessionWindow window{};  // scheduled sessions only
     std::string policy_name;
@@ -33,6 +34,14 @@ struct Derived {
 // session then serialise; ingestion never takes these locks).
 // snapshot: receives the snapshot (pg_snapshot text) taken after the locks and before the
 // log is read; an event invisible in it was not seen by this derivation.
+// Notes the rooms of the events not yet folded in attendance_rooms (fold: with their first
+// and last event times; else only rooms not seen before).
+void note_rooms(SpiSession& spi, bool fold);
+
+// Whether the schema has the rooms of 0.5.0 (an earlier version's upgrade script folds with
+// this library before they exist).
+bool has_rooms(SpiSession& spi);
+
 std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>& ids, bool lock,
                                      std::string* snapshot = nullptr);
 

@@ -115,6 +115,21 @@ void define_settings() {
         "id.",
         &settings.room_pattern, core::kDefaultRoomPattern, PGC_SUSET, 0, check_pattern_guc, nullptr,
         nullptr);
+    DefineCustomStringVariable(
+        "attendance.breakout_pattern",
+        "Regular expression that names the main room of a breakout room.",
+        "PostgreSQL regular expression syntax, matched against a room name; the first capture "
+        "group that matched is the main room's name, whose sessions the breakout room belongs "
+        "to. Empty: no breakout room is found by name.",
+        &settings.breakout_pattern, "^(?:breakout-[0-9]+-(.+)|(.+)-breakout-[0-9]+)$", PGC_SUSET, 0,
+        nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "attendance.early_join_tolerance",
+        "How long before a session's start an event of its rooms still counts for it.",
+        "An event earlier than this, of a connection that ended before the start, is listed as "
+        "unmatched; it never adds presence (the window clips).",
+        &settings.early_join_tolerance_s, 15 * 60, 0, 24 * 3600, PGC_SUSET, GUC_UNIT_S, nullptr,
+        nullptr, nullptr);
     DefineCustomEnumVariable("attendance.webhook_log_level",
                              "Server log level of the line written for each processed webhook.",
                              nullptr, &settings.webhook_log_level, LOG, log_level_options,

@@ -14,6 +14,8 @@ struct Settings {
     int max_json_depth = 64;
     char* identity_pattern = nullptr;
     char* room_pattern = nullptr;
+    char* breakout_pattern = nullptr;      // read by SQL (_attendance_parent_room)
+    int early_join_tolerance_s = 15 * 60;  // read by SQL (_attendance_claims)
     int webhook_log_level = LOG;
     // scheduler
     char* database_name = nullptr;

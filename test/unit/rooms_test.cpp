@@ -1,0 +1,219 @@
+// Rooms are timelines, sessions are windows (docs/architecture.md, "Rooms and windows"):
+// connections are per room and sid; a session keeps the connections that meet its window;
+// the reconnect grace bridges gaps after network-type disconnects only.
+#include "core/calc.hpp"
+#include "core/derive.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace attendance::core {
+namespace {
+
+constexpr int64_t kSec = 1000;
+constexpr int64_t kMin = 60 * kSec;
+constexpr int64_t A = 1763114400000;  // 2025-11-14T10:00:00Z: class A 10:00-11:00
+constexpr int64_t B = A + 60 * kMin;  // class B 11:00-12:00 in the same room
+
+int serial = 0;
+
+LoggedEvent ev(EventKind kind, int64_t t, const std::string& room, const std::string& sid,
+               const std::string& user, std::optional<int64_t> joined,
+               const std::string& reason = "") {
+    LoggedEvent e;
+    e.event_id = "EV_r" + std::to_string(++serial);
+    e.kind = kind;
+    e.room = room;
+    e.time_ms = t;
+    e.sid = sid;
+    e.user_key = user;
+    e.user_id = std::stoll(user);
+    e.identity = "user-" + user;
+    e.joined_ms = joined;
+    e.disconnect_reason = reason;
+    return e;
+}
+LoggedEvent join(int64_t t, const std::string& sid, const std::string& user,
+                 const std::string& room = "room-1") {
+    return ev(EventKind::ParticipantJoined, t, room, sid, user, t);
+}
+LoggedEvent leave(int64_t t, const std::string& sid, int64_t joined, const std::string& user,
+                  const std::string& reason = "CLIENT_INITIATED",
+                  const std::string& room = "room-1") {
+    return ev(EventKind::ParticipantLeft, t, room, sid, user, joined, reason);
+}
+
+DeriveContext window(int64_t start, int64_t end) {
+    DeriveContext c;
+    c.scheduled_start_ms = start;
+    c.scheduled_end_ms = end;
+    c.as_of_ms = end + 60 * kMin;
+    c.max_connection_age_ms = 6 * 60 * kMin;
+    return c;
+}
+
+PersonResult result(const SessionDerivation& d, const std::string& user, int64_t start, int64_t end,
+                    const Policy& policy = Policy{}) {
+    const DerivedPerson& p = d.persons.at(user);
+    return calculate_person(SessionWindow{start, end, std::nullopt, end + 60 * kMin}, policy,
+                            p.calc_input(std::nullopt));
+}
+
+// The student: in A only, 10:20-10:31, leaving after A's midpoint. A: 11 of 60
+// minutes, partial 18.33; B: no row.
+TEST(Rooms, BackToBackClassesEachKeepTheirOwnPeople) {
+    const int64_t j = A + 20 * kMin, l = A + 31 * kMin;
+    const std::vector<LoggedEvent> events = {join(j, "PA_1", "458"), leave(l, "PA_1", j, "458"),
+                                             join(B + 2 * kMin, "PA_2", "459"),
+                                             leave(B + 50 * kMin, "PA_2", B + 2 * kMin, "459")};
+    const SessionDerivation a = derive(events, window(A, B));
+    const SessionDerivation b = derive(events, window(B, B + 60 * kMin));
+    ASSERT_EQ(a.persons.size(), 1u);
+    ASSERT_EQ(b.persons.size(), 1u);
+    EXPECT_TRUE(a.persons.count("458"));
+    EXPECT_TRUE(b.persons.count("459"));
+    const PersonResult r = result(a, "458", A, B);
+    EXPECT_EQ(r.presence_ms, 11 * kMin);
+    EXPECT_EQ(r.percentage_hundredths, 1833);
+    EXPECT_EQ(r.status, kStatusPartial);
+}
+
+// Joined B five minutes early while A was on: counted in A for the overlap, in B from its
+// start; one connection across both windows counts for both.
+TEST(Rooms, AConnectionAcrossTwoWindowsCountsForBoth) {
+    const int64_t j = B - 5 * kMin, l = B + 60 * kMin;
+    const std::vector<LoggedEvent> events = {join(j, "PA_1", "460"), leave(l, "PA_1", j, "460")};
+    const SessionDerivation a = derive(events, window(A, B));
+    const SessionDerivation b = derive(events, window(B, B + 60 * kMin));
+    EXPECT_EQ(result(a, "460", A, B).presence_ms, 5 * kMin);
+    EXPECT_EQ(result(b, "460", B, B + 60 * kMin).presence_ms, 60 * kMin);
+    EXPECT_EQ(result(b, "460", B, B + 60 * kMin).status, kStatusPresent);
+}
+
+// Someone who used the room the day before, and someone who left before the start, get no
+// row; the roster still does.
+TEST(Rooms, NobodyOutsideTheWindowGetsARow) {
+    const int64_t y = A - 24 * 60 * kMin;
+    const std::vector<LoggedEvent> events = {
+        join(y, "PA_y", "470"), leave(y + 30 * kMin, "PA_y", y, "470"),
+        join(A - 10 * kMin, "PA_e", "471"), leave(A - 2 * kMin, "PA_e", A - 10 * kMin, "471")};
+    DeriveContext c = window(A, B);
+    c.roster[472] = "student";
+    const SessionDerivation d = derive(events, c);
+    EXPECT_EQ(d.persons.size(), 1u);
+    EXPECT_TRUE(d.persons.count("472"));
+}
+
+// A connection still open is kept (it meets the window from the join on).
+TEST(Rooms, AnOpenConnectionFromBeforeTheStartIsKept) {
+    const std::vector<LoggedEvent> events = {join(A - 50 * kMin, "PA_1", "480")};
+    const SessionDerivation d = derive(events, window(A, B));
+    ASSERT_TRUE(d.persons.count("480"));
+    const PersonResult r = result(d, "480", A, B);
+    EXPECT_EQ(r.presence_ms, 60 * kMin);
+}
+
+// Connections are per room: the same sid in a breakout room is another connection, and
+// room_finished closes only its own room's connections.
+TEST(Rooms, ConnectionsAndRoomFinishedArePerRoom) {
+    std::vector<LoggedEvent> events = {
+        join(A, "PA_1", "490", "room-1"),
+        leave(A + 20 * kMin, "PA_1", A, "490", "CLIENT_INITIATED", "room-1"),
+        join(A + 20 * kMin, "PA_1", "490", "room-1-breakout-1"),
+        ev(EventKind::RoomFinished, A + 30 * kMin, "room-1", "", "0", std::nullopt)};
+    events.back().user_key.clear();
+    events.back().user_id.reset();
+    const SessionDerivation d = derive(events, window(A, B));
+    const DerivedPerson& p = d.persons.at("490");
+    ASSERT_EQ(p.connections.size(), 2u);
+    EXPECT_EQ(p.connections[1].room, "room-1-breakout-1");
+    EXPECT_FALSE(p.connections[1].synthetic_leave && *p.connections[1].leave_ms == A + 30 * kMin)
+        << "room-1's room_finished must not close the breakout room's connection";
+    EXPECT_EQ(result(d, "490", A, B).presence_ms, 60 * kMin);
+}
+
+// Every order of a shared-room stream derives the same for each window.
+TEST(Rooms, SharedRoomStreamsInEveryOrder) {
+    std::vector<LoggedEvent> events = {
+        join(A + 5 * kMin, "PA_1", "501"), leave(A + 58 * kMin, "PA_1", A + 5 * kMin, "501"),
+        join(B - 5 * kMin, "PA_2", "502"), leave(B + 30 * kMin, "PA_2", B - 5 * kMin, "502"),
+        join(B + 1 * kMin, "PA_3", "503")};
+    std::sort(events.begin(), events.end(),
+              [](const LoggedEvent& a, const LoggedEvent& b) { return a.event_id < b.event_id; });
+    const SessionDerivation a0 = derive(events, window(A, B));
+    const SessionDerivation b0 = derive(events, window(B, B + 60 * kMin));
+    size_t n = 0;
+    do {
+        EXPECT_EQ(derive(events, window(A, B)), a0);
+        EXPECT_EQ(derive(events, window(B, B + 60 * kMin)), b0);
+        ++n;
+    } while (std::next_permutation(
+        events.begin(), events.end(),
+        [](const LoggedEvent& a, const LoggedEvent& b) { return a.event_id < b.event_id; }));
+    EXPECT_EQ(n, 120u);
+    EXPECT_EQ(a0.persons.size(), 2u);  // 501, and 502 for the overlap
+    EXPECT_EQ(b0.persons.size(), 2u);  // 502 and 503
+}
+
+Policy with_grace(int64_t ms) {
+    Policy p;
+    p.numbers.reconnect_grace_ms = ms;
+    return p;
+}
+
+// Network drops within the grace are presence; a leave the person chose is not; a gap as
+// long as the grace is not.
+TEST(Reconnect, NetworkDropsWithinTheGraceAreBridged) {
+    const struct {
+        const char* reason;
+        int64_t gap_ms;
+        bool bridged;
+    } cases[] = {{"SIGNAL_CLOSE", 8 * kSec, true},      {"CONNECTION_TIMEOUT", 20 * kSec, true},
+                 {"MIGRATION", 15 * kSec, true},        {"14", 20 * kSec, true},
+                 {"CLIENT_INITIATED", 8 * kSec, false}, {"PARTICIPANT_REMOVED", 8 * kSec, false},
+                 {"ROOM_DELETED", 8 * kSec, false},     {"", 8 * kSec, false},
+                 {"SIGNAL_CLOSE", 2 * kMin, false},     {"SIGNAL_CLOSE", 2 * kMin - 1, true}};
+    for (const auto& c : cases) {
+        const int64_t drop = A + 30 * kMin;
+        const std::vector<LoggedEvent> events = {join(A, "PA_1", "510"),
+                                                 leave(drop, "PA_1", A, "510", c.reason),
+                                                 join(drop + c.gap_ms, "PA_2", "510")};
+        const SessionDerivation d = derive(events, window(A, B));
+        const PersonResult r = result(d, "510", A, B, with_grace(2 * kMin));
+        EXPECT_EQ(r.presence_ms, 60 * kMin - (c.bridged ? 0 : c.gap_ms))
+            << c.reason << " " << c.gap_ms;
+        ASSERT_EQ(r.reconnects.size(), bridges_reconnect(c.reason) ? 1u : 0u) << c.reason;
+        if (!r.reconnects.empty()) {
+            EXPECT_EQ(r.reconnects[0].bridged, c.bridged);
+        }
+        // Off by default: the gap is absence, and explain still names it.
+        const PersonResult off = result(d, "510", A, B);
+        EXPECT_EQ(off.presence_ms, 60 * kMin - c.gap_ms);
+    }
+}
+
+TEST(Reconnect, ExplainShowsEachGapAndItsReason) {
+    const int64_t drop = A + 30 * kMin;
+    const std::vector<LoggedEvent> events = {join(A, "PA_1", "511"),
+                                             leave(drop, "PA_1", A, "511", "SIGNAL_CLOSE"),
+                                             join(drop + 8 * kSec, "PA_2", "511")};
+    const SessionDerivation d = derive(events, window(A, B));
+    const DerivedPerson& p = d.persons.at("511");
+    const PersonInput in = p.calc_input(std::nullopt);
+    const SessionWindow w{A, B, std::nullopt, B + kMin};
+    const Policy policy = with_grace(2 * kMin);
+    const PersonResult r = calculate_person(w, policy, in);
+    const nlohmann::json j = explain(w, policy, in, r);
+    ASSERT_EQ(j["reconnect_grace"]["gaps"].size(), 1u);
+    EXPECT_EQ(j["reconnect_grace"]["gaps"][0]["reason"], "SIGNAL_CLOSE");
+    EXPECT_EQ(j["reconnect_grace"]["gaps"][0]["bridged"], true);
+    EXPECT_EQ(j["reconnect_grace"]["bridged_ms"], 8 * kSec);
+    EXPECT_EQ(j["connections"][0]["room"], "room-1");
+}
+
+}  // namespace
+}  // namespace attendance::core
