@@ -8,7 +8,7 @@ packages=(
   build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
   postgresql-15 postgresql-server-dev-15 libpq-dev
   nlohmann-json3-dev libssl-dev libboost-dev libcpp-httplib-dev libcli11-dev libgtest-dev
-  python3 curl jq
+  python3 python3-psycopg curl jq
   debhelper postgresql-server-dev-all
   postgresql-15-auto-failover pg-auto-failover-cli
   "$@"

@@ -123,6 +123,18 @@ SELECT count(*) AS refresh_functions FROM pg_proc WHERE proname = '_attendance_r
 -- the new internal functions are closed to PUBLIC
 SELECT p.proname, has_function_privilege('public', p.oid, 'execute') AS public_can_run
 FROM pg_proc p WHERE p.proname IN ('_attendance_flag', '_attendance_session_events', 'attendance_fold') ORDER BY 1;
+-- 0.4.1: nothing is executable by PUBLIC, every function granted to another role pins its
+-- search_path, the inlined rules are the owner's only, and the reader reaches them through
+-- functions that run as the owner
+\i test/sql/grants.psql
+SELECT p.proname, p.prosecdef AS runs_as_owner, has_function_privilege('attendance_reader', p.oid, 'EXECUTE') AS reader_runs
+FROM pg_proc p WHERE p.proname IN ('_attendance_match', '_attendance_session_events', '_attendance_unseen_by',
+                                   '_attendance_event_session', 'attendance_explain', '_attendance_calculation_delay')
+ORDER BY 1, 2;
+SELECT attendance_explain(456, 12)->>'status' AS explained_as_before;
+-- the maintenance's lock (0.4.1) is the log's oid
+SELECT _attendance_log_lock_key() = 'meeting_attendance_events'::regclass::oid::bigint AS lock_key;
+SELECT (attendance_maintain_log()->>'skipped')::boolean AS skipped;
 -- the key cache's invalidation triggers (per row, and for TRUNCATE), firing even under
 -- session_replication_role = replica
 SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'attendance_webhook_keys'::regclass AND NOT tgisinternal

@@ -18,7 +18,7 @@ constexpr const char* kEvents =
     "THEN e.event_timestamp - e.joined_at END AS connection_duration, e.reason, e.event_id "
     "FROM meeting_attendance_events e "
     "WHERE ($1::bigint IS NULL OR "
-    "       $1 IN (SELECT _attendance_claims(e.room_name, e.event_timestamp, e.joined_at, "
+    "       $1 = ANY (_attendance_event_sessions(e.room_name, e.event_timestamp, e.joined_at, "
     "e.session_id, e.event_type, e.participant_sid))) "
     "AND ($3::text IS NULL OR e.event_type = $3) "
     "ORDER BY e.id DESC LIMIT $2) q ORDER BY q.id";
