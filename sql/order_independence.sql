@@ -183,7 +183,8 @@ INSERT INTO shared_expected VALUES
   (7001, '73', 'present',  66.67, 2400000),  -- 10:05-10:45: 40 min; first presence 10:05 <= 10:15
   (7001, '74', 'late',     50.00, 1800000),  -- lost join rebuilt: 10:30-11:20 clipped to 10:30-11:00, 30 min;
                                              -- 10:30 > 10:15 and 50.00 <= 75
-  (7001, '78', 'present', 100.00, 3600000),  -- 10:00-10:30, 10 s SIGNAL_CLOSE gap bridged (< 2 min), 10:30:10-11:00
+  (7001, '78', 'present',  99.72, 3590000),  -- 10:00-10:30 and 10:30:10-11:00: the 10 s SIGNAL_CLOSE gap is absence
+                                             -- (the default policy's reconnect grace is 0, off); 3590000/3600000 = 99.72 %
   (7002, '70', 'present', 100.00, 3600000),  -- clipped to B: 60 min
   (7002, '72', 'present', 100.00, 3600000),  -- 10:55-12:00 counted in B from B's start: 60 min
   (7002, '73', 'present',  66.67, 2400000),  -- 11:10-11:50: 40 min; 11:10 <= 11:15

@@ -253,8 +253,10 @@ INSERT INTO expected VALUES
   (2401, '140', 'present', 100.00, 3600000);  -- 10:00-11:00; yesterday's 15:00-15:20 is outside the window
                                               -- 141 (yesterday only), 142, 143 and 144 (left before 10:00): no rows
 SELECT * FROM pg_temp.calculate_and_check(ARRAY[2401]);
--- yesterday's five webhooks, 142's join (09:44:59 < 09:45) and 144's webhooks are claimed
--- by no session; 142's leave (09:50) and 143's webhooks are inside the tolerance
+-- yesterday's five webhooks and 144's webhooks are claimed by no session; 142's leave
+-- (09:50) and 143's webhooks are inside the tolerance, and so is 142's join (09:44:59):
+-- a join is claimed when its connection has no leave before the tolerance starts
+-- (docs/architecture.md, "Claims")
 SELECT event_type, participant_identity, problem FROM attendance_unmatched_events
 WHERE room_name = 'yesterday-room' ORDER BY participant_identity NULLS FIRST, event_type;
 
@@ -329,9 +331,11 @@ INSERT INTO expected VALUES
 SELECT * FROM pg_temp.calculate_and_check(ARRAY[2601, 2602]);
 
 -- ==== 7. Reconnects within and beyond the grace, by reason ====
--- Session 2701, 26 March 10:00-11:00, policy default (reconnect grace 2 min). Each person
--- leaves (reason as given) and rejoins on a new connection.
-SELECT (attendance_schedule_session(2701, 'net-room', '2025-03-26 10:00Z', '2025-03-26 11:00Z')).session_id;
+-- Session 2701, 26 March 10:00-11:00, policy grace2m (reconnect grace 2 min; the default
+-- policy's is 0, off: docs/decisions.md). Each person leaves (reason as given) and rejoins
+-- on a new connection.
+INSERT INTO attendance_policies (name, reconnect_grace, description) VALUES ('grace2m', '2 minutes', 'reconnects within 2 min');
+SELECT (attendance_schedule_session(2701, 'net-room', '2025-03-26 10:00Z', '2025-03-26 11:00Z', 'grace2m')).session_id;
 SELECT count(*) AS connections FROM (
   SELECT pg_temp.conn('net', 'net-room', 'PA_net' || u || c, 'user-' || u, j, l, reason)
   FROM (VALUES
@@ -377,8 +381,8 @@ ORDER BY u;
 
 -- The grace is a policy number, per role like the others: policy 'tight' allows 10 s,
 -- and 30 s for teachers. Session 2702, same times, in net-room-2; 192 is a teacher.
-INSERT INTO attendance_policies (name, reconnect_grace_ms, description) VALUES ('tight', 10000, 'reconnects within 10 s');
-INSERT INTO attendance_policy_roles (policy_name, role, reconnect_grace_ms) VALUES ('tight', 'teacher', 30000);
+INSERT INTO attendance_policies (name, reconnect_grace, description) VALUES ('tight', '10 seconds', 'reconnects within 10 s');
+INSERT INTO attendance_policy_roles (policy_name, role, reconnect_grace) VALUES ('tight', 'teacher', '30 seconds');
 SELECT (attendance_schedule_session(2702, 'net-room-2', '2025-03-26 10:00Z', '2025-03-26 11:00Z', 'tight')).session_id;
 SELECT (attendance_expect(2702, 192, 'teacher')).user_id;
 SELECT count(*) AS connections FROM (

@@ -433,6 +433,15 @@ nlohmann::json explain(const SessionWindow& window, const Policy& policy, const 
         gj["room"] = g.room;
         reconnects.push_back(std::move(gj));
     }
+    // The bridged gaps alone, as the presence counts them; reconnect_grace lists every gap
+    // after a network-type disconnect, bridged or not.
+    nlohmann::json bridged_only = nlohmann::json::array();
+    for (const nlohmann::json& g : reconnects) {
+        if (g["bridged"] == true) {
+            bridged_only.push_back(g);
+        }
+    }
+    j["reconnects"] = std::move(bridged_only);
     j["reconnect_grace"] = {{"grace_ms", n.reconnect_grace_ms},
                             {"enabled", n.reconnect_grace_ms > 0},
                             {"gaps", std::move(reconnects)},

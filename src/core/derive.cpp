@@ -233,6 +233,11 @@ SessionDerivation derive(const std::vector<LoggedEvent>& input, const DeriveCont
         // A scheduled session's persons: its roster, its manual statuses, and whoever has a
         // connection inside its window; nobody else (an event of the room outside the
         // window belongs to another session, or to none).
+        // An aborted connection is no presence: alone, it makes nobody a person of the session.
+        const bool connected =
+            std::any_of(p.connections.begin(), p.connections.end(),
+                        [](const DerivedConnection& c) { return c.end_reason != kEndAborted; });
+        if (context.scheduled_start_ms && !connected && !expected.count(key)) continue;
         if (p.connections.empty() && !expected.count(key)) continue;
         p.role = "student";
         if (auto r = event_role.find(key); r != event_role.end()) p.role = r->second;
