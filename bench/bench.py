@@ -1037,8 +1037,17 @@ EXCEPT SELECT 'extension', {c} FROM bench_baseline.attendances WHERE session_id 
                self.clone_sql("meeting_attendances", k_from, k_to, {"session_id": sid}),
                self.clone_sql("attendance_sessions", k_from, k_to,
                               {"participant_sid": "t.participant_sid || '.' || k", "session_id": sid,
+                               "room_name": "CASE WHEN t.room_name = 'session-' || t.session_id THEN %s "
+                                            "ELSE t.room_name || '.' || k END" % room,
                                "join_event_id": sfx("join_event_id"), "leave_event_id": sfx("leave_event_id")},
-                              skip=())]
+                              skip=()),
+               # Since 0.5.0 the fold keeps every room the log has seen (attendance_rooms): the
+               # copies' rooms are added with their events.
+               self.clone_sql("attendance_rooms", k_from, k_to,
+                              {"room_name": "'session-' || (t.room_session + 100 * k)",
+                               "room_session": "t.room_session + 100 * k"},
+                              skip=(), where="t.room_session BETWEEN 1 AND 100 "
+                                             "AND t.room_name = 'session-' || t.room_session")]
         if with_log:
             sql.append(self.clone_sql(
                 "meeting_attendance_events", k_from, k_to,
