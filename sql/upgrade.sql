@@ -1,4 +1,4 @@
--- ALTER EXTENSION attendance UPDATE from 0.1.0 through every version to 0.4.0 keeps every logged
+-- ALTER EXTENSION attendance UPDATE from 0.1.0 through every version to 0.4.1 keeps every logged
 -- event, override and audit row, derives the connections and live rows from the log, and
 -- recalculating reproduces the results 0.2.0 stored.
 -- Only the current library is installed, and 0.3.0's ingestion writes columns the old
@@ -138,3 +138,15 @@ UPDATE attendance_webhook_keys SET retired_at = '-infinity';
 SELECT attendance_sign_webhook('{}', 'APIfixture');
 UPDATE attendance_webhook_keys SET retired_at = NULL;
 SELECT attendance_sign_webhook('{}', 'APIfixture') IS NOT NULL AS signs;
+-- 0.4.1, the receiver (issue 21): the key names (never the secrets) and the write probe,
+-- executable by the ingest role and by no one else; a retired key's name is not listed
+SELECT p.proname, has_function_privilege('public', p.oid, 'execute') AS public_can_run,
+       has_function_privilege('attendance_ingest', p.oid, 'execute') AS ingest_can_run,
+       p.prosecdef AS security_definer, p.proconfig
+FROM pg_proc p WHERE p.proname IN ('attendance_webhook_key_names', 'attendance_write_probe') ORDER BY 1;
+SELECT attendance_add_webhook_key('APIsecond', 'second-secret-0123456789abcdef');
+SELECT attendance_retire_webhook_key('APIsecond', now() + interval '1 hour');
+SELECT * FROM attendance_webhook_key_names();
+SELECT attendance_retire_webhook_key('APIsecond');
+SELECT * FROM attendance_webhook_key_names();
+SELECT attendance_write_probe();
