@@ -91,10 +91,10 @@ std::unique_ptr<CLI::App> make_app(Config& c, std::string& log_format) {
                 return parse_cidrs(v, error) ? std::string() : error;
             },
             "LIST"));
-    int_opt("--reject-rate", c.reject_rate, "ATTENDANCE_PROXY_REJECT_RATE",
-            "rejected requests per second a source may cause (after --reject-burst); past it its "
-            "webhooks answer 429; 0: no limit",
-            0, 1000000);
+    opt("--reject-rate", c.reject_rate, "ATTENDANCE_PROXY_REJECT_RATE",
+        "rejected requests per second a source may cause (after --reject-burst; 0.5 is one "
+        "per 2 s); past it its webhooks answer 429; 0: no limit")
+        ->check(CLI::Range(0.0, 1000000.0));
     int_opt("--reject-burst", c.reject_burst, "ATTENDANCE_PROXY_REJECT_BURST",
             "rejected requests a source may cause at once before --reject-rate applies", 1,
             1000000);

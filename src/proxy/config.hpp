@@ -32,7 +32,7 @@ struct Config {
     int max_connections_per_source = 1000;  // 0: no per-source limit
     std::string trusted_sources;            // as given; parsed into `trusted`
     std::vector<Cidr> trusted;              // exempt from the per-source limits
-    int reject_rate = 10;                   // rejected requests per second per source; 0: off
+    double reject_rate = 10;                // rejected requests per second per source; 0: off
     int reject_burst = 100;
     int write_timeout_s = 10;
     int keepalive_timeout_s = 5;

@@ -319,7 +319,7 @@ TEST(ProxyConfig, PerSourceLimitsAndTrustedSources) {
     auto d = parse({});
     ASSERT_TRUE(d.config) << d.error;
     EXPECT_EQ(d.config->max_connections_per_source, 1000);
-    EXPECT_EQ(d.config->reject_rate, 10);
+    EXPECT_DOUBLE_EQ(d.config->reject_rate, 10.0);
     EXPECT_EQ(d.config->reject_burst, 100);
     EXPECT_TRUE(d.config->trusted.empty());
     auto r = parse({"--trusted-sources", "127.0.0.1, 10.0.0.0/8", "--max-connections-per-source",
@@ -328,7 +328,9 @@ TEST(ProxyConfig, PerSourceLimitsAndTrustedSources) {
     ASSERT_TRUE(r.config) << r.error;
     EXPECT_EQ(r.config->trusted.size(), 2u);
     EXPECT_EQ(r.config->max_connections_per_source, 0);
-    EXPECT_EQ(r.config->reject_rate, 0);
+    EXPECT_DOUBLE_EQ(r.config->reject_rate, 0.0);
+    EXPECT_DOUBLE_EQ(parse({"--reject-rate", "0.25"}).config->reject_rate, 0.25);
+    EXPECT_NE(parse({"--reject-rate", "-1"}).error, "");
     EXPECT_EQ(r.config->reject_burst, 7);
     auto bad = parse({"--trusted-sources", "10.0.0.0/40"});
     EXPECT_FALSE(bad.config);
