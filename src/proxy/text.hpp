@@ -1,6 +1,6 @@
-// Small text helpers of the proxy. The proxy never parses JSON (the extension does;
-// the fields the access log needs come back as typed columns). Pure: testable without
-// a server.
+// Small text helpers of the proxy. The proxy never parses a webhook's JSON (the
+// extension does; the fields the access log needs come back as typed columns). Pure:
+// testable without a server.
 #pragma once
 
 #include <chrono>
