@@ -317,6 +317,16 @@ def metrics(port, source="127.0.0.9"):
     return out
 
 
+def start_proxy(name, conninfo, *flags):
+    """A proxy that has read the key names and settings once (before that it judges
+    nothing itself: every request goes to the database)."""
+    proxy = tp.Proxy(name, conninfo, *flags)
+    if not wait_until(lambda: metrics(proxy.port)["attendance_proxy_key_names"] >= 0, 30):
+        proxy.terminate(30)
+        raise Failure(f"{name} did not read the key names within 30 s: {proxy.tail()}")
+    return proxy
+
+
 def ingest_calls(db=DB):
     """attendance_ingest_webhook's calls in the database (track_functions = all). Exact once
     the calling backends have ended (a backend reports its counts at the latest on exit)."""
@@ -417,7 +427,7 @@ def test_unsigned_flood():
     """Valid webhooks alone, then an unsigned flood alone, then both: PostgreSQL is called for
     the valid webhooks only, its log does not grow with the flood, the proxy's log stays
     bounded, and the valid webhooks are all stored."""
-    proxy = tp.Proxy("abuse-flood", f"dbname={DB}", "--reject-rate", "0")  # every request judged
+    proxy = start_proxy("abuse-flood", f"dbname={DB}", "--reject-rate", "0")  # every request judged
     calls_before, rollbacks_before, log_start = ingest_calls(), rollbacks(), server_log_size()
     n0 = 4 * VALID_RATE
     nb = FLOOD_SECONDS * VALID_RATE
@@ -496,7 +506,7 @@ def test_forged_budget():
     """Tokens that pass every test without the secret reach the database until their
     source's budget (burst 20, then one per 5 s here) is spent; then 429 with Retry-After and no database
     call, for that source only; the budget refills."""
-    proxy = tp.Proxy("abuse-budget", f"dbname={DB}", "--reject-burst", "20", "--reject-rate", "0.2")
+    proxy = start_proxy("abuse-budget", f"dbname={DB}", "--reject-burst", "20", "--reject-rate", "0.2")
     log_before = server_log_size()
     (e1, b1, t1), (e2, b2, t2), (e3, b3, t3) = signed("bud", 3)
     statuses = {}
@@ -551,8 +561,8 @@ def test_key_names_followed():
     """A key added is accepted at once; a key retired is refused by the proxy itself within
     seconds (no database call); development and replay mode of the proxy's sessions are the
     extension's to judge."""
-    proxy = tp.Proxy("abuse-keys", f"dbname={DB}")
-    dev = tp.Proxy("abuse-dev", f"dbname={DB} options='-c attendance.development_mode=on'")
+    proxy = start_proxy("abuse-keys", f"dbname={DB}")
+    dev = start_proxy("abuse-dev", f"dbname={DB} options='-c attendance.development_mode=on'")
     try:
         body = b'{"event":"participant_joined","room":{"name":"session-456"},"participant":{"sid":"PA_k1",' \
                b'"identity":"user-77","joinedAtMs":"1763131000123"},"id":"EV_key_1","createdAt":"1763131000"}'
