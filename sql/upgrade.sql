@@ -150,6 +150,18 @@ UPDATE attendance_webhook_keys SET retired_at = '-infinity';
 SELECT attendance_sign_webhook('{}', 'APIfixture');
 UPDATE attendance_webhook_keys SET retired_at = NULL;
 SELECT attendance_sign_webhook('{}', 'APIfixture') IS NOT NULL AS signs;
+-- 0.4.1, the receiver (issue 21): the key names (never the secrets) and the write probe,
+-- executable by the ingest role and by no one else; a retired key's name is not listed
+SELECT p.proname, has_function_privilege('public', p.oid, 'execute') AS public_can_run,
+       has_function_privilege('attendance_ingest', p.oid, 'execute') AS ingest_can_run,
+       p.prosecdef AS security_definer, p.proconfig
+FROM pg_proc p WHERE p.proname IN ('attendance_webhook_key_names', 'attendance_write_probe') ORDER BY 1;
+SELECT attendance_add_webhook_key('APIsecond', 'second-secret-0123456789abcdef');
+SELECT attendance_retire_webhook_key('APIsecond', now() + interval '1 hour');
+SELECT * FROM attendance_webhook_key_names();
+SELECT attendance_retire_webhook_key('APIsecond');
+SELECT * FROM attendance_webhook_key_names();
+SELECT attendance_write_probe();
 -- 0.5.0 listed the sessions calculated under the old rules and flagged them; the
 -- recalculation above audited no change (the fixture's class has its own room)
 SELECT session_id, version FROM attendance_upgrade_review ORDER BY session_id;

@@ -196,11 +196,19 @@ void verify_token(const ParsedToken& token, std::string_view body, std::string_v
     // Integrity first (signature, then body hash), then the validity window.
     if (!constant_time_equal(hmac_sha256(secret, token.signing_input), token.signature))
         throw auth_error("bad signature for API key '" + token.iss + "'");
+    check_body_hash(token, body);
+    check_has_exp(token);
+    if (options.check_expiry) check_token_window(token, options.now_s, options.leeway_s, "now");
+}
+
+void check_body_hash(const ParsedToken& token, std::string_view body) {
     if (!token.sha256) throw auth_error("token has no 'sha256' claim for the body");
     if (!constant_time_equal(sha256_base64(body), *token.sha256))
         throw auth_error("body hash mismatch (the body is not the one that was signed)");
+}
+
+void check_has_exp(const ParsedToken& token) {
     if (!token.exp) throw auth_error("token has no 'exp' claim");
-    if (options.check_expiry) check_token_window(token, options.now_s, options.leeway_s, "now");
 }
 
 bool token_window_holds(const ParsedToken& token, int64_t at_s, int64_t leeway_s) {
@@ -210,7 +218,7 @@ bool token_window_holds(const ParsedToken& token, int64_t at_s, int64_t leeway_s
 
 void check_token_window(const ParsedToken& token, int64_t at_s, int64_t leeway_s,
                         const char* what) {
-    if (!token.exp) throw auth_error("token has no 'exp' claim");
+    check_has_exp(token);
     // Written so that no sum can overflow, whatever the claims say.
     if (at_s - leeway_s > *token.exp)
         throw auth_error("token expired at " + std::to_string(*token.exp) + " (" + what + " " +
@@ -219,6 +227,74 @@ void check_token_window(const ParsedToken& token, int64_t at_s, int64_t leeway_s
         throw auth_error("token not yet valid (nbf " + std::to_string(*token.nbf) + ", " + what +
                          " " + std::to_string(at_s) + ", leeway " + std::to_string(leeway_s) +
                          " s)");
+}
+
+Error missing_token_error() {
+    return auth_error(
+        "missing token (no Authorization header); unsigned webhooks are accepted only when a "
+        "superuser sets attendance.development_mode");
+}
+
+Error unknown_key_error(const std::string& iss) {
+    return auth_error("unknown or retired API key '" + clip_for_message(iss) + "'");
+}
+
+std::string clip_for_message(const std::string& s) {
+    if (s.size() <= 80) return s;
+    size_t n = 80;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+    return s.substr(0, n) + "...";
+}
+
+Precheck precheck_token(const std::optional<std::string_view>& authorization, std::string_view body,
+                        const PrecheckOptions& options) {
+    const std::string_view token = authorization ? bare_token(*authorization) : std::string_view();
+    if (token.empty()) {
+        if (options.allow_unsigned) return {};
+        return {Rejection::MissingToken, missing_token_error().what()};
+    }
+    Precheck out;
+    // Each test throws as verification does; `as` names the kind of rejection.
+    auto test = [&out](Rejection as, auto&& check) {
+        if (out.rejection != Rejection::None) return;
+        try {
+            check();
+        } catch (const Error& e) {
+            out = {as, e.what()};
+        }
+    };
+    ParsedToken parsed;
+    test(Rejection::MalformedToken, [&] { parsed = parse_token(token); });
+    // The cheap tests first; the body hash, whose cost grows with the body, last.
+    test(Rejection::TokenWindow, [&] {
+        check_has_exp(parsed);
+        if (options.check_window)
+            check_token_window(parsed, options.now_s, options.leeway_s, "now");
+    });
+    test(Rejection::UnknownKey, [&] {
+        if (options.key_known && !options.key_known(parsed.iss))
+            throw unknown_key_error(parsed.iss);
+    });
+    test(Rejection::BodyHash, [&] { check_body_hash(parsed, body); });
+    return out;
+}
+
+const char* rejection_name(Rejection r) {
+    switch (r) {
+        case Rejection::None:
+            return "";
+        case Rejection::MissingToken:
+            return "missing_token";
+        case Rejection::MalformedToken:
+            return "malformed_token";
+        case Rejection::TokenWindow:
+            return "token_window";
+        case Rejection::UnknownKey:
+            return "unknown_key";
+        case Rejection::BodyHash:
+            return "body_hash";
+    }
+    return "";
 }
 
 std::string sign_token(std::string_view body, std::string_view api_key, std::string_view secret,

@@ -1,9 +1,11 @@
 // LiveKit webhook token: a JWT (HS256) whose claims carry the API key (iss), the
 // validity window (exp, nbf) and the SHA-256 of the exact body bytes (sha256).
 #pragma once
+#include "core/errors.hpp"
 #include "core/no_postgres.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,9 +23,12 @@ struct ParsedToken {
     std::optional<std::string> sha256;
 };
 
+// attendance.token_leeway's default: the clock skew allowed on exp and nbf.
+inline constexpr int64_t kDefaultTokenLeewayS = 60;
+
 struct VerifyOptions {
     int64_t now_s = 0;
-    int64_t leeway_s = 60;
+    int64_t leeway_s = kDefaultTokenLeewayS;
     bool check_expiry = true;  // false only in replay mode for archived webhooks
 };
 
@@ -41,12 +46,54 @@ ParsedToken parse_token(std::string_view token);
 void verify_token(const ParsedToken& token, std::string_view body, std::string_view secret,
                   const VerifyOptions& options);
 
+// The body hash alone: the sha256 claim is present and is the body's (constant time).
+void check_body_hash(const ParsedToken& token, std::string_view body);
+// exp is present (the validity window needs it, even when it is not checked).
+void check_has_exp(const ParsedToken& token);
+
 // The validity window alone, at time `at_s` ("now", or in replay mode the webhook's
 // own createdAt, so a token that had expired when it was sent is still rejected).
 void check_token_window(const ParsedToken& token, int64_t at_s, int64_t leeway_s, const char* what);
 
 // The same test without an error: true when exp/nbf admit `at_s` (exp must be present).
 bool token_window_holds(const ParsedToken& token, int64_t at_s, int64_t leeway_s);
+
+// The rejections whose messages both verification and the receiver's precheck give.
+Error missing_token_error();                      // no token at all
+Error unknown_key_error(const std::string& iss);  // iss names no active key
+// At most 80 bytes of an attacker-chosen string in a message, cut at a UTF-8 boundary
+// (the message is stored as text: it must stay valid UTF-8).
+std::string clip_for_message(const std::string& s);
+
+// What a receiver can judge without the secret, before it spends a database call
+// (docs/proxy.md, "Rejected before the database"): a token is present (unless unsigned
+// webhooks are accepted), well-formed HS256 with an iss, has exp, is valid now (unless
+// the window is not checked), names a known key (when the names are known), and its
+// sha256 claim is the body's. Each rule and message is the one verification applies;
+// only the signature (HMAC) needs the secret and is left to verification.
+enum class Rejection { None, MissingToken, MalformedToken, TokenWindow, UnknownKey, BodyHash };
+
+struct PrecheckOptions {
+    int64_t now_s = 0;
+    int64_t leeway_s = kDefaultTokenLeewayS;
+    bool check_window = true;     // false in replay mode (the webhook's createdAt decides)
+    bool allow_unsigned = false;  // development mode
+    // Whether an API key name is active; empty when the names are not known, and then
+    // nothing is said about iss.
+    std::function<bool(std::string_view)> key_known;
+};
+
+struct Precheck {
+    Rejection rejection = Rejection::None;
+    std::string message;  // "webhook rejected: ..." (SQLSTATE 28000), as verification says it
+};
+
+Precheck precheck_token(const std::optional<std::string_view>& authorization, std::string_view body,
+                        const PrecheckOptions& options);
+
+// The metric label of a rejection: missing_token, malformed_token, token_window,
+// unknown_key, body_hash ("" for None).
+const char* rejection_name(Rejection r);
 
 // A token LiveKit would send for this body: HS256, iss, nbf/iat = now, exp = now + ttl.
 std::string sign_token(std::string_view body, std::string_view api_key, std::string_view secret,

@@ -30,14 +30,7 @@ namespace {
 
 using core::EventKind;
 
-// At most 80 bytes of an attacker-chosen string in a message, cut at a UTF-8 boundary
-// (the message is stored as text: it must stay valid UTF-8).
-std::string clip_for_message(const std::string& s) {
-    if (s.size() <= 80) return s;
-    size_t n = 80;
-    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
-    return s.substr(0, n) + "...";
-}
+using core::clip_for_message;
 
 struct Outcome {
     std::string result;  // recorded | ignored | duplicate | retired
@@ -332,18 +325,12 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
             authorization ? core::bare_token(*authorization) : std::string_view();
         bool unsigned_accepted = false;
         if (token.empty()) {
-            if (!settings.development_mode)
-                throw core::auth_error(
-                    "missing token (no Authorization header); unsigned webhooks are accepted only "
-                    "when a "
-                    "superuser sets attendance.development_mode");
+            if (!settings.development_mode) throw core::missing_token_error();
             unsigned_accepted = true;
         } else {
             parsed = core::parse_token(token);
             auto secret = active_secret(spi, parsed->iss);
-            if (!secret)
-                throw core::auth_error("unknown or retired API key '" +
-                                       clip_for_message(parsed->iss) + "'");
+            if (!secret) throw core::unknown_key_error(parsed->iss);
             core::VerifyOptions options;
             options.now_s = int64_t(std::time(nullptr));
             options.leeway_s = settings.token_leeway_s;

@@ -2,6 +2,7 @@
 #include "pg/settings.hpp"
 
 #include "core/person.hpp"
+#include "core/token.hpp"
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -92,8 +93,8 @@ void define_settings() {
                              "Superuser-only. The signature and the body hash are still checked.",
                              &settings.replay_mode, false, PGC_SUSET, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("attendance.token_leeway", "Clock skew allowed on token exp and nbf.",
-                            nullptr, &settings.token_leeway_s, 60, 0, 3600, PGC_SUSET, GUC_UNIT_S,
-                            nullptr, nullptr, nullptr);
+                            nullptr, &settings.token_leeway_s, int(core::kDefaultTokenLeewayS), 0,
+                            3600, PGC_SUSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("attendance.max_body_bytes", "Largest webhook body accepted.", nullptr,
                             &settings.max_body_bytes, 1024 * 1024, 1024, 64 * 1024 * 1024,
                             PGC_SUSET, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "pg/pg.hpp"
+#include "core/token.hpp"
 #include "core/version.hpp"
 
 namespace attendance::pg {
@@ -9,7 +10,7 @@ namespace attendance::pg {
 struct Settings {
     bool development_mode = false;
     bool replay_mode = false;
-    int token_leeway_s = 60;
+    int token_leeway_s = int(core::kDefaultTokenLeewayS);
     int max_body_bytes = 1024 * 1024;
     int max_json_depth = 64;
     char* identity_pattern = nullptr;

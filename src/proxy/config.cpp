@@ -47,7 +47,8 @@ std::unique_ptr<CLI::App> make_app(Config& c, std::string& log_format) {
             [](std::string& v) {
                 if (v.empty() || v[0] != '/')
                     return std::string("the webhook path must start with '/'");
-                if (v == "/healthz" || v == "/metrics") return "the webhook path must not be " + v;
+                if (v == "/healthz" || v == "/readyz" || v == "/metrics")
+                    return "the webhook path must not be " + v;
                 return std::string();
             },
             "PATH"));
@@ -75,6 +76,27 @@ std::unique_ptr<CLI::App> make_app(Config& c, std::string& log_format) {
             1, 3600);
     int_opt("--max-connections", c.max_connections, "ATTENDANCE_PROXY_MAX_CONNECTIONS",
             "open client connections at most; past it a new connection is closed at once", 1,
+            1000000);
+    int_opt("--max-connections-per-source", c.max_connections_per_source,
+            "ATTENDANCE_PROXY_MAX_CONNECTIONS_PER_SOURCE",
+            "open connections of one source (an IPv4 address, an IPv6 /64) at most; past it the "
+            "source's oldest idle connection is closed, or the newcomer; 0: no limit",
+            0, 1000000);
+    opt("--trusted-sources", c.trusted_sources, "ATTENDANCE_PROXY_TRUSTED_SOURCES",
+        "comma-separated addresses or CIDR blocks exempt from the per-source limits (e.g. a "
+        "reverse proxy in front of this one)")
+        ->check(CLI::Validator(
+            [](std::string& v) {
+                std::string error;
+                return parse_cidrs(v, error) ? std::string() : error;
+            },
+            "LIST"));
+    opt("--reject-rate", c.reject_rate, "ATTENDANCE_PROXY_REJECT_RATE",
+        "rejected requests per second a source may cause (after --reject-burst; 0.5 is one "
+        "per 2 s); past it its webhooks answer 429; 0: no limit")
+        ->check(CLI::Range(0.0, 1000000.0));
+    int_opt("--reject-burst", c.reject_burst, "ATTENDANCE_PROXY_REJECT_BURST",
+            "rejected requests a source may cause at once before --reject-rate applies", 1,
             1000000);
     int_opt("--write-timeout", c.write_timeout_s, "ATTENDANCE_PROXY_WRITE_TIMEOUT",
             "seconds allowed to send one answer", 1, 3600);
@@ -121,6 +143,8 @@ ParseResult parse_config(const std::vector<std::string>& args) {
         return result;
     }
     config.log_format = log_format == "json" ? LogFormat::Json : LogFormat::Text;
+    std::string cidr_error;
+    config.trusted = *parse_cidrs(config.trusted_sources, cidr_error);  // checked above
     result.config = std::move(config);
     return result;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/version.hpp"
+#include "proxy/sources.hpp"
 
 #include <cstddef>
 #include <functional>
@@ -28,6 +29,11 @@ struct Config {
     int statement_timeout_ms = 10000;
     int read_timeout_s = 10;  // total time to receive one request, headers and body
     int max_connections = 10000;
+    int max_connections_per_source = 1000;  // 0: no per-source limit
+    std::string trusted_sources;            // as given; parsed into `trusted`
+    std::vector<Cidr> trusted;              // exempt from the per-source limits
+    double reject_rate = 10;                // rejected requests per second per source; 0: off
+    int reject_burst = 100;
     int write_timeout_s = 10;
     int keepalive_timeout_s = 5;
     int retry_after_s = 2;

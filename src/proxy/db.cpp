@@ -94,4 +94,35 @@ DbResult ping(Connection& c) {
     return single_value(res, c);
 }
 
+DbResult write_probe(Connection& c) {
+    Result res(PQexec(c.pg, kWriteProbeSql));
+    return single_value(res, c);
+}
+
+DbRows query_rows(Connection& c, const char* sql) {
+    Result res(PQexec(c.pg, sql));
+    DbRows out;
+    if (PQresultStatus(res.r) != PGRES_TUPLES_OK) {
+        DbResult f = failure(res, c);
+        out.sqlstate = std::move(f.sqlstate);
+        out.message = std::move(f.message);
+        out.broken = f.broken;
+        return out;
+    }
+    out.ok = true;
+    out.broken = PQtransactionStatus(c.pg) != PQTRANS_IDLE;
+    for (int r = 0; r < PQntuples(res.r); ++r) {
+        auto& row = out.rows.emplace_back();
+        for (int f = 0; f < PQnfields(res.r); ++f) {
+            if (PQgetisnull(res.r, r, f)) {
+                row.emplace_back();
+            } else {
+                row.emplace_back(std::string(PQgetvalue(res.r, r, f),
+                                             static_cast<std::size_t>(PQgetlength(res.r, r, f))));
+            }
+        }
+    }
+    return out;
+}
+
 }  // namespace attendance::proxy

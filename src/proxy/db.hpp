@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace attendance::proxy {
 
@@ -33,5 +34,32 @@ DbResult call_ingest(Connection& c, const std::string& body,
 
 // SELECT 1.
 DbResult ping(Connection& c);
+
+// The readiness probe: attendance_write_probe() writes a page to the database's disk and
+// rolls it back (docs/proxy.md, "Health and metrics").
+inline constexpr const char* kWriteProbeSql = "SELECT attendance_write_probe()";
+DbResult write_probe(Connection& c);
+
+// What the proxy reads to reject what it can before the database (docs/proxy.md,
+// "Rejected before the database"): the verification settings as they are in its own
+// sessions (NULL when not set anywhere), and whether it may read the key names.
+// Nothing here can fail for want of the 0.4.1 function, so it logs no error.
+inline constexpr const char* kVerificationSql =
+    "SELECT current_setting('attendance.development_mode', true)::boolean, "
+    "current_setting('attendance.replay_mode', true)::boolean, "
+    "extract(epoch FROM current_setting('attendance.token_leeway', true)::interval)::integer, "
+    "coalesce(has_function_privilege(to_regprocedure('attendance_webhook_key_names()'), "
+    "'EXECUTE'), false)";
+inline constexpr const char* kKeyNamesSql = "SELECT attendance_webhook_key_names()";
+
+// Every row of a statement, as text (nullopt for NULL).
+struct DbRows {
+    bool ok = false;
+    std::vector<std::vector<std::optional<std::string>>> rows;
+    std::string sqlstate;
+    std::string message;
+    bool broken = false;
+};
+DbRows query_rows(Connection& c, const char* sql);
 
 }  // namespace attendance::proxy

@@ -4,11 +4,15 @@
 #pragma once
 
 #include "proxy/config.hpp"
+#include "proxy/keys.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/pool.hpp"
+#include "proxy/sources.hpp"
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,8 +30,13 @@ struct HttpRequest {
     std::optional<std::string> authorization;
     std::string body;
     std::string remote;
+    std::string source;       // what the per-source limits count (sources.hpp)
+    bool trusted = false;     // --trusted-sources: exempt from them
     Clock::time_point start;  // first byte of the request (or its accept)
     std::chrono::system_clock::time_point wall;
+    // The token names a key the proxy did not know, and its list was not fresh: the
+    // database thread reads the names again before judging (keys.hpp).
+    bool recheck_key = false;
 };
 
 // One answer, and what the access log and the metrics say about it.
@@ -43,19 +52,35 @@ struct HttpReply {
     std::string event_id;
     std::string sqlstate;
     std::string error;
+    std::string rejection;  // why the proxy rejected it itself (core::rejection_name)
+    bool verified = false;  // a 4xx of the database about a webhook whose token it verified
 };
 
 class App {
   public:
-    App(const Config& config, Pool& pool, Metrics& metrics, Log& log)
-        : config_(config), pool_(pool), metrics_(metrics), log_(log) {}
+    // Rejected requests logged one by one per interval of housekeeping(), at most.
+    static constexpr std::uint64_t kRejectLines = 10;
+    static constexpr std::chrono::seconds kRejectLogInterval{10};
+    // How long a /healthz or /readyz answer is reused (single flight: one database call
+    // answers every request that came meanwhile).
+    static constexpr std::chrono::milliseconds kProbeReuse{1000};
 
-    // Answers what needs no database at once (404, 405, /metrics, bodies refused before
-    // the database); nullopt means the request needs the database: call handle_db() on
-    // a database thread.
-    std::optional<HttpReply> route(const HttpRequest& req);
-    // The webhook or /healthz. Blocks on the database; `queued` is when the request was
-    // handed over, so that the pool timeout counts the wait for a database thread too.
+    App(const Config& config, Pool& pool, Metrics& metrics, Log& log)
+        : config_(config),
+          pool_(pool),
+          metrics_(metrics),
+          log_(log),
+          keys_(pool, metrics, log),
+          budget_(config.reject_rate, config.reject_burst),
+          rejections_(kRejectLines) {}
+
+    // Answers what needs no database at once (404, 405, /metrics, 429, bodies and tokens
+    // refused before the database); nullopt means the request needs the database: call
+    // handle_db() on a database thread.
+    std::optional<HttpReply> route(HttpRequest& req);
+    // The webhook, /healthz or /readyz. Blocks on the database; `queued` is when the
+    // request was handed over, so that the pool timeout counts the wait for a database
+    // thread too.
     HttpReply handle_db(const HttpRequest& req, Clock::time_point queued);
 
     // An error answer of the server itself (framing, limits, timeouts).
@@ -63,16 +88,45 @@ class App {
     // Once per answered request.
     void log_request(const HttpRequest& req, const HttpReply& reply);
 
+    // Every second, on an I/O thread: the summary of the rejections not logged one by one
+    // (each kRejectLogInterval), forgetting the sources whose budget is whole again. With
+    // `final`, the summary now (at shutdown).
+    void housekeeping(bool final = false);
+    // Reads the key names and settings (keys.hpp); on a database thread.
+    void refresh_keys() { keys_.refresh(std::chrono::milliseconds(0)); }
+
   private:
+    struct ProbeCache {
+        std::mutex mu;  // held while the database is asked: one call at a time
+        std::optional<HttpReply> reply;
+        Clock::time_point at;
+        std::uint64_t webhook_failures = 0;   // when it was asked
+        std::uint64_t webhook_successes = 0;  // when it was asked
+    };
+
     HttpReply webhook(const HttpRequest& req, Clock::time_point queued);
-    HttpReply healthz(Clock::time_point queued);
+    HttpReply probe(ProbeCache& cache, bool write, Clock::time_point queued);
+    // The token tests the proxy can make without a secret (core::precheck_token); nullopt
+    // when the request goes on to the database. `may_defer`: an unknown key name with a
+    // list older than KeyWatch::kUnknownRecheck sets req.recheck_key instead of refusing.
+    std::optional<HttpReply> precheck(HttpRequest& req, bool may_defer);
     HttpReply fail(int status, std::string_view message, std::string_view sqlstate) const;
-    HttpReply unavailable() const;
+    HttpReply unavailable(std::string_view message = {}) const;
 
     const Config& config_;
     Pool& pool_;
     Metrics& metrics_;
     Log& log_;
+    KeyWatch keys_;
+    RejectBudget budget_;
+    RejectLog rejections_;
+    ProbeCache health_;
+    ProbeCache ready_;
+    // Webhooks whose database call failed (5xx) or succeeded: a cached probe answer that
+    // they contradict is not reused.
+    std::atomic<std::uint64_t> webhook_failures_{0};
+    std::atomic<std::uint64_t> webhook_successes_{0};
+    Clock::time_point last_reject_summary_ = Clock::now();
 };
 
 }  // namespace attendance::proxy

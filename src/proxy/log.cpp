@@ -2,7 +2,9 @@
 
 #include "proxy/text.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <vector>
 
 namespace attendance::proxy {
 
@@ -66,6 +68,56 @@ std::string format_message(std::chrono::system_clock::time_point time, std::stri
     for (char c : message)
         line.push_back(c == '\n' || c == '\r' ? ' ' : c);  // one line per message
     return line;
+}
+
+bool RejectLog::note(const std::string& source, const std::string& what) {
+    std::lock_guard lock(mu_);
+    ++total_;
+    ++reasons_[what];
+    if (sources_.size() < kMaxSources || sources_.count(source) > 0) {
+        ++sources_[source];
+    } else {
+        ++sources_["others"];
+    }
+    if (total_ <= lines_) return true;
+    ++suppressed_;
+    ++suppressed_total_;
+    return false;
+}
+
+std::string RejectLog::flush(double interval_s) {
+    std::lock_guard lock(mu_);
+    std::string out;
+    if (suppressed_ > 0) {
+        // The most frequent first; ties in name order, so that the line is stable.
+        auto top = [](auto begin, auto end) {
+            std::vector<std::pair<std::string, std::uint64_t>> v(begin, end);
+            std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+                return a.second != b.second ? a.second > b.second : a.first < b.first;
+            });
+            std::string s;
+            for (std::size_t i = 0; i < v.size() && i < kTop; ++i)
+                s += (i ? ", " : "") + v[i].first + " " + std::to_string(v[i].second);
+            if (v.size() > kTop) s += ", ...";
+            return s;
+        };
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%.0f", interval_s);
+        out = "rejected " + std::to_string(total_) + " requests in the last " + secs + " s (" +
+              std::to_string(suppressed_) +
+              " not logged one by one): " + top(reasons_.begin(), reasons_.end()) + "; from " +
+              top(sources_.begin(), sources_.end());
+    }
+    total_ = 0;
+    suppressed_ = 0;
+    reasons_.clear();
+    sources_.clear();
+    return out;
+}
+
+std::uint64_t RejectLog::suppressed_total() const {
+    std::lock_guard lock(mu_);
+    return suppressed_total_;
 }
 
 void Log::access(const AccessRecord& r) {

@@ -5,9 +5,12 @@
 #include "proxy/config.hpp"
 
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace attendance::proxy {
 
@@ -42,6 +45,35 @@ class Log {
     void message_line(std::string_view level, std::string_view message);
     LogFormat format_;
     std::mutex mu_;
+};
+
+// Rejected requests (answers 400-499) are logged at a bounded rate: the first
+// `lines` of each interval one by one, the rest only counted, and then summed up in one
+// line when the interval ends (docs/proxy.md, "Logs"). Thread-safe.
+class RejectLog {
+  public:
+    explicit RejectLog(std::uint64_t lines) : lines_(lines) {}
+    // One rejection; true when it is to be logged one by one. `what` says why, e.g.
+    // "401 missing_token", "401 28000", "429 over budget".
+    bool note(const std::string& source, const std::string& what);
+    // The summary of the interval ending now ("" when every rejection of it was logged
+    // one by one), and a new interval begins.
+    std::string flush(double interval_s);
+    std::uint64_t suppressed_total() const;
+
+    // The sources and reasons named in a summary at most (the most frequent ones).
+    static constexpr std::size_t kTop = 5;
+    // Distinct sources counted per interval at most; the others are summed as "others".
+    static constexpr std::size_t kMaxSources = 10000;
+
+  private:
+    const std::uint64_t lines_;
+    mutable std::mutex mu_;
+    std::uint64_t total_ = 0;       // this interval
+    std::uint64_t suppressed_ = 0;  // this interval
+    std::uint64_t suppressed_total_ = 0;
+    std::map<std::string, std::uint64_t> reasons_;
+    std::unordered_map<std::string, std::uint64_t> sources_;
 };
 
 }  // namespace attendance::proxy

@@ -1,6 +1,8 @@
 // attendance-proxy: LiveKit webhooks over HTTP into attendance_ingest_webhook().
-// It parses HTTP only: the body and the Authorization header go to PostgreSQL as
-// received, and the extension verifies, parses and records them (docs/proxy.md).
+// It parses HTTP: the body and the Authorization header go to PostgreSQL as received,
+// and the extension verifies, parses and records them (docs/proxy.md). Before that the
+// proxy refuses what needs no secret to be judged (a missing, malformed or expired token,
+// an unknown key name, a body hash mismatch) with the core's own rules.
 #include "proxy/config.hpp"
 #include "proxy/handler.hpp"
 #include "proxy/log.hpp"

@@ -54,6 +54,11 @@ void Metrics::db_error(std::string_view sqlstate) {
     ++db_errors_[sqlstate.empty() ? std::string("none") : std::string(sqlstate)];
 }
 
+void Metrics::rejected(std::string_view reason) {
+    std::lock_guard lock(mu_);
+    ++rejected_[std::string(reason)];
+}
+
 std::string Metrics::render(const PoolStats& pool) const {
     std::ostringstream out;
     std::lock_guard lock(mu_);
@@ -86,6 +91,25 @@ std::string Metrics::render(const PoolStats& pool) const {
             << "\n";
     }
 
+    header(out, "attendance_proxy_rejected_total", "counter",
+           "Webhooks rejected by the proxy before any database call, by reason.");
+    for (const auto& [reason, count] : rejected_) {
+        out << "attendance_proxy_rejected_total{reason=\"" << label(reason) << "\"} " << count
+            << "\n";
+    }
+    header(out, "attendance_proxy_rate_limited_total", "counter",
+           "Webhooks answered 429: their source had spent its budget of rejected requests.");
+    out << "attendance_proxy_rate_limited_total " << rate_limited_.load() << "\n";
+    header(out, "attendance_proxy_rejections_not_logged_total", "counter",
+           "Rejected requests left out of the access log (summed up once per interval).");
+    out << "attendance_proxy_rejections_not_logged_total " << rejections_not_logged_.load() << "\n";
+    header(out, "attendance_proxy_key_names", "gauge",
+           "Active API key names known to the proxy (-1: not known, every token is forwarded).");
+    out << "attendance_proxy_key_names " << key_names_.load() << "\n";
+    header(out, "attendance_proxy_key_name_reads_total", "counter",
+           "Readings of the key names and verification settings from the database.");
+    out << "attendance_proxy_key_name_reads_total " << key_name_reads_.load() << "\n";
+
     header(out, "attendance_proxy_db_connect_failures_total", "counter",
            "Failed attempts to open a PostgreSQL connection.");
     out << "attendance_proxy_db_connect_failures_total " << connect_failures_.load() << "\n";
@@ -108,8 +132,16 @@ std::string Metrics::render(const PoolStats& pool) const {
     header(out, "attendance_proxy_open_connections", "gauge", "Client connections open now.");
     out << "attendance_proxy_open_connections " << open_connections_.load() << "\n";
     header(out, "attendance_proxy_connections_refused_total", "counter",
-           "Client connections closed at once because --max-connections were open.");
+           "Client connections closed at once: --max-connections were open, none idle.");
     out << "attendance_proxy_connections_refused_total " << connections_refused_.load() << "\n";
+    header(out, "attendance_proxy_connections_evicted_total", "counter",
+           "Idle client connections closed to admit a new one (at a connection limit).");
+    out << "attendance_proxy_connections_evicted_total " << connections_evicted_.load() << "\n";
+    header(out, "attendance_proxy_source_connections_refused_total", "counter",
+           "Client connections closed at once: their source held --max-connections-per-source "
+           "connections, none idle.");
+    out << "attendance_proxy_source_connections_refused_total "
+        << source_connections_refused_.load() << "\n";
     header(out, "attendance_proxy_request_timeouts_total", "counter",
            "Connections closed because a request was not received within --read-timeout.");
     out << "attendance_proxy_request_timeouts_total " << request_timeouts_.load() << "\n";

@@ -49,6 +49,25 @@ class Metrics {
     void connection_refused() { connections_refused_.fetch_add(1, std::memory_order_relaxed); }
     void request_timed_out() { request_timeouts_.fetch_add(1, std::memory_order_relaxed); }
     void bad_framing() { bad_framing_.fetch_add(1, std::memory_order_relaxed); }
+    // An idle connection closed to admit a newcomer (at --max-connections, or at its
+    // source's --max-connections-per-source); a newcomer closed at once because its
+    // source held --max-connections-per-source connections, none of them idle.
+    void connection_evicted() { connections_evicted_.fetch_add(1, std::memory_order_relaxed); }
+    void source_connection_refused() {
+        source_connections_refused_.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    // A webhook rejected by the proxy before any database call; `reason` is the label
+    // (core::rejection_name).
+    void rejected(std::string_view reason);
+    // A webhook answered 429 because its source spent its budget of rejections.
+    void rate_limited() { rate_limited_.fetch_add(1, std::memory_order_relaxed); }
+    // Rejected requests not written to the access log one by one.
+    void rejection_not_logged() { rejections_not_logged_.fetch_add(1, std::memory_order_relaxed); }
+    // Active API key names the proxy knows; -1 while it knows none (docs/proxy.md).
+    void set_key_names(std::int64_t n) { key_names_.store(n, std::memory_order_relaxed); }
+    // Readings of the key names and settings that the database answered.
+    void key_names_read() { key_name_reads_.fetch_add(1, std::memory_order_relaxed); }
 
     void set_start_time(double unix_seconds) { start_time_ = unix_seconds; }
 
@@ -58,6 +77,7 @@ class Metrics {
     mutable std::mutex mu_;
     std::map<std::tuple<std::string, int, std::string>, std::uint64_t> requests_;
     std::map<std::string, std::uint64_t> db_errors_;
+    std::map<std::string, std::uint64_t> rejected_;
     std::array<std::uint64_t, kBuckets.size() + 1> buckets_{};  // last one: +Inf
     double latency_sum_ = 0;
     std::uint64_t latency_count_ = 0;
@@ -70,6 +90,12 @@ class Metrics {
     std::atomic<std::uint64_t> connections_refused_{0};
     std::atomic<std::uint64_t> request_timeouts_{0};
     std::atomic<std::uint64_t> bad_framing_{0};
+    std::atomic<std::uint64_t> connections_evicted_{0};
+    std::atomic<std::uint64_t> source_connections_refused_{0};
+    std::atomic<std::uint64_t> rate_limited_{0};
+    std::atomic<std::uint64_t> rejections_not_logged_{0};
+    std::atomic<std::int64_t> key_names_{-1};
+    std::atomic<std::uint64_t> key_name_reads_{0};
     double start_time_ = 0;
 };
 

@@ -59,7 +59,7 @@ Pool::Pool(PoolOptions options, Metrics& metrics, Log& log)
 
 Pool::~Pool() { close_idle(); }
 
-std::variant<Pool::Lease, Pool::Failure> Pool::acquire(std::chrono::milliseconds wait) {
+std::variant<Pool::Lease, Pool::Failure> Pool::acquire(std::chrono::milliseconds wait, bool quiet) {
     const auto deadline = std::chrono::steady_clock::now() + wait;
     std::unique_ptr<Connection> conn;
     {
@@ -76,7 +76,7 @@ std::variant<Pool::Lease, Pool::Failure> Pool::acquire(std::chrono::milliseconds
             }
             if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
                 open_ >= options_.size) {
-                metrics_.pool_timeout();
+                if (!quiet) metrics_.pool_timeout();
                 return Failure{true, "no database connection became free within " +
                                          std::to_string(wait.count()) + " ms (pool size " +
                                          std::to_string(options_.size) + ")"};

@@ -70,8 +70,9 @@ class Pool {
     Pool(const Pool&) = delete;
     Pool& operator=(const Pool&) = delete;
 
-    // Waits up to `wait` for a connection; opens one when a slot is free.
-    std::variant<Lease, Failure> acquire(std::chrono::milliseconds wait);
+    // Waits up to `wait` for a connection; opens one when a slot is free. A `quiet` wait
+    // (the proxy's own housekeeping) is not counted as a pool timeout when it ends.
+    std::variant<Lease, Failure> acquire(std::chrono::milliseconds wait, bool quiet = false);
     PoolStats stats() const;
     // Closes the idle connections (at shutdown, after the last request).
     void close_idle();

@@ -4,9 +4,12 @@
 
 #include <sys/resource.h>
 
+#include "proxy/text.hpp"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -34,6 +37,15 @@ constexpr int kReservedFds = 64;
 
 class Session;
 
+// The idle connections, oldest first: the ones closed to admit a newcomer at a limit.
+using IdleList = std::list<std::weak_ptr<Session>>;
+
+// The connections of one source (sources.hpp).
+struct SourceState {
+    int connections = 0;
+    IdleList idle;
+};
+
 }  // namespace
 
 struct Server::Impl {
@@ -45,6 +57,7 @@ struct Server::Impl {
           ioc(std::max(1, c.threads)),
           acceptor(ioc),
           signals(ioc, SIGTERM, SIGINT),
+          housekeeping(ioc),
           db(static_cast<std::size_t>(std::max(1, c.pool_size))),
           max_connections(c.max_connections) {}
 
@@ -55,14 +68,23 @@ struct Server::Impl {
     asio::io_context ioc;
     tcp::acceptor acceptor;
     asio::signal_set signals;
+    asio::steady_timer housekeeping;
     asio::thread_pool db;  // the only threads that wait for PostgreSQL
     int max_connections;
     std::atomic<bool> stopping{false};
 
+    // Guards the fields below and every Session's idle-list membership.
     std::mutex mu;
     std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+    int open = 0;  // admitted connections not yet destroyed
+    IdleList idle;
+    std::unordered_map<std::string, SourceState> sources;
 
     void accept();
+    // Decides on a newcomer from `source` (under `mu`): admitted or not, and the idle
+    // connection to close for it, if one must be.
+    bool admit(const std::string& source, bool trusted, std::shared_ptr<Session>& victim);
+    void tick(unsigned n);
     void stop(int sig);
 };
 
@@ -72,33 +94,43 @@ enum class State { Idle, Reading, Busy, Writing, Closing };
 
 class Session : public std::enable_shared_from_this<Session> {
   public:
-    Session(tcp::socket socket, Server::Impl& s)
-        : s_(s), stream_(std::move(socket)), buffer_(s.config.max_body_bytes + 2 * kHeaderLimit) {}
+    Session(tcp::socket socket, Server::Impl& s, std::string remote, std::string source,
+            bool trusted)
+        : s_(s),
+          stream_(std::move(socket)),
+          buffer_(s.config.max_body_bytes + 2 * kHeaderLimit),
+          remote_(std::move(remote)),
+          source_(std::move(source)),
+          trusted_(trusted),
+          accepted_(Clock::now()) {}
 
     ~Session() {
         {
             std::lock_guard lock(s_.mu);
             s_.sessions.erase(this);
+            leave_idle_locked();
+            --s_.open;
+            auto it = s_.sources.find(source_);
+            if (it != s_.sources.end() && --it->second.connections <= 0) s_.sources.erase(it);
         }
         s_.metrics.connection_add(-1);
     }
 
+    // Runs under s_.mu, in the accept that admitted the session: idle from the start,
+    // in the order of the accepts.
+    void register_locked() {
+        s_.sessions.emplace(this, weak_from_this());
+        enter_idle_locked();
+    }
+
     void start() {
         s_.metrics.connection_add(1);
-        {
-            std::lock_guard lock(s_.mu);
-            s_.sessions.emplace(this, weak_from_this());
-        }
         beast::error_code ec;
-        const auto peer = stream_.socket().remote_endpoint(ec);
-        remote_ = ec ? "-" : peer.address().to_string();
         stream_.socket().set_option(tcp::no_delay(true), ec);
         // The first request's deadline runs from the accept: a connection that sends
         // nothing is closed after --read-timeout.
-        asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-            self->begin_request();
-            self->read_header();
-        });
+        asio::dispatch(stream_.get_executor(),
+                       [self = shared_from_this()] { self->wait_request(true); });
     }
 
     // At shutdown: a connection not in the middle of an answer is closed now; the
@@ -108,40 +140,94 @@ class Session : public std::enable_shared_from_this<Session> {
         asio::post(stream_.get_executor(), [self = shared_from_this()] { self->on_stop(); });
     }
 
+    // Chosen (and taken off the idle lists) to make room for a newcomer: closed, unless
+    // a request began meanwhile.
+    void post_evict() {
+        asio::post(stream_.get_executor(), [self = shared_from_this()] {
+            if (self->state_ != State::Idle || !self->stream_.socket().is_open()) return;
+            self->s_.metrics.connection_evicted();
+            self->close();
+        });
+    }
+
+    const std::string& source() const { return source_; }
+
+    // The idle lists' entries (under s_.mu).
+    bool in_idle = false;
+    IdleList::iterator idle_it;
+    IdleList::iterator source_idle_it;
+
   private:
     void on_stop() {
         if (state_ == State::Idle || state_ == State::Reading || state_ == State::Closing) close();
     }
 
-    void begin_request() {
+    void enter_idle() {
+        std::lock_guard lock(s_.mu);
+        enter_idle_locked();
+    }
+
+    void enter_idle_locked() {
+        if (in_idle) return;
+        auto src = s_.sources.find(source_);
+        if (src == s_.sources.end()) return;
+        idle_it = s_.idle.insert(s_.idle.end(), weak_from_this());
+        source_idle_it = src->second.idle.insert(src->second.idle.end(), weak_from_this());
+        in_idle = true;
+    }
+
+    void leave_idle() {
+        std::lock_guard lock(s_.mu);
+        leave_idle_locked();
+    }
+
+    void leave_idle_locked() {
+        if (!in_idle) return;
+        s_.idle.erase(idle_it);
+        auto src = s_.sources.find(source_);
+        if (src != s_.sources.end()) src->second.idle.erase(source_idle_it);
+        in_idle = false;
+    }
+
+    void begin_request(bool first) {
         req_ = HttpRequest{};
         req_.remote = remote_;
-        req_.start = Clock::now();
+        req_.source = source_;
+        req_.trusted = trusted_;
+        req_.start = first ? accepted_ : Clock::now();
         req_.wall = std::chrono::system_clock::now();
         parser_.emplace();
         parser_->header_limit(kHeaderLimit);
         parser_->body_limit(s_.config.max_body_bytes);
         state_ = State::Reading;
-        stream_.expires_after(std::chrono::seconds(s_.config.read_timeout_s));
+        if (!first) stream_.expires_after(std::chrono::seconds(s_.config.read_timeout_s));
     }
 
-    // Between requests: the keep-alive timeout until the first byte of the next one.
-    void wait_request() {
+    // Before a request: idle (the connection may be closed to admit a newcomer at a
+    // limit) until its first byte. Between requests the keep-alive timeout runs; before
+    // a connection's first request, --read-timeout from the accept.
+    void wait_request(bool first = false) {
         if (s_.stopping.load()) return close();
         if (buffer_.size() > 0) {  // a pipelined request is already here
-            begin_request();
+            begin_request(first);
             return read_header();
         }
         state_ = State::Idle;
-        stream_.expires_after(std::chrono::seconds(s_.config.keepalive_timeout_s));
-        stream_.async_read_some(buffer_.prepare(4096),
-                                [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                                    if (ec)
-                                        return self->close();  // idle timeout, or the client closed
-                                    self->buffer_.commit(n);
-                                    self->begin_request();
-                                    self->read_header();
-                                });
+        enter_idle();
+        stream_.expires_after(
+            std::chrono::seconds(first ? s_.config.read_timeout_s : s_.config.keepalive_timeout_s));
+        stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this(), first](
+                                                           beast::error_code ec, std::size_t n) {
+            self->leave_idle();
+            if (ec) {
+                // Idle timeout, the client closed, or closed to admit a newcomer. A first
+                // request that never began is not counted as timed out (as before).
+                return self->close();
+            }
+            self->buffer_.commit(n);
+            self->begin_request(first);
+            self->read_header();
+        });
     }
 
     void read_header() {
@@ -155,16 +241,27 @@ class Session : public std::enable_shared_from_this<Session> {
         if (ec) return on_read_error(ec);
         const auto& h = parser_->get();
         req_.method = std::string(h.method_string());
-        const auto target = h.target();
-        req_.path = std::string(target.substr(0, target.find('?')));
         // RFC 9112 section 6: Beast refuses conflicting and non-decimal lengths and a
         // Content-Length after Transfer-Encoding; these catch the remaining cases.
         const auto te = h.count(http::field::transfer_encoding);
         if (te > 0 && h.count(http::field::content_length) > 0)
-            return refuse(400, "Content-Length together with Transfer-Encoding");
+            return refuse(400, "Content-Length together with Transfer-Encoding", true);
         if (te > 1 || (te == 1 && !beast::iequals(h[http::field::transfer_encoding], "chunked")))
-            return refuse(400, "unsupported Transfer-Encoding (only chunked is accepted)");
+            return refuse(400, "unsupported Transfer-Encoding (only chunked is accepted)", true);
         if (h.version() != 11 && h.version() != 10) return refuse(400, "unsupported HTTP version");
+        // RFC 9112 section 3.2: exactly one Host in HTTP/1.1 (at most one in 1.0), of valid
+        // syntax, whatever the form of the target; an absolute-form target names the
+        // host itself (3.2.2) and is served like its path.
+        const auto hosts = h.count(http::field::host);
+        if (hosts > 1) return refuse(400, "more than one Host header field");
+        if (hosts == 0 && h.version() == 11) return refuse(400, "no Host header field");
+        const auto host = h[http::field::host];
+        if (hosts == 1 && !valid_host(std::string_view(host.data(), host.size())))
+            return refuse(400, "invalid Host header field");
+        const auto target = h.target();
+        auto path = request_path(std::string_view(target.data(), target.size()));
+        if (!path) return refuse(400, "malformed request target");
+        req_.path = std::move(*path);
         if (beast::iequals(h[http::field::expect], "100-continue") && !parser_->is_done()) {
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
             return asio::async_write(
@@ -227,9 +324,10 @@ class Session : public std::enable_shared_from_this<Session> {
         });
     }
 
-    // A request refused before it was read completely: answer, then close.
-    void refuse(int status, const std::string& why) {
-        if (status == 400 && why.rfind("malformed", 0) != 0) s_.metrics.bad_framing();
+    // A request refused before it was read completely: answer, then close. `framing`:
+    // counted as bad framing (RFC 9112 section 6).
+    void refuse(int status, const std::string& why, bool framing = false) {
+        if (framing) s_.metrics.bad_framing();
         keep_alive_ = false;
         send(s_.app.error(status, why));
     }
@@ -292,6 +390,9 @@ class Session : public std::enable_shared_from_this<Session> {
     HttpRequest req_;
     std::shared_ptr<http::response<http::string_body>> res_;
     std::string remote_;
+    std::string source_;
+    bool trusted_ = false;
+    Clock::time_point accepted_;
     State state_ = State::Reading;
     bool keep_alive_ = false;
     std::array<char, 4096> drain_{};
@@ -310,14 +411,88 @@ void Server::Impl::accept() {
             timer->async_wait([this, timer](beast::error_code) { accept(); });
             return;
         }
-        if (metrics.open_connections() >= max_connections) {
-            metrics.connection_refused();
+        beast::error_code peer_ec;
+        const auto peer = socket.remote_endpoint(peer_ec);
+        std::string remote = "-";
+        std::string source = "-";
+        bool trusted = false;
+        if (!peer_ec) {
+            remote = peer.address().to_string();
+            if (const auto address = parse_address(remote)) {
+                source = source_of(*address);
+                trusted = contains(config.trusted, *address);
+            }
+        }
+        std::shared_ptr<Session> victim;
+        std::shared_ptr<Session> session;
+        {
+            std::lock_guard lock(mu);
+            if (admit(source, trusted, victim)) {
+                session = std::make_shared<Session>(std::move(socket), *this, std::move(remote),
+                                                    source, trusted);
+                session->register_locked();
+            }
+        }
+        if (victim) victim->post_evict();
+        if (session) {
+            session->start();
+        } else {
             beast::error_code ignored;
             socket.close(ignored);
-        } else {
-            std::make_shared<Session>(std::move(socket), *this)->start();
         }
         accept();
+    });
+}
+
+bool Server::Impl::admit(const std::string& source, bool trusted,
+                         std::shared_ptr<Session>& victim) {
+    auto& src = sources[source];
+    // The oldest idle connection of a list that is still there; it leaves the lists.
+    auto oldest = [this](IdleList& list) -> std::shared_ptr<Session> {
+        while (!list.empty()) {
+            auto s = list.front().lock();
+            if (!s) {  // being destroyed: its destructor, waiting for `mu`, unlinks it
+                list.pop_front();
+                continue;
+            }
+            idle.erase(s->idle_it);
+            auto it = sources.find(s->source());
+            if (it != sources.end()) it->second.idle.erase(s->source_idle_it);
+            s->in_idle = false;
+            return s;
+        }
+        return nullptr;
+    };
+    const bool source_full = !trusted && config.max_connections_per_source > 0 &&
+                             src.connections >= config.max_connections_per_source;
+    if (source_full) {
+        // The source makes room among its own connections, never among the others'.
+        victim = oldest(src.idle);
+        if (!victim) {
+            metrics.source_connection_refused();
+            if (src.connections == 0) sources.erase(source);
+            return false;
+        }
+    } else if (open >= max_connections) {
+        victim = oldest(idle);
+        if (!victim) {
+            metrics.connection_refused();
+            if (src.connections == 0) sources.erase(source);
+            return false;
+        }
+    }
+    ++src.connections;
+    ++open;
+    return true;
+}
+
+void Server::Impl::tick(unsigned n) {
+    app.housekeeping();
+    // The key names and settings: now (at start) and every KeyWatch::kInterval.
+    if (n % KeyWatch::kInterval.count() == 0) asio::post(db, [this] { app.refresh_keys(); });
+    housekeeping.expires_after(std::chrono::seconds(1));
+    housekeeping.async_wait([this, n](beast::error_code ec) {
+        if (!ec && !stopping.load()) tick(n + 1);
     });
 }
 
@@ -327,14 +502,15 @@ void Server::Impl::stop(int sig) {
              ": no new connections, finishing in-flight requests");
     beast::error_code ec;
     acceptor.close(ec);
-    std::vector<std::shared_ptr<Session>> open;
+    housekeeping.cancel();
+    std::vector<std::shared_ptr<Session>> alive;
     {
         std::lock_guard lock(mu);
         for (auto& [ptr, weak] : sessions) {
-            if (auto s = weak.lock()) open.push_back(std::move(s));
+            if (auto s = weak.lock()) alive.push_back(std::move(s));
         }
     }
-    for (auto& s : open) s->post_stop();
+    for (auto& s : alive) s->post_stop();
 }
 
 Server::Server(const Config& config, App& app, Metrics& metrics, Log& log)
@@ -395,11 +571,13 @@ void Server::run() {
         if (!ec) s.stop(sig);
     });
     s.accept();
+    s.tick(0);
     std::vector<std::thread> threads;
     for (int i = 1; i < s.config.threads; ++i) threads.emplace_back([&s] { s.ioc.run(); });
     s.ioc.run();  // returns when the acceptor, every connection and every answer are done
     for (auto& t : threads) t.join();
     s.db.join();
+    s.app.housekeeping(true);  // the last summary of rejections
 }
 
 }  // namespace attendance::proxy

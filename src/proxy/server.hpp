@@ -6,11 +6,18 @@
 // Limits, each closing the connection it applies to:
 //   - one total deadline (--read-timeout) for a request's headers and body together;
 //   - an idle keep-alive timeout (--keepalive-timeout) between requests;
-//   - a cap on open connections (--max-connections): at the cap a new connection is
-//     accepted and closed at once, so that the ones already open keep being served;
+//   - a cap on open connections (--max-connections) and one per source
+//     (--max-connections-per-source; --trusted-sources are exempt): at a limit the
+//     oldest idle connection (no request begun; at the per-source limit, the source's
+//     own) is closed to admit the newcomer, and only when none is idle is the newcomer
+//     closed at once; a request in progress is never cut off;
 //   - strict RFC 9112 framing: a bad or conflicting Content-Length, Content-Length
-//     with Transfer-Encoding, or any transfer coding but "chunked" answer 400.
-// Pipelined requests are answered in order, one at a time.
+//     with Transfer-Encoding, or any transfer coding but "chunked" answer 400; so do a
+//     missing (HTTP/1.1), repeated or invalid Host and a malformed request target
+//     (section 3.2; an absolute-form target is served like its path).
+// Pipelined requests are answered in order, one at a time. Every second a housekeeping
+// timer sums up the rejections (handler.hpp) and, every few seconds, has the key names
+// read again (keys.hpp).
 #pragma once
 
 #include "proxy/config.hpp"

@@ -1,6 +1,7 @@
 #include "proxy/text.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <ctime>
 
@@ -120,6 +121,80 @@ std::string one_line(std::string_view s) {
         out.push_back(c);
     }
     return out;
+}
+
+namespace {
+
+bool unreserved_or_sub_delim(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
+}
+
+bool hex_digit(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool digits(std::string_view s, std::size_t max) {
+    return s.size() <= max &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// RFC 3986 reg-name / IPv4address: unreserved, sub-delims and %XX only.
+bool reg_name(std::string_view s) {
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%') {
+            if (i + 2 >= s.size() || !hex_digit(s[i + 1]) || !hex_digit(s[i + 2])) return false;
+            i += 2;
+        } else if (!unreserved_or_sub_delim(s[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+bool valid_host(std::string_view v) {
+    if (v.empty()) return true;  // RFC 9112 3.2: an empty Host for a target without authority
+    std::string_view port;
+    if (v.front() == '[') {  // IP-literal: IPv6 or IPvFuture
+        const auto close = v.find(']');
+        if (close == std::string_view::npos || close == 1) return false;
+        const auto inside = v.substr(1, close - 1);
+        if (!std::all_of(inside.begin(), inside.end(),
+                         [](char c) { return c == ':' || unreserved_or_sub_delim(c); }))
+            return false;
+        const auto rest = v.substr(close + 1);
+        if (!rest.empty() && rest.front() != ':') return false;
+        port = rest.empty() ? rest : rest.substr(1);
+    } else {
+        const auto colon = v.find(':');
+        if (!reg_name(v.substr(0, colon))) return false;
+        if (colon != std::string_view::npos) port = v.substr(colon + 1);
+    }
+    return digits(port, 5);
+}
+
+std::optional<std::string> request_path(std::string_view target) {
+    if (!target.empty() && target.front() == '/')  // origin-form
+        return std::string(target.substr(0, target.find('?')));
+    if (target == "*") return std::string(target);  // asterisk-form (OPTIONS)
+    // absolute-form (RFC 9112 3.2.2): http or https, an authority without userinfo
+    const auto sep = target.find("://");
+    if (sep == std::string_view::npos) return std::nullopt;
+    std::string scheme(target.substr(0, sep));
+    std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (scheme != "http" && scheme != "https") return std::nullopt;
+    const auto rest = target.substr(sep + 3);
+    const auto end = rest.find_first_of("/?");
+    const auto authority = rest.substr(0, end);
+    if (authority.empty() || authority.find('@') != std::string_view::npos ||
+        !valid_host(authority))
+        return std::nullopt;
+    if (end == std::string_view::npos || rest[end] == '?') return std::string("/");
+    const auto path = rest.substr(end);
+    return std::string(path.substr(0, path.find('?')));
 }
 
 std::string iso8601_utc(std::chrono::system_clock::time_point t) {

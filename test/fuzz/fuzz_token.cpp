@@ -17,6 +17,8 @@
 //    claims it was made with and verifies at `now` (with and without "Bearer "), and
 //    fails for another secret or another body; also with the key and secret taken from
 //    the input;
+//  - the receiver's precheck (precheck_token) throws nothing and never refuses a header
+//    and body that verification accepts, now or in replay mode;
 //  - base64url_decode(base64url_encode(x)) == x and constant_time_equal(a, b) == (a == b).
 #include "core/errors.hpp"
 #include "core/token.hpp"
@@ -81,6 +83,29 @@ void check_parsed(const core::ParsedToken& t, std::string_view token) {
     FUZZ_CHECK(token.find('.', dot2 + 1) == std::string_view::npos, "accepted a fourth part");
 }
 
+// What the receiver refuses before the database (docs/proxy.md), verification must refuse.
+void check_precheck(std::string_view authorization, std::string_view body, bool verifies_now,
+                    bool verifies_replay) {
+    for (bool window : {true, false}) {
+        core::PrecheckOptions o;
+        o.now_s = kNow;
+        o.leeway_s = kLeeway;
+        o.check_window = window;
+        o.key_known = [](std::string_view iss) { return iss == kApiKey; };
+        core::Precheck r;
+        try {
+            r = core::precheck_token(authorization, body, o);
+        } catch (...) {
+            attendance::fuzz::unexpected_exception("precheck_token");
+        }
+        FUZZ_CHECK(
+            r.rejection == core::Rejection::None || !(window ? verifies_now : verifies_replay),
+            "the precheck refused what verification accepts: " + r.message);
+        FUZZ_CHECK((r.rejection == core::Rejection::None) == r.message.empty(),
+                   "a precheck rejection without a message, or a message without one");
+    }
+}
+
 // The Authorization header as src/pg/ingest.cpp handles it, at kNow and in replay mode.
 void check_header(std::string_view authorization, std::string_view body) {
     std::string_view token = core::bare_token(authorization);
@@ -96,19 +121,25 @@ void check_header(std::string_view authorization, std::string_view body) {
                    "bare_token left a trailing blank");
     }
     core::ParsedToken t;
-    if (!auth_only("parse_token", [&] { t = core::parse_token(token); })) return;
+    if (!auth_only("parse_token", [&] { t = core::parse_token(token); }))
+        return check_precheck(authorization, body, false, false);
     check_parsed(t, token);
 
     core::VerifyOptions now;
     now.now_s = kNow;
     now.leeway_s = kLeeway;
-    if (auth_only("verify_token", [&] { core::verify_token(t, body, kSecret, now); }))
-        check_verified(t, body, kNow, true);
+    // Verification with the fixture secret; the extension would also refuse another iss.
+    const bool ok_now =
+        auth_only("verify_token", [&] { core::verify_token(t, body, kSecret, now); });
+    if (ok_now) check_verified(t, body, kNow, true);
 
     // Replay mode: no clock check, then the window at the webhook's own createdAt.
     core::VerifyOptions replay = now;
     replay.check_expiry = false;
-    if (auth_only("verify_token(replay)", [&] { core::verify_token(t, body, kSecret, replay); })) {
+    const bool ok_replay =
+        auth_only("verify_token(replay)", [&] { core::verify_token(t, body, kSecret, replay); });
+    check_precheck(authorization, body, ok_now && t.iss == kApiKey, ok_replay && t.iss == kApiKey);
+    if (ok_replay) {
         check_verified(t, body, kNow, false);
         int64_t created = 0;
         try {

@@ -1,9 +1,11 @@
-// Unit tests of the proxy's pure pieces: status mapping, UTF-8 validation, the tiny
-// field scanner, configuration parsing, metrics rendering and log formatting. They
-// need no server and no network. Built from src/proxy/{config,status,text,metrics,log}.cpp.
+// Unit tests of the proxy's pure pieces: status mapping, UTF-8 validation, request
+// targets and Host values, configuration parsing, metrics rendering, log formatting,
+// sources and the budget of rejections. They need no server and no network. Built from
+// src/proxy/{config,status,text,metrics,log,sources}.cpp.
 #include "proxy/config.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/sources.hpp"
 #include "proxy/status.hpp"
 #include "proxy/text.hpp"
 
@@ -130,6 +132,126 @@ TEST(ProxyText, Iso8601) {
     EXPECT_EQ(ap::iso8601_utc(t), "2025-11-14T14:25:00.123Z");
 }
 
+// ---- request targets and Host (RFC 9112 section 3.2) -----------------------------------
+
+TEST(ProxyHttp, RequestTargetForms) {
+    using P = std::optional<std::string>;
+    EXPECT_EQ(ap::request_path("/webhooks/livekit"), P("/webhooks/livekit"));
+    EXPECT_EQ(ap::request_path("/webhooks/livekit?x=1&y"), P("/webhooks/livekit"));
+    EXPECT_EQ(ap::request_path("/"), P("/"));
+    EXPECT_EQ(ap::request_path("*"), P("*"));
+    // absolute-form: served like its path, whatever the scheme's case
+    EXPECT_EQ(ap::request_path("http://proxy.internal:8080/webhooks/livekit"),
+              P("/webhooks/livekit"));
+    EXPECT_EQ(ap::request_path("HTTPS://10.0.0.5/webhooks/livekit?a=b"), P("/webhooks/livekit"));
+    EXPECT_EQ(ap::request_path("http://[::1]:8080/webhooks/livekit"), P("/webhooks/livekit"));
+    EXPECT_EQ(ap::request_path("http://host"), P("/"));
+    EXPECT_EQ(ap::request_path("http://host?q"), P("/"));
+    // neither: malformed
+    for (const char* bad :
+         {"", "webhooks/livekit", "ftp://host/webhooks/livekit", "http:///x", "http://user@host/x",
+          "http://ho st/x", "http://host:80a/x", "proxy.internal:443"}) {
+        EXPECT_FALSE(ap::request_path(bad)) << bad;
+    }
+}
+
+TEST(ProxyHttp, HostValues) {
+    for (const char* good :
+         {"", "example.com", "example.com:8080", "127.0.0.1", "127.0.0.1:", "[::1]", "[::1]:8080",
+          "[2001:db8::7]:443", "xn--bcher-kva.example", "a%20b", "under_score.example"}) {
+        EXPECT_TRUE(ap::valid_host(good)) << good;
+    }
+    for (const char* bad :
+         {"exa mple.com", "example.com:80:80", "example.com:http", "[::1", "[]", "[::1]x",
+          "user@example.com", "a%2", "a%zz", "example.com/x", "example.com:123456", "\"q\""}) {
+        EXPECT_FALSE(ap::valid_host(bad)) << bad;
+    }
+}
+
+// ---- sources and the budget of rejections ---------------------------------------------
+
+TEST(ProxySources, AddressesAndTheirSources) {
+    auto v4 = ap::parse_address("192.0.2.7");
+    ASSERT_TRUE(v4);
+    EXPECT_TRUE(ap::is_ipv4(*v4));
+    EXPECT_EQ(ap::source_of(*v4), "192.0.2.7");
+    // An IPv4-mapped IPv6 address is that IPv4 address.
+    auto mapped = ap::parse_address("::ffff:192.0.2.7");
+    ASSERT_TRUE(mapped);
+    EXPECT_EQ(ap::source_of(*mapped), "192.0.2.7");
+    // IPv6: the /64, so that one host cannot take a new source per address.
+    auto a = ap::parse_address("2001:db8:1:2:aaaa::1");
+    auto b = ap::parse_address("2001:db8:1:2:bbbb::2");
+    auto c = ap::parse_address("2001:db8:1:3::1");
+    ASSERT_TRUE(a && b && c);
+    EXPECT_EQ(ap::source_of(*a), "2001:db8:1:2::/64");
+    EXPECT_EQ(ap::source_of(*a), ap::source_of(*b));
+    EXPECT_NE(ap::source_of(*a), ap::source_of(*c));
+    EXPECT_FALSE(ap::parse_address("300.1.1.1"));
+    EXPECT_FALSE(ap::parse_address("localhost"));
+    EXPECT_FALSE(ap::parse_address(""));
+}
+
+TEST(ProxySources, TrustedBlocks) {
+    std::string error;
+    auto blocks = ap::parse_cidrs(" 127.0.0.1, 10.0.0.0/8 ,::1,fd00::/8,192.0.2.0/31", error);
+    ASSERT_TRUE(blocks) << error;
+    EXPECT_EQ(blocks->size(), 5u);
+    auto in = [&](const char* a) { return ap::contains(*blocks, *ap::parse_address(a)); };
+    EXPECT_TRUE(in("127.0.0.1"));
+    EXPECT_FALSE(in("127.0.0.2"));
+    EXPECT_TRUE(in("10.255.0.1"));
+    EXPECT_FALSE(in("11.0.0.1"));
+    EXPECT_TRUE(in("::1"));
+    EXPECT_TRUE(in("fd12:3456::1"));
+    EXPECT_FALSE(in("fe80::1"));
+    EXPECT_TRUE(in("192.0.2.1"));
+    EXPECT_FALSE(in("192.0.2.2"));
+    EXPECT_TRUE(in("::ffff:10.1.2.3"));  // an IPv4 client on an IPv6 socket
+    auto everything = ap::parse_cidrs("0.0.0.0/0", error);
+    ASSERT_TRUE(everything);
+    EXPECT_TRUE(ap::contains(*everything, *ap::parse_address("203.0.113.9")));
+    EXPECT_FALSE(ap::contains(*everything, *ap::parse_address("2001:db8::1")));
+    EXPECT_TRUE(ap::parse_cidrs("", error)->empty());
+    for (const char* bad :
+         {"10.0.0.0/33", "::1/129", "10.0.0.0/", "10.0.0.0/x", "host", "10.0.0", "1.2.3.4,,"}) {
+        EXPECT_FALSE(ap::parse_cidrs(bad, error)) << bad;
+    }
+    EXPECT_NE(error.find("CIDR"), std::string::npos);
+}
+
+TEST(ProxySources, TheBudgetOfRejections) {
+    using namespace std::chrono_literals;
+    ap::RejectBudget budget(2, 5);  // 5 at once, then 2 per second
+    const auto t0 = ap::RejectBudget::Clock::time_point{} + 100s;
+    for (int i = 0; i < 5; ++i) {
+        EXPECT_FALSE(budget.over("a", t0)) << i;
+        budget.charge("a", t0);
+    }
+    EXPECT_TRUE(budget.over("a", t0));
+    EXPECT_FALSE(budget.over("b", t0));  // per source
+    EXPECT_EQ(budget.retry_after_s("a", t0), 1);
+    EXPECT_TRUE(budget.over("a", t0 + 400ms));
+    EXPECT_FALSE(budget.over("a", t0 + 500ms));  // one more after half a second
+    budget.charge("a", t0 + 500ms);
+    EXPECT_TRUE(budget.over("a", t0 + 500ms));
+    // Whole again after burst / rate; then it is forgotten by a sweep.
+    budget.sweep(t0 + 2s);
+    EXPECT_EQ(budget.tracked(), 1u);
+    budget.sweep(t0 + 3s);
+    EXPECT_EQ(budget.tracked(), 0u);
+    EXPECT_FALSE(budget.over("a", t0 + 3s));
+    // A slow rate gives a longer Retry-After.
+    ap::RejectBudget slow(0.25, 1);
+    slow.charge("x", t0);
+    EXPECT_EQ(slow.retry_after_s("x", t0), 4);
+    // Rate 0: no budget at all.
+    ap::RejectBudget off(0, 1);
+    for (int i = 0; i < 10; ++i) off.charge("x", t0);
+    EXPECT_FALSE(off.over("x", t0));
+    EXPECT_EQ(off.tracked(), 0u);
+}
+
 // ---- configuration --------------------------------------------------------------------
 
 TEST(ProxyConfig, Defaults) {
@@ -193,6 +315,33 @@ TEST(ProxyConfig, ErrorsNameTheFlagOrTheVariableThatWasWrong) {
     EXPECT_EQ(r.config->max_connections, 50);
 }
 
+TEST(ProxyConfig, PerSourceLimitsAndTrustedSources) {
+    auto d = parse({});
+    ASSERT_TRUE(d.config) << d.error;
+    EXPECT_EQ(d.config->max_connections_per_source, 1000);
+    EXPECT_DOUBLE_EQ(d.config->reject_rate, 10.0);
+    EXPECT_EQ(d.config->reject_burst, 100);
+    EXPECT_TRUE(d.config->trusted.empty());
+    auto r = parse({"--trusted-sources", "127.0.0.1, 10.0.0.0/8", "--max-connections-per-source",
+                    "0", "--reject-rate=0"},
+                   {{"ATTENDANCE_PROXY_REJECT_BURST", "7"}});
+    ASSERT_TRUE(r.config) << r.error;
+    EXPECT_EQ(r.config->trusted.size(), 2u);
+    EXPECT_EQ(r.config->max_connections_per_source, 0);
+    EXPECT_DOUBLE_EQ(r.config->reject_rate, 0.0);
+    EXPECT_DOUBLE_EQ(parse({"--reject-rate", "0.25"}).config->reject_rate, 0.25);
+    EXPECT_NE(parse({"--reject-rate", "-1"}).error, "");
+    EXPECT_EQ(r.config->reject_burst, 7);
+    auto bad = parse({"--trusted-sources", "10.0.0.0/40"});
+    EXPECT_FALSE(bad.config);
+    EXPECT_EQ(bad.error.rfind("--trusted-sources:", 0), 0u) << bad.error;
+    EXPECT_EQ(parse({}, {{"ATTENDANCE_PROXY_TRUSTED_SOURCES", "nope"}})
+                  .error.rfind("ATTENDANCE_PROXY_TRUSTED_SOURCES:", 0),
+              0u);
+    EXPECT_NE(parse({"--reject-burst", "0"}).error, "");
+    EXPECT_NE(parse({"--path", "/readyz"}).error, "");
+}
+
 TEST(ProxyConfig, AFlagGivenTwiceTakesItsLastValue) {
     auto r = parse({"--keepalive-timeout", "2", "--read-timeout=5", "--keepalive-timeout", "60"});
     ASSERT_TRUE(r.config) << r.error;
@@ -204,11 +353,28 @@ TEST(ProxyConfig, HelpListsEveryFlagAndVariable) {
     EXPECT_TRUE(parse({"--help"}).help);
     EXPECT_TRUE(parse({"--version"}).version);
     const std::string text = ap::usage();
-    for (const char* s :
-         {"--listen", "--port", "--path", "--conninfo", "--threads", "--pool-size",
-          "--max-body-bytes", "--pool-timeout-ms", "--connect-timeout", "--statement-timeout-ms",
-          "--read-timeout", "--max-connections", "--write-timeout", "--keepalive-timeout",
-          "--retry-after", "--log-format", "ATTENDANCE_PROXY_CONNINFO", "/webhooks/livekit"}) {
+    for (const char* s : {"--listen",
+                          "--port",
+                          "--path",
+                          "--conninfo",
+                          "--threads",
+                          "--pool-size",
+                          "--max-body-bytes",
+                          "--pool-timeout-ms",
+                          "--connect-timeout",
+                          "--statement-timeout-ms",
+                          "--read-timeout",
+                          "--max-connections",
+                          "--write-timeout",
+                          "--keepalive-timeout",
+                          "--retry-after",
+                          "--log-format",
+                          "--max-connections-per-source",
+                          "--trusted-sources",
+                          "--reject-rate",
+                          "--reject-burst",
+                          "ATTENDANCE_PROXY_CONNINFO",
+                          "/webhooks/livekit"}) {
         EXPECT_NE(text.find(s), std::string::npos) << s;
     }
 }
@@ -250,6 +416,33 @@ TEST(ProxyMetrics, RendersCountersHistogramAndGauges) {
     EXPECT_TRUE(has("attendance_proxy_pool_in_use 1"));
     EXPECT_TRUE(has("attendance_proxy_in_flight_requests 2"));
     EXPECT_TRUE(has("# TYPE attendance_proxy_webhook_duration_seconds histogram"));
+}
+
+TEST(ProxyMetrics, RejectionsAndConnectionLimits) {
+    ap::Metrics m;
+    const std::string before = m.render({});
+    EXPECT_NE(before.find("\nattendance_proxy_key_names -1\n"), std::string::npos);
+    m.rejected("missing_token");
+    m.rejected("missing_token");
+    m.rejected("body_hash");
+    m.rate_limited();
+    m.rejection_not_logged();
+    m.connection_evicted();
+    m.source_connection_refused();
+    m.connection_refused();
+    m.set_key_names(2);
+    m.key_names_read();
+    const std::string text = m.render({});
+    auto has = [&](const std::string& s) { return text.find(s + "\n") != std::string::npos; };
+    EXPECT_TRUE(has(R"(attendance_proxy_rejected_total{reason="missing_token"} 2)"));
+    EXPECT_TRUE(has(R"(attendance_proxy_rejected_total{reason="body_hash"} 1)"));
+    EXPECT_TRUE(has("attendance_proxy_rate_limited_total 1"));
+    EXPECT_TRUE(has("attendance_proxy_rejections_not_logged_total 1"));
+    EXPECT_TRUE(has("attendance_proxy_connections_evicted_total 1"));
+    EXPECT_TRUE(has("attendance_proxy_source_connections_refused_total 1"));
+    EXPECT_TRUE(has("attendance_proxy_connections_refused_total 1"));
+    EXPECT_TRUE(has("attendance_proxy_key_names 2"));
+    EXPECT_TRUE(has("attendance_proxy_key_name_reads_total 1"));
 }
 
 TEST(ProxyMetrics, EscapesLabelValues) {
@@ -307,4 +500,34 @@ TEST(ProxyLog, MessagesInBothFormats) {
         nlohmann::json::parse(ap::format_message(t, "warning", "x \"y\"", ap::LogFormat::Json));
     EXPECT_EQ(j["level"], "warning");
     EXPECT_EQ(j["message"], "x \"y\"");
+}
+
+TEST(ProxyLog, RejectionsAreLoggedAtABoundedRate) {
+    ap::RejectLog log(3);
+    int logged = 0;
+    for (int i = 0; i < 1000; ++i) logged += log.note("192.0.2.1", "401 missing_token") ? 1 : 0;
+    for (int i = 0; i < 20; ++i) logged += log.note("192.0.2.2", "429 -") ? 1 : 0;
+    logged += log.note("2001:db8::/64", "404 not found") ? 1 : 0;
+    EXPECT_EQ(logged, 3);
+    EXPECT_EQ(log.suppressed_total(), 1018u);
+    const std::string line = log.flush(10);
+    EXPECT_EQ(line,
+              "rejected 1021 requests in the last 10 s (1018 not logged one by one): "
+              "401 missing_token 1000, 429 - 20, 404 not found 1; from 192.0.2.1 1000, "
+              "192.0.2.2 20, 2001:db8::/64 1");
+    // A new interval: the first ones are logged again, and nothing to sum up.
+    EXPECT_TRUE(log.note("192.0.2.1", "401 body_hash"));
+    EXPECT_EQ(log.flush(10), "");
+    EXPECT_EQ(log.flush(10), "");
+}
+
+TEST(ProxyLog, ASummaryNamesAFewSourcesAndCountsTheRest) {
+    ap::RejectLog log(0);
+    for (int i = 0; i < 12; ++i)
+        for (int k = 0; k <= i; ++k) log.note("198.51.100." + std::to_string(i), "401 x");
+    const std::string line = log.flush(10);
+    EXPECT_NE(line.find("from 198.51.100.11 12, 198.51.100.10 11, 198.51.100.9 10, "
+                        "198.51.100.8 9, 198.51.100.7 8, ..."),
+              std::string::npos)
+        << line;
 }
