@@ -145,6 +145,7 @@ struct JobOutcome {
     int processed = 0;
     int failed = 0;
     std::string message;
+    bool incomplete = false;  // a fold that left events for a later fold
 };
 
 JobOutcome do_job(SpiSession& spi, const std::string& job) {
@@ -153,6 +154,7 @@ JobOutcome do_job(SpiSession& spi, const std::string& job) {
         FoldResult r = fold(spi);
         out.processed = int(r.events);
         out.failed = r.failed;
+        out.incomplete = !r.complete;
         out.message = "folded " + std::to_string(r.events) + " event(s) into " +
                       std::to_string(r.sessions) + " session(s), flagged " +
                       std::to_string(r.flagged) + " for a late webhook" +
@@ -279,6 +281,15 @@ void run_once() {
         folded = do_job(spi, "fold");
         spi.finish();
     });
+    // A fold that waited in vain for an open transaction leaves its events for a later
+    // fold. That transaction may log nothing (a redelivery draws an id and stores no row),
+    // so its commit may never wake the scheduler: the next fold is due now (at most every
+    // fold_interval), whether or not another event comes.
+    if (folded.incomplete) {
+        SpinLockAcquire(&shared->mutex);
+        shared->events_pending = true;
+        SpinLockRelease(&shared->mutex);
+    }
     if (!err.empty() || folded.failed > 0) {
         const std::string why = err.empty() ? folded.message : err;
         summary += "fold failed: " + why + "; ";
