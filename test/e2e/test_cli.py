@@ -349,10 +349,10 @@ def _():
     p = ctl("reconcile", check_rc=0)
     assert re.search(r"sessions_rederived:\s+0\b", p.stdout), p.stdout
     # an open connection whose session has ended since it was derived is closed now
-    sql("INSERT INTO attendance_sessions (session_id, participant_sid, user_key, join_time) "
-        "VALUES (456, 'PA_abc123ahmed2', '12', '2025-11-14 14:44:31Z') "
-        "ON CONFLICT (session_id, participant_sid) DO UPDATE SET leave_time = NULL, end_reason = NULL, "
-        "leave_is_synthetic = false")
+    sql("INSERT INTO attendance_sessions (session_id, room_name, participant_sid, user_key, join_time) "
+        "VALUES (456, 'session-456', 'PA_abc123ahmed2', '12', '2025-11-14 14:44:31Z') "
+        "ON CONFLICT (session_id, room_name, participant_sid) DO UPDATE SET leave_time = NULL, "
+        "end_reason = NULL, leave_is_synthetic = false")
     data = json.loads(ctl("reconcile", "--json", check_rc=0).stdout)
     assert data["sessions_rederived"] == 1, data
     row = sql("SELECT end_reason, leave_is_synthetic FROM attendance_sessions WHERE participant_sid = 'PA_abc123ahmed2'")
