@@ -93,7 +93,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     // Rooms logged since the last fold are not in attendance_rooms yet: note them, so that
     // the naming rule for breakout rooms sees them (docs/architecture.md, "Rooms and windows").
     // An upgrade script of an earlier version folds with this library before the rooms
-    // exist (docs/architecture.md, "Upgrades"): then the rooms are not noted, and the
+    // exist (docs/architecture.md, "Rooms and windows"): then the rooms are not noted, and the
     // session's events are read as that version matched them.
     const bool rooms = has_rooms(spi);
     if (lock && rooms) note_rooms(spi, false);
