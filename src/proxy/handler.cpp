@@ -48,6 +48,7 @@ HttpReply App::error(int status, std::string_view message) const {
 }
 
 std::optional<HttpReply> App::route(HttpRequest& req) {
+    req.received = Clock::now();
     if (req.path == config_.path) {
         if (req.method != "POST") {
             HttpReply r = fail(405, "method not allowed: webhooks are POSTed", "");
@@ -112,7 +113,7 @@ std::optional<HttpReply> App::precheck(HttpRequest& req, bool may_defer) {
     }
     if (result.rejection == core::Rejection::None) return std::nullopt;
     if (result.rejection == core::Rejection::UnknownKey && may_defer &&
-        Clock::now() - known->read_at > KeyWatch::kUnknownRecheck) {
+        keys_.must_recheck(req.received)) {
         req.recheck_key = true;
         return std::nullopt;
     }
@@ -131,9 +132,9 @@ HttpReply App::handle_db(const HttpRequest& req, Clock::time_point queued) {
 
 HttpReply App::webhook(const HttpRequest& req, Clock::time_point queued) {
     if (req.recheck_key) {
-        // The token names a key the proxy's list lacks: read the names again (at most
-        // once per KeyWatch::kUnknownRecheck, whatever the number of such requests).
-        keys_.refresh(KeyWatch::kUnknownRecheck);
+        // The token names a key the proxy's list lacks, and the list is older than the
+        // request: a reading that begins after it came (within KeyWatch's demand budget).
+        keys_.refresh_for(req.received);
         HttpRequest again = req;
         if (auto rejected = precheck(again, false)) return std::move(*rejected);
     }

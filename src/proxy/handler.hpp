@@ -34,8 +34,10 @@ struct HttpRequest {
     bool trusted = false;     // --trusted-sources: exempt from them
     Clock::time_point start;  // first byte of the request (or its accept)
     std::chrono::system_clock::time_point wall;
-    // The token names a key the proxy did not know, and its list was not fresh: the
-    // database thread reads the names again before judging (keys.hpp).
+    // When the request was received completely (the webhook path's tests begin).
+    Clock::time_point received;
+    // The token names a key the proxy did not know, and its list was read before the
+    // request came: the database thread reads the names again before judging (keys.hpp).
     bool recheck_key = false;
 };
 
@@ -93,7 +95,7 @@ class App {
     // `final`, the summary now (at shutdown).
     void housekeeping(bool final = false);
     // Reads the key names and settings (keys.hpp); on a database thread.
-    void refresh_keys() { keys_.refresh(std::chrono::milliseconds(0)); }
+    void refresh_keys() { keys_.refresh(); }
 
   private:
     struct ProbeCache {
@@ -108,7 +110,8 @@ class App {
     HttpReply probe(ProbeCache& cache, bool write, Clock::time_point queued);
     // The token tests the proxy can make without a secret (core::precheck_token); nullopt
     // when the request goes on to the database. `may_defer`: an unknown key name with a
-    // list older than KeyWatch::kUnknownRecheck sets req.recheck_key instead of refusing.
+    // list read before the request came sets req.recheck_key instead of refusing
+    // (KeyWatch::must_recheck).
     std::optional<HttpReply> precheck(HttpRequest& req, bool may_defer);
     HttpReply fail(int status, std::string_view message, std::string_view sqlstate) const;
     HttpReply unavailable(std::string_view message = {}) const;

@@ -13,12 +13,28 @@ std::shared_ptr<const Verification> KeyWatch::current() const {
     return current_;
 }
 
-void KeyWatch::refresh(std::chrono::milliseconds min_age) {
+bool KeyWatch::must_recheck(Clock::time_point arrived) {
+    const auto known = current();
+    return (!known || known->read_at < arrived) && !demand_.over("", Clock::now());
+}
+
+void KeyWatch::refresh() {
     std::lock_guard once(refresh_mu_);
-    const auto now = std::chrono::steady_clock::now();
-    if (last_attempt_ != std::chrono::steady_clock::time_point{} && now - last_attempt_ < min_age)
-        return;
-    last_attempt_ = now;
+    read();
+}
+
+void KeyWatch::refresh_for(Clock::time_point arrived) {
+    std::lock_guard once(refresh_mu_);
+    const auto known = current();
+    if (known && known->read_at >= arrived) return;  // began after the request came
+    const auto now = Clock::now();
+    if (demand_.over("", now)) return;
+    demand_.charge("", now);
+    read();
+}
+
+void KeyWatch::read() {
+    const auto started = Clock::now();
 
     auto failed = [&](const std::string& why) {
         // The previous reading stays: it is still the best knowledge of the keys.
@@ -50,7 +66,7 @@ void KeyWatch::refresh(std::chrono::milliseconds min_age) {
         for (const auto& r : names.rows)
             if (!r.empty() && r[0]) v->key_names->insert(*r[0]);
     }
-    v->read_at = std::chrono::steady_clock::now();
+    v->read_at = started;
     metrics_.key_names_read();
     metrics_.set_key_names(v->key_names ? static_cast<std::int64_t>(v->key_names->size()) : -1);
 

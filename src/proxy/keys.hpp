@@ -4,12 +4,14 @@
 // secrets) and the settings that change what verification accepts, as they are in the
 // proxy's own database sessions (attendance.development_mode, attendance.replay_mode,
 // attendance.token_leeway). Read every few seconds, and again when a token names a key
-// the proxy does not know. Until a first reading, nothing is judged here.
+// the proxy does not know (so a key added is accepted by its first webhook). Until a first
+// reading, nothing is judged here.
 #pragma once
 
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/pool.hpp"
+#include "proxy/sources.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -28,33 +30,47 @@ struct Verification {
     // nullopt: the names cannot be read (an extension older than 0.4.1, or no EXECUTE
     // privilege), and a token's key is left to the extension.
     std::optional<std::unordered_set<std::string>> key_names;
-    std::chrono::steady_clock::time_point read_at;
+    std::chrono::steady_clock::time_point read_at;  // when the reading began
 };
 
 class KeyWatch {
   public:
+    using Clock = std::chrono::steady_clock;
+
     // How often the names and settings are read again.
     static constexpr std::chrono::seconds kInterval{5};
-    // An unknown key name is looked up again when the names are older than this; so a
-    // token naming a key added this long ago is never refused for the proxy's old list.
-    static constexpr std::chrono::milliseconds kUnknownRecheck{1000};
+    // Readings for tokens naming an unknown key: up to kDemandBurst at once, then
+    // kDemandRate a second. While unknown names come faster (a flood of made-up keys),
+    // they are judged with a list at most 1 / kDemandRate s old.
+    static constexpr double kDemandRate = 10;
+    static constexpr double kDemandBurst = 5;
 
-    KeyWatch(Pool& pool, Metrics& metrics, Log& log) : pool_(pool), metrics_(metrics), log_(log) {}
+    KeyWatch(Pool& pool, Metrics& metrics, Log& log)
+        : pool_(pool), metrics_(metrics), log_(log), demand_(kDemandRate, kDemandBurst) {}
 
     // The latest reading; nullptr before the first one.
     std::shared_ptr<const Verification> current() const;
-    // Reads again, unless a reading began less than `min_age` ago; one reading at a
-    // time (a second caller waits for it). Blocks on the database: database threads only.
-    void refresh(std::chrono::milliseconds min_age);
+    // Whether a request that arrived at `arrived` and names an unknown key must wait for
+    // a new reading (refresh_for) before it is refused: the latest reading began before
+    // it arrived, and readings on demand are not spent.
+    bool must_recheck(Clock::time_point arrived);
+    // The periodic reading (every kInterval). Blocks on the database: database threads.
+    void refresh();
+    // A reading that began at `arrived` or later, unless readings on demand are spent;
+    // one reading at a time (the others wait for it, and need none of their own if it
+    // began after they arrived). Database threads only.
+    void refresh_for(Clock::time_point arrived);
 
   private:
+    void read();  // under refresh_mu_
+
     Pool& pool_;
     Metrics& metrics_;
     Log& log_;
     mutable std::mutex mu_;  // current_
     std::shared_ptr<const Verification> current_;
     std::mutex refresh_mu_;  // one reading at a time; the fields below
-    std::chrono::steady_clock::time_point last_attempt_{};
+    RejectBudget demand_;    // readings on demand, as a bucket (key "")
     bool failing_ = false;
     std::string said_;  // the last state logged, so that each change is logged once
 };

@@ -612,6 +612,33 @@ def test_key_names_followed():
         proxy.terminate(30)
         dev.terminate(30)
 
+    # A flood of made-up key names: each refused by the proxy, none by the database, and
+    # the names read again at most 5 at once and 10 a second (plus one every 5 s).
+    flood = start_proxy("abuse-fake-keys", f"dbname={DB}", "--reject-rate", "0")
+    log_before = server_log_size()
+    try:
+        m0 = metrics(flood.port)
+        client = Client(flood.port, "127.0.0.5")
+        t0 = time.time()
+        for i in range(300):
+            body = b'{"event":"room_started","room":{"name":"session-456"},"id":"EV_fake_%d","createdAt":"1"}' % i
+            status, _, answer = client.exchange(raw_post(body, forged_token(body, f"APIfake{i}")))
+            check(status == 401 and b"unknown or retired API key 'APIfake" in answer, f"made-up key: {status} {answer!r}")
+        elapsed = time.time() - t0
+        client.close()
+        m1 = metrics(flood.port)
+    finally:
+        flood.terminate(30)
+    refused = m1['attendance_proxy_rejected_total{reason="unknown_key"}'] - \
+        m0.get('attendance_proxy_rejected_total{reason="unknown_key"}', 0)
+    reads = m1["attendance_proxy_key_name_reads_total"] - m0["attendance_proxy_key_name_reads_total"]
+    with open(os.path.join(tp.PGDIR, "server.log"), "rb") as f:
+        f.seek(log_before)
+        in_database = f.read().count(b"unknown or retired API key 'APIfake")
+    check(refused == 300 and in_database == 0, f"{refused:.0f} refused by the proxy, {in_database} by the database")
+    check(reads <= 5 + 10 * elapsed + elapsed / 5 + 2, f"{reads:.0f} readings of the names in {elapsed:.1f} s")
+    note(f"300 made-up key names in {elapsed:.1f} s: all refused by the proxy, {reads:.0f} readings of the names")
+
 
 def hog_case(name, *flags):
     """One client (127.0.0.1) holds HOG idle connections, reopened as they are closed;
