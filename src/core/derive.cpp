@@ -237,7 +237,10 @@ SessionDerivation derive(const std::vector<LoggedEvent>& input, const DeriveCont
         const bool connected =
             std::any_of(p.connections.begin(), p.connections.end(),
                         [](const DerivedConnection& c) { return c.end_reason != kEndAborted; });
-        if (context.scheduled_start_ms && !connected && !expected.count(key)) continue;
+        if (context.scheduled_start_ms && !connected && !expected.count(key)) {
+            for (DerivedConnection& c : p.connections) out.rowless.push_back(std::move(c));
+            continue;
+        }
         if (p.connections.empty() && !expected.count(key)) continue;
         p.role = "student";
         if (auto r = event_role.find(key); r != event_role.end()) p.role = r->second;

@@ -90,7 +90,10 @@ struct DerivedPerson {
 
 struct SessionDerivation {
     std::map<std::string, DerivedPerson> persons;  // attending persons by user key
-    std::optional<int64_t> room_finished_ms;       // the latest room_finished, if any
+    // Connections inside the window of someone who is no person of the session (an aborted
+    // attempt alone): kept as evidence with the session's connections, without a row.
+    std::vector<DerivedConnection> rowless;
+    std::optional<int64_t> room_finished_ms;  // the latest room_finished, if any
 
     bool operator==(const SessionDerivation&) const = default;
 };

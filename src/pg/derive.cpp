@@ -178,28 +178,30 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
         ids.push_back(d.session_id);
         if (d.calculated && (d.pending_cause || d.unseen_events))
             pending_sessions.push_back(d.session_id);
+        auto connection = [&](const std::string& key, const core::DerivedConnection& c) {
+            c_session.push_back(d.session_id);
+            c_room.push_back(c.room);
+            c_sid.push_back(c.sid);
+            c_key.push_back(key);
+            c_join.push_back(c.join_ms.value_or(0));
+            c_join_null.push_back(!c.join_ms);
+            c_leave.push_back(c.leave_ms.value_or(0));
+            c_leave_null.push_back(!c.leave_ms);
+            c_source.push_back(c.join_source);
+            c_source_null.push_back(c.join_source.empty());
+            c_end.push_back(c.end_reason);
+            c_end_null.push_back(c.end_reason.empty());
+            c_synthetic.push_back(c.synthetic_leave);
+            c_reason.push_back(c.disconnect_reason);
+            c_reason_null.push_back(c.disconnect_reason.empty());
+            c_join_ev.push_back(c.join_event_id);
+            c_join_ev_null.push_back(c.join_event_id.empty());
+            c_leave_ev.push_back(c.leave_event_id);
+            c_leave_ev_null.push_back(c.leave_event_id.empty());
+        };
+        for (const core::DerivedConnection& c : d.derivation.rowless) connection(c.user_key, c);
         for (const auto& [key, p] : d.derivation.persons) {
-            for (const core::DerivedConnection& c : p.connections) {
-                c_session.push_back(d.session_id);
-                c_room.push_back(c.room);
-                c_sid.push_back(c.sid);
-                c_key.push_back(key);
-                c_join.push_back(c.join_ms.value_or(0));
-                c_join_null.push_back(!c.join_ms);
-                c_leave.push_back(c.leave_ms.value_or(0));
-                c_leave_null.push_back(!c.leave_ms);
-                c_source.push_back(c.join_source);
-                c_source_null.push_back(c.join_source.empty());
-                c_end.push_back(c.end_reason);
-                c_end_null.push_back(c.end_reason.empty());
-                c_synthetic.push_back(c.synthetic_leave);
-                c_reason.push_back(c.disconnect_reason);
-                c_reason_null.push_back(c.disconnect_reason.empty());
-                c_join_ev.push_back(c.join_event_id);
-                c_join_ev_null.push_back(c.join_event_id.empty());
-                c_leave_ev.push_back(c.leave_event_id);
-                c_leave_ev_null.push_back(c.leave_event_id.empty());
-            }
+            for (const core::DerivedConnection& c : p.connections) connection(key, c);
             p_session.push_back(d.session_id);
             p_key.push_back(key);
             p_user_id.push_back(p.user_id.value_or(0));

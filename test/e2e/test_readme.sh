@@ -110,11 +110,18 @@ fi
 bash -c "$STOP_LINE" >"$WORK/stop.log" 2>&1
 rc=$?
 STOP_LINE=
-if [ $rc -eq 0 ] && ! kill -0 "$PROXY_PID" 2>/dev/null && [ ! -e "$PGDIR" ] &&
-   ! pgrep -f -- "-D $PGDIR/data" >/dev/null; then
+# The stop line signals the proxy, which exits once it has drained; an exited process whose
+# parent is gone may stay a zombie where the machine's first process does not reap (a
+# container): that is stopped too.
+running() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$state" ] && [ "${state#Z}" = "$state" ]
+}
+stopped() { ! running "$PROXY_PID" && ! pgrep -f -- "-D $PGDIR/data" >/dev/null; }
+if [ $rc -eq 0 ] && [ ! -e "$PGDIR" ] && wait_until 60 stopped; then
   pass "the demo's stop line stops the proxy and PostgreSQL and removes the demo's directory"
 else
-  fail "stop line" "exit status $rc: $(tr '\n' '|' <"$WORK/stop.log")"
+  fail "stop line" "exit status $rc, proxy $(ps -o stat= -p "$PROXY_PID" 2>/dev/null || echo gone), directory $([ -e "$PGDIR" ] && echo kept || echo removed), server $(pgrep -f -- "-D $PGDIR/data" | tr '\n' ' '): $(tr '\n' '|' <"$WORK/stop.log")"
 fi
 
 # ---- 3. scripts/deb.sh --install -----------------------------------------------------------

@@ -108,6 +108,28 @@ TEST(Rooms, NobodyOutsideTheWindowGetsARow) {
     EXPECT_TRUE(d.persons.count("472"));
 }
 
+// An aborted attempt inside the window is kept as the session's evidence whether or not
+// the session is scheduled, but alone it makes nobody a person of a scheduled session; an
+// attempt outside the window is not the session's at all.
+TEST(Rooms, AnAbortedAttemptAloneIsEvidenceWithoutARow) {
+    std::vector<LoggedEvent> events = {ev(EventKind::ParticipantConnectionAborted, A + 20 * kMin,
+                                          "room-1", "PA_x", "473", A + 20 * kMin),
+                                       ev(EventKind::ParticipantConnectionAborted, B + 5 * kMin,
+                                          "room-1", "PA_y", "474", B + 5 * kMin)};
+    const SessionDerivation d = derive(events, window(A, B));
+    EXPECT_TRUE(d.persons.empty());
+    ASSERT_EQ(d.rowless.size(), 1u);
+    EXPECT_EQ(d.rowless.front().sid, "PA_x");
+    EXPECT_EQ(d.rowless.front().user_key, "473");
+    EXPECT_EQ(d.rowless.front().end_reason, "aborted");
+    DeriveContext rostered = window(A, B);
+    rostered.roster[473] = "student";
+    const SessionDerivation r = derive(events, rostered);
+    EXPECT_TRUE(r.rowless.empty());
+    ASSERT_EQ(r.persons.count("473"), 1u);
+    EXPECT_EQ(r.persons.at("473").connections.size(), 1u);
+}
+
 // A connection still open is kept (it meets the window from the join on).
 TEST(Rooms, AnOpenConnectionFromBeforeTheStartIsKept) {
     const std::vector<LoggedEvent> events = {join(A - 50 * kMin, "PA_1", "480")};
