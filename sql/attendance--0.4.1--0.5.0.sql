@@ -174,10 +174,26 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.room_name, r.link FROM @extschema@._attendance_session_rooms(ARRAY[$1]) r;
 $$;
 
+-- The sessions whose stored connections an event changes, whatever its time: those holding
+-- its connection (a leave that came after they were derived with the connection open), and
+-- for a room_finished those holding a connection of the room, open or closed by
+-- reconciliation, that began before it. With _attendance_claims, the sessions the fold
+-- derives again for an event, and the ones a late event flags: the claims are what the log
+-- says; this is what a derivation stored before the event came.
+CREATE FUNCTION @extschema@._attendance_holds(room_name text, at timestamptz, event_type text, participant_sid text)
+RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
+    SELECT DISTINCT c.session_id FROM @extschema@.attendance_sessions c
+    WHERE c.room_name = $1
+      AND CASE WHEN $3 = 'room_finished'
+               THEN (c.leave_time IS NULL OR c.leave_is_synthetic) AND c.join_time <= $2
+               ELSE c.participant_sid = $4 END;
+$$;
+
 -- The events of sessions as the derivation reads them: every event of the session's rooms
 -- within attendance.max_connection_age of its window (a connection that meets the window has
 -- an event there), or, for an unscheduled session named by the room pattern, every event of
--- its rooms. `unseen`: an event the session claims that its last calculation did not see.
+-- its rooms. `unseen`: an event its last calculation did not see that the session claims,
+-- or that changes a connection the session holds (_attendance_holds).
 DROP FUNCTION @extschema@._attendance_session_events(bigint[]);
 CREATE FUNCTION @extschema@._attendance_session_events(session_ids bigint[])
 RETURNS TABLE (session_id bigint, event_id text, event_type text, at_ms bigint, participant_sid text,
@@ -207,7 +223,10 @@ LANGUAGE sql STABLE AS $$
            floor(extract(epoch FROM e.joined_at) * 1000)::bigint, e.disconnect_reason,
            CASE WHEN s.session_id IS NOT NULL AND @extschema@._attendance_unseen_by(e.logged_xid, s.calculated_snapshot)
                 THEN c.session_id IN (SELECT @extschema@._attendance_claims(e.room_name, e.event_timestamp, e.joined_at,
-                                                                            e.session_id, e.event_type, e.participant_sid))
+                                                                            e.session_id, e.event_type, e.participant_sid)
+                                      UNION ALL
+                                      SELECT @extschema@._attendance_holds(e.room_name, e.event_timestamp,
+                                                                           e.event_type, e.participant_sid))
                 ELSE false END,
            e.room_name
     FROM candidates c
@@ -272,7 +291,8 @@ FROM @extschema@.attendance_session_schedule s,
 -- PostgreSQL inlines them, and are the owner's only (an inlined body resolves operators
 -- through the caller's search_path); other roles reach them through the pinned functions
 -- that run as the owner (docs/security.md).
-REVOKE ALL ON FUNCTION @extschema@._attendance_setting_interval(text, interval),
+REVOKE ALL ON FUNCTION @extschema@._attendance_holds(text, timestamptz, text, text),
+    @extschema@._attendance_setting_interval(text, interval),
     @extschema@._attendance_room_sessions(text, bigint),
     @extschema@._attendance_parent_room(text), @extschema@._attendance_session_rooms(bigint[]),
     @extschema@._attendance_claims(text, timestamptz, timestamptz, bigint, text, text),
@@ -296,6 +316,9 @@ GRANT SELECT ON @extschema@.attendance_rooms, @extschema@.attendance_session_roo
 ALTER TABLE @extschema@.attendance_sessions ADD COLUMN room_name text NOT NULL DEFAULT '';
 ALTER TABLE @extschema@.attendance_sessions DROP CONSTRAINT attendance_sessions_pkey;
 ALTER TABLE @extschema@.attendance_sessions ADD PRIMARY KEY (session_id, room_name, participant_sid);
+-- The sessions holding a connection: an event of it may change their rows (the fold derives
+-- them again, docs/architecture.md, "The fold").
+CREATE INDEX attendance_sessions_connection_idx ON @extschema@.attendance_sessions (room_name, participant_sid);
 COMMENT ON COLUMN @extschema@.attendance_sessions.room_name IS
   'The room the connection was in: the session''s main room or one linked to it (breakout rooms).';
 
@@ -439,6 +462,10 @@ BEGIN
     WHERE x.sid IS NOT NULL;
     PERFORM 1 FROM @extschema@.attendance_session_schedule s
     WHERE s.session_id = ANY (sessions) ORDER BY s.session_id FOR UPDATE;
+    -- A fold that read the person's old key before this commits derives these sessions
+    -- whole (it reads needs_fold after taking the same locks).
+    UPDATE @extschema@.attendance_session_schedule s SET needs_fold = true
+    WHERE s.session_id = ANY (sessions) AND NOT s.needs_fold;
 
     -- The log: the person's rows keep their times, kinds, sids and role; the identity
     -- becomes the pseudonym, the name goes, and the body loses the participant's name,

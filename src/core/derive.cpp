@@ -28,11 +28,6 @@ int kind_rank(EventKind k) {
     return 5;
 }
 
-bool is_participant_event(EventKind k) {
-    return k == EventKind::ParticipantJoined || k == EventKind::ParticipantLeft ||
-           k == EventKind::ParticipantConnectionAborted;
-}
-
 // The events of one connection (participant sid), in event order.
 DerivedConnection derive_connection(const std::vector<const LoggedEvent*>& events,
                                     const std::vector<int64_t>& room_finished,
@@ -147,6 +142,11 @@ void summarise(DerivedPerson& p) {
 
 }  // namespace
 
+bool is_participant_event(EventKind k) {
+    return k == EventKind::ParticipantJoined || k == EventKind::ParticipantLeft ||
+           k == EventKind::ParticipantConnectionAborted;
+}
+
 bool event_before(const LoggedEvent& a, const LoggedEvent& b) {
     return std::make_tuple(a.time_ms, kind_rank(a.kind), std::cref(a.event_id)) <
            std::make_tuple(b.time_ms, kind_rank(b.kind), std::cref(b.event_id));
@@ -251,6 +251,21 @@ SessionDerivation derive(const std::vector<LoggedEvent>& input, const DeriveCont
         summarise(p);
         out.persons.emplace(key, std::move(p));
     }
+    return out;
+}
+
+SessionDerivation derive_persons(const std::vector<LoggedEvent>& events,
+                                 const DeriveContext& context,
+                                 const std::set<std::string>& user_keys) {
+    // A person's connections depend only on their own participant events and on their rooms'
+    // room events; roster and manual statuses come with the context.
+    std::vector<LoggedEvent> theirs;
+    for (const LoggedEvent& e : events)
+        if (!is_participant_event(e.kind) || user_keys.count(e.user_key)) theirs.push_back(e);
+    SessionDerivation out = derive(theirs, context);
+    std::erase_if(out.persons, [&](const auto& p) { return !user_keys.count(p.first); });
+    std::erase_if(out.rowless,
+                  [&](const DerivedConnection& c) { return !user_keys.count(c.user_key); });
     return out;
 }
 

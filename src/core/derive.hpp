@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -104,8 +105,20 @@ struct SessionDerivation {
 // observers are dropped; events whose kind has no attendance meaning are ignored.
 SessionDerivation derive(const std::vector<LoggedEvent>& events, const DeriveContext& context);
 
+// The same derivation for some persons only (the fold's unit when new events name only
+// them): what derive() gives for each of `user_keys`, and nothing of anyone else. It reads
+// only their participant events and the room events, so a class's other persons cost
+// nothing (docs/architecture.md, "The fold").
+SessionDerivation derive_persons(const std::vector<LoggedEvent>& events,
+                                 const DeriveContext& context,
+                                 const std::set<std::string>& user_keys);
+
 // The person's connections as the seed's join_leave_cycles JSON array.
 nlohmann::json cycles_json(const DerivedPerson& person);
+
+// Whether an event is one of a participant's connection (join, leave, abort): the events
+// that concern one person only.
+bool is_participant_event(EventKind k);
 
 // The total order every choice of the derivation follows: time, then kind, then event id.
 bool event_before(const LoggedEvent& a, const LoggedEvent& b);

@@ -48,7 +48,8 @@ void note_rooms(SpiSession& spi, bool fold) {
 }
 
 std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>& given, bool lock,
-                                     std::string* snapshot) {
+                                     std::string* snapshot,
+                                     const std::map<int64_t, std::set<std::string>>* only) {
     std::vector<int64_t> ids = given;
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
@@ -59,7 +60,10 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     std::map<int64_t, size_t> at;
     for (int64_t id : ids) {
         at[id] = out.size();
-        out.emplace_back().session_id = id;
+        Derived& d = out.emplace_back();
+        d.session_id = id;
+        if (only)
+            if (const auto it = only->find(id); it != only->end()) d.only = it->second;
     }
     auto find = [&](const Value& id) -> Derived* {
         auto it = at.find(id.int8());
@@ -70,7 +74,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         "CASE WHEN needs_calculation THEN recalculation_cause END, calculated_at IS NOT NULL, "
         // Read through to_jsonb: the 0.3.0 upgrade script folds with this library, before
         // the column exists.
-        "to_jsonb(s) ->> 'events_retired_at' "
+        "to_jsonb(s) ->> 'events_retired_at', needs_fold "
         "FROM @s.attendance_session_schedule s WHERE session_id = ANY($1) ORDER BY session_id";
     for (const Row& r : spi.query(lock ? sql + " FOR UPDATE" : sql, {id_array}, ro)) {
         Derived* d = find(r[0]);
@@ -81,6 +85,9 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         d->pending_cause = r[4].opt_str();
         d->calculated = r[5].truth();
         d->events_retired_at = r[6].opt_str();
+        // Read after the lock: a schedule, roster or rooms change, or a forgotten person,
+        // committed while this waited makes the session's whole derivation due.
+        if (lock && r[7].truth()) d->only.reset();
         // Some of its events are gone: deriving again would not give what was calculated.
         // The stored results stay; only reading (attendance_explain) derives it.
         if (lock && d->events_retired_at)
@@ -124,14 +131,26 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         d->overrides[r[1].str("")] = {r[2].str(""), r[3].str("")};
         context[d->session_id].overridden.push_back(r[1].str(""));
     }
+    // When every session derives some persons only, only their events are read (the union
+    // of the keys: core::derive_persons drops the rest).
+    std::set<std::string> keys;
+    const bool some_only = std::all_of(out.begin(), out.end(), [&](const Derived& d) {
+        if (d.only) keys.insert(d.only->begin(), d.only->end());
+        return d.only.has_value();
+    });
     std::map<int64_t, std::vector<core::LoggedEvent>> events;
     for (const Row& r :
          spi.query("SELECT session_id, event_id, event_type, at_ms, participant_sid, "
                    "participant_identity, user_key, user_id, participant_name, role, joined_ms, "
                    "disconnect_reason, unseen, " +
                        std::string(rooms ? "room_name" : "''::text") +
-                       " FROM @s._attendance_session_events($1)",
-                   {id_array}, ro)) {
+                       " FROM @s._attendance_session_events($1) "
+                       "WHERE $2::text[] IS NULL OR user_key = ANY ($2) "
+                       "  OR event_type IN ('room_started', 'room_finished')",
+                   {id_array,
+                    some_only ? Arg::text_array(std::vector<std::string>(keys.begin(), keys.end()))
+                              : Arg::null_of(Arg::Kind::TextArray)},
+                   ro)) {
         Derived* d = find(r[0]);
         if (!d) continue;
         core::LoggedEvent e;
@@ -151,7 +170,9 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         events[d->session_id].push_back(std::move(e));
     }
     for (Derived& d : out) {
-        d.derivation = core::derive(events[d.session_id], context[d.session_id]);
+        d.derivation =
+            d.only ? core::derive_persons(events[d.session_id], context[d.session_id], *d.only)
+                   : core::derive(events[d.session_id], context[d.session_id]);
         // Connections still open are closed by the derivation where its rule says so; the
         // calculation then closes the rest at the scheduled end or now.
         d.window.room_finished_ms.reset();
@@ -161,7 +182,6 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
 
 void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool persons) {
     if (sessions.empty()) return;
-    std::vector<int64_t> ids;
     // connections
     std::vector<int64_t> c_session, c_join, c_leave;
     std::vector<bool> c_join_null, c_leave_null, c_synthetic;
@@ -174,10 +194,24 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
     std::vector<int64_t> pending_sessions;
     std::vector<std::string> p_key, p_identity, p_name, p_role, p_cycles;
     std::vector<bool> p_identity_null, p_name_null;
+    // Sessions derived for some persons only: their (session, person) pairs; the others
+    // are replaced whole.
+    std::vector<int64_t> some_session, whole;
+    std::vector<std::string> some_key;
+    std::vector<int64_t> some_pending;
     for (const Derived& d : sessions) {
-        ids.push_back(d.session_id);
-        if (d.calculated && (d.pending_cause || d.unseen_events))
+        if (d.only) {
+            for (const std::string& key : *d.only) {
+                some_session.push_back(d.session_id);
+                some_key.push_back(key);
+            }
+        } else {
+            whole.push_back(d.session_id);
+        }
+        if (d.calculated && (d.pending_cause || d.unseen_events)) {
             pending_sessions.push_back(d.session_id);
+            if (d.only) some_pending.push_back(d.session_id);
+        }
         auto connection = [&](const std::string& key, const core::DerivedConnection& c) {
             c_session.push_back(d.session_id);
             c_room.push_back(c.room);
@@ -221,8 +255,16 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
             p_cycles.push_back(core::cycles_json(p).dump());
         }
     }
-    const Arg id_array = Arg::int8_array(ids);
-    spi.exec("DELETE FROM @s.attendance_sessions WHERE session_id = ANY($1)", {id_array});
+    const Arg whole_array = Arg::int8_array(whole);
+    const Arg some_sessions = Arg::int8_array(some_session), some_keys = Arg::text_array(some_key);
+    if (!whole.empty())
+        spi.exec("DELETE FROM @s.attendance_sessions WHERE session_id = ANY($1)", {whole_array});
+    if (!some_session.empty())
+        spi.exec(
+            "DELETE FROM @s.attendance_sessions c USING unnest($1::bigint[], $2::text[]) "
+            "AS x(session_id, user_key) WHERE c.session_id = x.session_id "
+            "AND c.user_key = x.user_key",
+            {some_sessions, some_keys});
     // (an earlier version's upgrade script folds before connections have a room)
     const bool rooms = sessions.front().rooms_schema;
     if (!c_session.empty())
@@ -249,12 +291,29 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
     if (!persons) return;
     // Persons no longer derived (e.g. the session moved to another room) lose their live
     // row unless it holds a calculated result, which only a calculation replaces.
-    spi.exec(
-        "DELETE FROM @s.meeting_attendances m WHERE m.session_id = ANY($1) "
-        "AND m.attendance_calculated_at IS NULL AND NOT EXISTS (SELECT 1 FROM unnest($2::bigint[], "
-        "$3::text[]) x(session_id, user_key) WHERE x.session_id = m.session_id AND x.user_key = "
-        "m.user_key)",
-        {id_array, Arg::int8_array(p_session), Arg::text_array(p_key)});
+    const Arg derived_sessions = Arg::int8_array(p_session), derived_keys = Arg::text_array(p_key);
+    if (!whole.empty())
+        spi.exec(
+            "DELETE FROM @s.meeting_attendances m WHERE m.session_id = ANY($1) "
+            "AND m.attendance_calculated_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
+            "unnest($2::bigint[], $3::text[]) x(session_id, user_key) "
+            "WHERE x.session_id = m.session_id AND x.user_key = m.user_key)",
+            {whole_array, derived_sessions, derived_keys});
+    // (of a session derived for some persons, only those persons' rows)
+    if (!some_session.empty())
+        spi.exec(
+            "DELETE FROM @s.meeting_attendances m USING unnest($1::bigint[], $2::text[]) "
+            "AS s(session_id, user_key) WHERE m.session_id = s.session_id "
+            "AND m.user_key = s.user_key AND m.attendance_calculated_at IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::text[]) x(session_id, "
+            "user_key) WHERE x.session_id = m.session_id AND x.user_key = m.user_key)",
+            {some_sessions, some_keys, derived_sessions, derived_keys});
+    // A flagged session's rows all show as not calculated, also those not derived now.
+    if (!some_pending.empty())
+        spi.exec(
+            "UPDATE @s.meeting_attendances SET is_calculated = false, updated_at = now() "
+            "WHERE session_id = ANY($1) AND is_calculated",
+            {Arg::int8_array(some_pending)});
     if (p_session.empty()) return;
     spi.exec(
         "INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, "
@@ -386,17 +445,23 @@ FoldResult fold(SpiSession& spi) {
                                           "@s.meeting_attendance_events")[0][0]
                                        .int8();
 
-    std::set<int64_t> touched;
+    std::set<int64_t> touched, whole;
+    std::map<int64_t, std::set<std::string>> some;  // sessions whose new events name only these
     int64_t lag_ms = -1;
     if (high > safe_id) {
         const bool rooms = has_rooms(spi);
         if (rooms) note_rooms(spi, true);
-        // The sessions each new event counts for (docs/architecture.md, "Rooms and windows").
+        // The sessions each new event counts for, and those holding a connection it changes
+        // (docs/architecture.md, "Rooms and windows" and "The fold").
         auto rows = spi.query(
-            "SELECT m.session_id, " MS("clock_timestamp() - e.received_at") ", e.result, e.id "
+            "SELECT m.session_id, " MS("clock_timestamp() - e.received_at") ", e.result, e.id, "
+            "e.event_type, e.user_key "
             "FROM @s.meeting_attendance_events e LEFT JOIN LATERAL " +
-                std::string(rooms ? "@s._attendance_claims(e.room_name, e.event_timestamp, "
-                                    "e.joined_at, e.session_id, e.event_type, e.participant_sid)"
+                std::string(rooms ? "(SELECT @s._attendance_claims(e.room_name, "
+                                    "e.event_timestamp, e.joined_at, e.session_id, e.event_type, "
+                                    "e.participant_sid) UNION SELECT @s._attendance_holds("
+                                    "e.room_name, e.event_timestamp, e.event_type, "
+                                    "e.participant_sid))"
                                   : "@s._attendance_match(e.room_name, e.event_timestamp, "
                                     "e.session_id)") +
                 " m(session_id) ON true WHERE e.id > $1 AND e.id <= $2",
@@ -406,13 +471,27 @@ FoldResult fold(SpiSession& spi) {
             events.insert(r[3].int8());
             lag_ms = std::max(lag_ms, r[1].int8());
             if (r[0].is_null() || r[2].str() != "recorded") continue;
-            touched.insert(r[0].int8());
+            const int64_t session = r[0].int8();
+            touched.insert(session);
+            // Incremental (docs/architecture.md, "The fold"): a participant's event changes
+            // that person only; a room event, or an earlier version's schema, the session.
+            const std::string key = r[5].str("");
+            if (rooms && core::is_participant_event(core::event_kind_of(r[4].str(""))) &&
+                !key.empty())
+                some[session].insert(key);
+            else
+                whole.insert(session);
         }
         out.events = int64_t(events.size());
     }
+    // A session flagged by a schedule, roster, policy or rooms change, or whose last fold
+    // failed, is derived whole.
     for (const Row& r : spi.query(
-             "SELECT session_id FROM @s.attendance_session_schedule WHERE needs_fold", {}, false))
+             "SELECT session_id FROM @s.attendance_session_schedule WHERE needs_fold", {}, false)) {
         touched.insert(r[0].int8());
+        whole.insert(r[0].int8());
+    }
+    for (int64_t id : whole) some.erase(id);
     // Sessions whose events were retired keep what they have: a new event matched to one
     // is logged and changes nothing (docs/architecture.md, "Partitions and retention").
     if (!touched.empty()) {
@@ -426,9 +505,9 @@ FoldResult fold(SpiSession& spi) {
     }
 
     // Derives and stores `some` sessions; returns how many were flagged.
-    auto fold_some = [&](const std::vector<int64_t>& some) -> int {
+    auto fold_some = [&](const std::vector<int64_t>& ids) -> int {
         // Locks the scheduled ones in id order, as calculations do.
-        std::vector<Derived> sessions = derive_sessions(spi, some, true);
+        std::vector<Derived> sessions = derive_sessions(spi, ids, true, nullptr, &some);
         // Flagging is derived, not one-shot: a calculated session that claims an event its
         // calculation did not see is flagged whenever it is derived, so a fold that failed
         // for it, a crash or a restore cannot lose the flag.
@@ -444,7 +523,7 @@ FoldResult fold(SpiSession& spi) {
         spi.exec(
             "UPDATE @s.attendance_session_schedule SET needs_fold = false "
             "WHERE session_id = ANY($1) AND needs_fold",
-            {Arg::int8_array(some)});
+            {Arg::int8_array(ids)});
         return flagged;
     };
     // attendance.calculation_batch_size sessions at a time (the upgrade's first fold

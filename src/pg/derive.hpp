@@ -9,6 +9,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct Derived {
     // When partitions holding events of the session were retired (attendance.event_retention).
     std::optional<std::string> events_retired_at;
     std::map<std::string, std::pair<std::string, std::string>> overrides;  // key -> status, reason
+    // Set when only these persons were derived (the fold's incremental unit): storing then
+    // replaces their rows and connections only.
+    std::optional<std::set<std::string>> only;
     core::SessionDerivation derivation;
 };
 
@@ -42,8 +46,11 @@ void note_rooms(SpiSession& spi, bool fold);
 // this library before they exist).
 bool has_rooms(SpiSession& spi);
 
-std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>& ids, bool lock,
-                                     std::string* snapshot = nullptr);
+// only: for the sessions it names, derive just those persons (core::derive_persons); a
+// session not named is derived whole.
+std::vector<Derived> derive_sessions(
+    SpiSession& spi, const std::vector<int64_t>& ids, bool lock, std::string* snapshot = nullptr,
+    const std::map<int64_t, std::set<std::string>>* only = nullptr);
 
 // Writes the live summary of each derived person (the seed's uncalculated columns) and the
 // connections of the sessions; rows of persons no longer derived are removed unless they

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -179,6 +181,67 @@ TEST(Rooms, SharedRoomStreamsInEveryOrder) {
     EXPECT_EQ(n, 120u);
     EXPECT_EQ(a0.persons.size(), 2u);  // 501, and 502 for the overlap
     EXPECT_EQ(b0.persons.size(), 2u);  // 502 and 503
+}
+
+// The fold derives only the persons its new events name: for every person, that gives
+// exactly what the whole session's derivation gives them, in two rooms with room_finished,
+// lost joins and leaves, aborts, redeliveries, a roster and a manual status.
+TEST(Rooms, DerivingSomePersonsGivesWhatTheWholeSessionGivesThem) {
+    std::mt19937_64 rng(20261206);
+    for (int round = 0; round < 30; ++round) {
+        std::vector<LoggedEvent> events;
+        for (int person = 0; person < 12; ++person) {
+            const std::string user = std::to_string(600 + person);
+            int64_t t = A - 30 * kMin + int64_t(rng() % (100 * kMin));
+            for (int k = 0; k < 3; ++k) {
+                const std::string sid = "PA_" + user + "_" + std::to_string(k);
+                const std::string room = rng() % 3 ? "room-1" : "room-1-breakout-1";
+                const int64_t stay = int64_t(rng() % (25 * kMin));
+                const auto r = rng() % 10;
+                if (r != 0) events.push_back(join(t, sid, user, room));
+                if (r == 1)
+                    events.push_back(ev(EventKind::ParticipantConnectionAborted, t + kSec, room,
+                                        sid, user, t + kSec));
+                if (r != 2)
+                    events.push_back(leave(t + stay, sid, t, user,
+                                           rng() % 2 ? "SIGNAL_CLOSE" : "CLIENT_INITIATED", room));
+                if (r == 3) events.push_back(events.back());
+                t += stay + int64_t(rng() % (5 * kMin));
+            }
+        }
+        if (round % 2) {
+            events.push_back(
+                ev(EventKind::RoomFinished, B - 5 * kMin, "room-1", "", "0", std::nullopt));
+            events.back().user_key.clear();
+            events.back().user_id.reset();
+        }
+        std::shuffle(events.begin(), events.end(), rng);
+        DeriveContext c = window(A, B);
+        c.roster[600] = "student";
+        c.roster[699] = "teacher";  // no events at all
+        c.overridden = {"605"};
+        const SessionDerivation whole = derive(events, c);
+        std::set<std::string> seen;
+        for (int person = 0; person < 12; ++person) {
+            const std::string user = std::to_string(600 + person);
+            const SessionDerivation some = derive_persons(events, c, {user, "nobody"});
+            ASSERT_LE(some.persons.size(), 1u);
+            if (whole.persons.count(user)) {
+                ASSERT_EQ(some.persons.count(user), 1u) << "round " << round << " " << user;
+                EXPECT_EQ(some.persons.at(user), whole.persons.at(user))
+                    << "round " << round << " " << user;
+                seen.insert(user);
+            } else {
+                EXPECT_TRUE(some.persons.empty()) << "round " << round << " " << user;
+            }
+            std::vector<DerivedConnection> theirs;
+            for (const DerivedConnection& r : whole.rowless)
+                if (r.user_key == user) theirs.push_back(r);
+            EXPECT_EQ(some.rowless, theirs) << "round " << round << " " << user;
+        }
+        EXPECT_EQ(derive_persons(events, c, {"699"}).persons.at("699"), whole.persons.at("699"));
+        EXPECT_EQ(seen.size() + 1, whole.persons.size()) << "round " << round;
+    }
 }
 
 Policy with_grace(int64_t ms) {
