@@ -64,7 +64,7 @@ GRANT USAGE ON SEQUENCE meeting_attendances_id_seq, attendance_status_changes_id
 -- The calculation reads a session's rooms and events through the rule functions (owner-only
 -- since 0.4.1, so that no other role calls them directly under a search_path of its own)
 -- and notes rooms it has not seen yet (0.5.0).
-GRANT EXECUTE ON FUNCTION _attendance_session_events(bigint[]), _attendance_session_rooms(bigint[]),
+GRANT EXECUTE ON FUNCTION _attendance_session_events(bigint[], text[]), _attendance_session_rooms(bigint[]),
     _attendance_unseen_by(xid8, pg_snapshot),
     _attendance_claims(text, timestamptz, timestamptz, bigint, text, text),
     _attendance_room_sessions(text, bigint), _attendance_parent_room(text),

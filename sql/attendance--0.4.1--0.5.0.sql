@@ -193,9 +193,10 @@ $$;
 -- within attendance.max_connection_age of its window (a connection that meets the window has
 -- an event there), or, for an unscheduled session named by the room pattern, every event of
 -- its rooms. `unseen`: an event its last calculation did not see that the session claims,
--- or that changes a connection the session holds (_attendance_holds).
+-- or that changes a connection the session holds (_attendance_holds). user_keys: only these
+-- persons' participant events, and the room events (the fold's incremental unit; NULL: all).
 DROP FUNCTION @extschema@._attendance_session_events(bigint[]);
-CREATE FUNCTION @extschema@._attendance_session_events(session_ids bigint[])
+CREATE FUNCTION @extschema@._attendance_session_events(session_ids bigint[], user_keys text[] DEFAULT NULL)
 RETURNS TABLE (session_id bigint, event_id text, event_type text, at_ms bigint, participant_sid text,
                participant_identity text, user_key text, user_id bigint, participant_name text, role text,
                joined_ms bigint, disconnect_reason text, unseen boolean, room_name text)
@@ -212,10 +213,12 @@ LANGUAGE sql STABLE AS $$
          AND e.event_timestamp >= s.starts_at - settings.reach
          AND e.event_timestamp < s.ends_at + settings.reach
         WHERE e.result = 'recorded'
+          AND ($2 IS NULL OR e.user_key = ANY ($2) OR e.event_type IN ('room_started', 'room_finished'))
         UNION
         SELECT e.session_id, e.id, e.event_timestamp
         FROM @extschema@.meeting_attendance_events e
         WHERE e.session_id = ANY ($1) AND e.result = 'recorded'
+          AND ($2 IS NULL OR e.user_key = ANY ($2) OR e.event_type IN ('room_started', 'room_finished'))
           AND NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule x WHERE x.session_id = e.session_id))
     SELECT c.session_id, e.event_id, e.event_type,
            floor(extract(epoch FROM e.event_timestamp) * 1000)::bigint, e.participant_sid,
@@ -296,7 +299,7 @@ REVOKE ALL ON FUNCTION @extschema@._attendance_holds(text, timestamptz, text, te
     @extschema@._attendance_room_sessions(text, bigint),
     @extschema@._attendance_parent_room(text), @extschema@._attendance_session_rooms(bigint[]),
     @extschema@._attendance_claims(text, timestamptz, timestamptz, bigint, text, text),
-    @extschema@._attendance_session_events(bigint[]),
+    @extschema@._attendance_session_events(bigint[], text[]),
     @extschema@._attendance_event_claimed_by(text, timestamptz, timestamptz, bigint, text, text),
     @extschema@._attendance_room_known(text, bigint), @extschema@._attendance_room_links(bigint),
     @extschema@._attendance_event_sessions(text, timestamptz, timestamptz, bigint, text, text),

@@ -139,18 +139,18 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         return d.only.has_value();
     });
     std::map<int64_t, std::vector<core::LoggedEvent>> events;
-    for (const Row& r :
-         spi.query("SELECT session_id, event_id, event_type, at_ms, participant_sid, "
-                   "participant_identity, user_key, user_id, participant_name, role, joined_ms, "
-                   "disconnect_reason, unseen, " +
-                       std::string(rooms ? "room_name" : "''::text") +
-                       " FROM @s._attendance_session_events($1) "
-                       "WHERE $2::text[] IS NULL OR user_key = ANY ($2) "
-                       "  OR event_type IN ('room_started', 'room_finished')",
-                   {id_array,
-                    some_only ? Arg::text_array(std::vector<std::string>(keys.begin(), keys.end()))
-                              : Arg::null_of(Arg::Kind::TextArray)},
-                   ro)) {
+    for (const Row& r : spi.query(
+             "SELECT session_id, event_id, event_type, at_ms, participant_sid, "
+             "participant_identity, user_key, user_id, participant_name, role, joined_ms, "
+             "disconnect_reason, unseen, " +
+                 std::string(rooms ? "room_name FROM @s._attendance_session_events($1, $2)"
+                                   : "''::text FROM @s._attendance_session_events($1)"),
+             rooms
+                 ? std::vector<Arg>{id_array, some_only ? Arg::text_array(std::vector<std::string>(
+                                                              keys.begin(), keys.end()))
+                                                        : Arg::null_of(Arg::Kind::TextArray)}
+                 : std::vector<Arg>{id_array},
+             ro)) {
         Derived* d = find(r[0]);
         if (!d) continue;
         core::LoggedEvent e;
