@@ -134,6 +134,24 @@ SELECT pg_temp.whole() AS derived_whole;
 SELECT pg_temp.snap('late leave', 'whole');
 
 
+-- 4. A class under way: reconciliation derives again the persons with an open connection
+-- only (the others keep their rows), as a whole derivation would have them.
+SELECT (attendance_schedule_session(7003, 'live-room', date_trunc('minute', now()) - interval '10 minutes',
+                                    date_trunc('minute', now()) + interval '50 minutes')).session_id;
+SELECT count(*) AS delivered FROM (VALUES ('90', 'participant_joined', 0), ('91', 'participant_joined', 1),
+                                          ('91', 'participant_left', 2)) v(u, ev, k),
+  LATERAL (SELECT json_build_object('event', ev, 'id', 'EV_live_' || u || '_' || k,
+             'createdAt', (extract(epoch FROM now())::bigint - 300 + k)::text, 'room', json_build_object('name', 'live-room'),
+             'participant', json_build_object('sid', 'PA_live_' || u, 'identity', 'user-' || u,
+                                              'joinedAtMs', ((extract(epoch FROM now())::bigint - 300) * 1000)::text))::text AS body) b,
+  LATERAL attendance_ingest_webhook(b.body, attendance_sign_webhook(b.body, 'APIfixture')) r;
+SELECT attendance_fold() ->> 'sessions' AS folded;
+SELECT attendance_reconcile() IS NOT NULL AS reconciled;
+SELECT user_key, end_reason, leave_time IS NULL AS open FROM attendance_sessions WHERE session_id = 7003 ORDER BY 1;
+SELECT pg_temp.snap('under way', 'incremental');
+SELECT pg_temp.whole() AS derived_whole;
+SELECT pg_temp.snap('under way', 'whole');
+
 -- No difference between the incremental and the whole derivation, in any run.
 SELECT run, what, count(*) AS lines FROM snapshots GROUP BY 1, 2 ORDER BY 1, 2;
 (SELECT run, x FROM snapshots WHERE what = 'incremental' EXCEPT SELECT run, x FROM snapshots WHERE what = 'whole')

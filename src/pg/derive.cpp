@@ -568,16 +568,20 @@ FoldResult fold(SpiSession& spi) {
 }
 
 int rederive_open(SpiSession& spi) {
-    std::vector<int64_t> ids;
+    // Only a person with an open connection changes as time passes: those persons are
+    // derived again (a session marked for the fold meanwhile is derived whole).
+    std::map<int64_t, std::set<std::string>> open;
     for (const Row& r : spi.query(
-             "SELECT DISTINCT c.session_id FROM @s.attendance_sessions c WHERE c.leave_time IS "
-             "NULL "
+             "SELECT DISTINCT c.session_id, c.user_key FROM @s.attendance_sessions c "
+             "WHERE c.leave_time IS NULL "
              "AND NOT EXISTS (SELECT 1 FROM @s.attendance_session_schedule s WHERE s.session_id = "
              "c.session_id AND to_jsonb(s) ->> 'events_retired_at' IS NOT NULL)",
              {}, false))
-        ids.push_back(r[0].int8());
-    if (ids.empty()) return 0;
-    store_live(spi, derive_sessions(spi, ids, true));
+        open[r[0].int8()].insert(r[1].str(""));
+    if (open.empty()) return 0;
+    std::vector<int64_t> ids;
+    for (const auto& [id, keys] : open) ids.push_back(id);
+    store_live(spi, derive_sessions(spi, ids, true, nullptr, has_rooms(spi) ? &open : nullptr));
     return int(ids.size());
 }
 
