@@ -67,6 +67,7 @@ GRANT USAGE ON SEQUENCE meeting_attendances_id_seq, attendance_status_changes_id
 GRANT EXECUTE ON FUNCTION _attendance_session_events(bigint[], text[]), _attendance_session_rooms(bigint[]),
     _attendance_unseen_by(xid8, pg_snapshot),
     _attendance_claims(text, timestamptz, timestamptz, bigint, text, text),
+    _attendance_holds(text, timestamptz, text, text),
     _attendance_room_sessions(text, bigint), _attendance_parent_room(text),
     _attendance_setting_interval(text, interval)
   TO school_override;

@@ -119,9 +119,12 @@ fi
 
 . scripts/pg.sh
 PGDIR=$(mktemp -d /tmp/attendance-test-pg.XXXXXX)
+# attendance.verify_calculation: every calculation that reads what the fold stored is
+# checked against a derivation from the log, in every suite below.
 if ! pg_start "$PGDIR" "${ATTENDANCE_TEST_PORT:-}" \
      "attendance.calculation_delay = '2s'" \
-     "attendance.webhook_log_level = 'debug1'"; then
+     "attendance.webhook_log_level = 'debug1'" \
+     "attendance.verify_calculation = on"; then
   count postgres-start 0 1
   summary
   exit 1

@@ -322,6 +322,12 @@ ALTER TABLE @extschema@.attendance_sessions ADD PRIMARY KEY (session_id, room_na
 -- The sessions holding a connection: an event of it may change their rows (the fold derives
 -- them again, docs/architecture.md, "The fold").
 CREATE INDEX attendance_sessions_connection_idx ON @extschema@.attendance_sessions (room_name, participant_sid);
+-- The role the derivation gives the person now (the roster's, else the events', else student),
+-- kept by every fold and calculation; `role` is the one the stored result used. A
+-- calculation that reads what the fold stored takes the role from here.
+ALTER TABLE @extschema@.meeting_attendances ADD COLUMN derived_role text;
+COMMENT ON COLUMN @extschema@.meeting_attendances.derived_role IS
+    'The role the derivation gives the person now (roster, else the events, else student); role is the one the stored result used.';
 COMMENT ON COLUMN @extschema@.attendance_sessions.room_name IS
   'The room the connection was in: the session''s main room or one linked to it (breakout rooms).';
 

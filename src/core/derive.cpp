@@ -215,9 +215,39 @@ SessionDerivation derive(const std::vector<LoggedEvent>& input, const DeriveCont
         auto rf = room_finished.find(room_sid.first);
         DerivedConnection c = derive_connection(
             list, rf == room_finished.end() ? no_room_finished : rf->second, context);
-        if (!in_window(c, context)) continue;
         persons[c.user_key].connections.push_back(std::move(c));
     }
+    SessionDerivation assembled = assemble(std::move(persons), event_role, context);
+    assembled.room_finished_ms = out.room_finished_ms;
+    return assembled;
+}
+
+void reconcile_again(DerivedConnection& c, const DeriveContext& context) {
+    if (!c.join_ms || c.end_reason == kEndLeft || c.end_reason == kEndAborted) return;
+    if (c.end_reason == kEndReconciled && c.disconnect_reason == "reconciled: room_finished")
+        return;
+    // Open, or closed by a rule that depends on the time (the scheduled end once the session
+    // is over, the maximum age): the same rule at context.as_of_ms.
+    c.leave_ms.reset();
+    c.end_reason.clear();
+    c.synthetic_leave = false;
+    c.disconnect_reason.clear();
+    const OpenConnection open{*c.join_ms, std::nullopt, context.scheduled_end_ms};
+    if (auto closing = reconcile_close(open, context.as_of_ms, context.max_connection_age_ms)) {
+        c.leave_ms = closing->leave_ms;
+        c.end_reason = kEndReconciled;
+        c.synthetic_leave = true;
+        c.disconnect_reason = "reconciled: " + closing->because;
+    }
+}
+
+SessionDerivation assemble(std::map<std::string, DerivedPerson> persons,
+                           const std::map<std::string, std::string>& event_role,
+                           const DeriveContext& context) {
+    SessionDerivation out;
+    for (auto& [key, p] : persons)
+        std::erase_if(p.connections,
+                      [&](const DerivedConnection& c) { return !in_window(c, context); });
     // Expected attendees and persons with a manual status are persons even without events.
     for (const auto& [user_id, role] : context.roster) {
         DerivedPerson& p = persons[std::to_string(user_id)];
@@ -267,6 +297,39 @@ SessionDerivation derive_persons(const std::vector<LoggedEvent>& events,
     std::erase_if(out.rowless,
                   [&](const DerivedConnection& c) { return !user_keys.count(c.user_key); });
     return out;
+}
+
+std::string first_difference(const SessionDerivation& a, const SessionDerivation& b) {
+    auto ms = [](const std::optional<int64_t>& t) {
+        return t ? format_timestamp_ms(*t) : std::string("none");
+    };
+    if (a.room_finished_ms != b.room_finished_ms)
+        return "room_finished " + ms(a.room_finished_ms) + " against " + ms(b.room_finished_ms);
+    for (const auto& [key, p] : a.persons) {
+        auto it = b.persons.find(key);
+        if (it == b.persons.end()) return "person " + key + " only in the first";
+        const DerivedPerson& q = it->second;
+        if (p == q) continue;
+        if (p.role != q.role) return "person " + key + ": role " + p.role + " against " + q.role;
+        if (p.user_id != q.user_id || p.identity != q.identity || p.name != q.name)
+            return "person " + key + ": user id, identity or name";
+        if (p.connections.size() != q.connections.size())
+            return "person " + key + ": " + std::to_string(p.connections.size()) +
+                   " connections against " + std::to_string(q.connections.size());
+        for (size_t i = 0; i < p.connections.size(); ++i) {
+            const DerivedConnection &c = p.connections[i], &d = q.connections[i];
+            if (c == d) continue;
+            return "person " + key + ", connection " + c.room + "/" + c.sid + ": " + ms(c.join_ms) +
+                   "-" + ms(c.leave_ms) + " " + c.end_reason + " (" + c.disconnect_reason +
+                   ") against " + d.room + "/" + d.sid + ": " + ms(d.join_ms) + "-" +
+                   ms(d.leave_ms) + " " + d.end_reason + " (" + d.disconnect_reason + ")";
+        }
+        return "person " + key + ": the live summary";
+    }
+    for (const auto& [key, q] : b.persons)
+        if (!a.persons.count(key)) return "person " + key + " only in the second";
+    if (a.rowless != b.rowless) return "the connections of persons without a row";
+    return "";
 }
 
 nlohmann::json cycles_json(const DerivedPerson& person) {

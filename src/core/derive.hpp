@@ -105,6 +105,25 @@ struct SessionDerivation {
 // observers are dropped; events whose kind has no attendance meaning are ignored.
 SessionDerivation derive(const std::vector<LoggedEvent>& events, const DeriveContext& context);
 
+// The second half of derive(): from each person's connections (any, in or out of the
+// window) and what their events said of them, the session's persons and their live summary:
+// the connections meeting the window are kept, the roster and manual statuses added, the
+// role chosen (the roster's, else event_role's, else student), observers dropped. derive()
+// ends with it; a calculation reading the connections the fold stored starts from it.
+SessionDerivation assemble(std::map<std::string, DerivedPerson> persons,
+                           const std::map<std::string, std::string>& event_role,
+                           const DeriveContext& context);
+
+// A stored connection at another time: one left or aborted, or closed at its room's
+// room_finished, stays; one open, or closed by a rule that depends on the time (the
+// scheduled end once the session is over, the maximum age), gets reconciliation's rule at
+// context.as_of_ms again, as derive() would give it then.
+void reconcile_again(DerivedConnection& c, const DeriveContext& context);
+
+// What differs first between two derivations, in words (for attendance.verify_calculation);
+// empty when they are equal.
+std::string first_difference(const SessionDerivation& a, const SessionDerivation& b);
+
 // The same derivation for some persons only (the fold's unit when new events name only
 // them): what derive() gives for each of `user_keys`, and nothing of anyone else. It reads
 // only their participant events and the room events, so a class's other persons cost

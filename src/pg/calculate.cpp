@@ -88,10 +88,10 @@ struct SessionData {
 };
 
 std::vector<SessionData> load_sessions(SpiSession& spi, const std::vector<int64_t>& ids, bool lock,
-                                       std::string* snapshot = nullptr) {
+                                       std::string* snapshot = nullptr, bool from_store = false) {
     std::vector<SessionData> out;
     std::vector<std::string> policy_names;
-    for (Derived& d : derive_sessions(spi, ids, lock, snapshot)) {
+    for (Derived& d : derive_sessions(spi, ids, lock, snapshot, nullptr, from_store)) {
         if (!d.scheduled) continue;
         SessionData& s = out.emplace_back();
         s.over = d.window.as_of_ms >= d.window.end_ms;
@@ -152,56 +152,78 @@ struct ResultColumns {
 };
 
 // One statement: audit the changes against the previous calculation, then store.
-constexpr const char* kStoreResults =
-    "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], "
-    "    $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], "
-    "    $11::text[], $12::text[], $13::bool[], $14::text[], $15::text[], $16::bigint[], "
-    "    $17::bigint[], $18::bigint[], $19::bigint[], $20::text[]) "
-    "  AS x(session_id, user_key, user_id, role, status, rule, pct_text, presence_ms, minutes, "
-    "       session_minutes, cause, policy_name, is_final, identity, name, first_ms, last_ms, "
-    "       joins, leaves, cycles)), "
-    // LATERAL with LIMIT (the key is unique; the LIMIT keeps the planner from turning it
-    // into a join): one index probe per result row, never a scan of the whole table
-    "old AS (SELECT r.session_id, r.user_key, m.attendance_status, m.attendance_percentage, "
-    "    m.attendance_calculated_at "
-    "  FROM r, LATERAL (SELECT * FROM @s.meeting_attendances m "
-    "    WHERE m.session_id = r.session_id AND m.user_key = r.user_key LIMIT 1) m), "
-    "audit AS (INSERT INTO @s.attendance_status_changes (session_id, user_key, old_status, "
-    "    new_status, old_percentage, new_percentage, cause, actor) "
-    "  SELECT r.session_id, r.user_key, old.attendance_status, r.status, "
-    "    old.attendance_percentage, r.pct_text::numeric(5,2), r.cause, session_user "
-    "  FROM r LEFT JOIN old USING (session_id, user_key) "
-    "  WHERE (old.attendance_calculated_at IS NOT NULL OR r.rule = 'override') "
-    "    AND (old.attendance_status IS DISTINCT FROM r.status "
-    "         OR old.attendance_percentage IS DISTINCT FROM r.pct_text::numeric(5,2)) "
-    "  RETURNING 1), "
-    "up AS (INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, role, "
-    "    attendance_status, status_rule, attendance_percentage, presence_ms, "
-    "    total_duration_minutes, session_duration_minutes, policy_name, is_calculated, "
-    "    attendance_calculated_at, participant_identity, participant_name, first_join_time, "
-    "    last_leave_time, join_count, leave_count, join_leave_cycles) "
-    "  SELECT r.session_id, r.user_key, r.user_id, r.role, r.status, r.rule, "
-    "    r.pct_text::numeric(5,2), r.presence_ms, r.minutes, r.session_minutes, r.policy_name, "
-    "    r.is_final, now(), r.identity, r.name, "
-    "    'epoch'::timestamptz + r.first_ms * interval '1 millisecond', "
-    "    'epoch'::timestamptz + r.last_ms * interval '1 millisecond', r.joins, r.leaves, "
-    "    r.cycles::jsonb FROM r "
-    "  ON CONFLICT (session_id, user_key) DO UPDATE SET "
-    "    user_id = coalesce(excluded.user_id, m.user_id), role = excluded.role, "
-    "    participant_identity = coalesce(excluded.participant_identity, m.participant_identity), "
-    "    participant_name = coalesce(excluded.participant_name, m.participant_name), "
-    "    first_join_time = excluded.first_join_time, last_leave_time = excluded.last_leave_time, "
-    "    join_count = excluded.join_count, leave_count = excluded.leave_count, "
-    "    join_leave_cycles = excluded.join_leave_cycles, "
-    "    attendance_status = excluded.attendance_status, status_rule = excluded.status_rule, "
-    "    attendance_percentage = excluded.attendance_percentage, "
-    "    presence_ms = excluded.presence_ms, "
-    "    total_duration_minutes = excluded.total_duration_minutes, "
-    "    session_duration_minutes = excluded.session_duration_minutes, "
-    "    policy_name = excluded.policy_name, is_calculated = excluded.is_calculated, "
-    "    attendance_calculated_at = excluded.attendance_calculated_at, updated_at = now() "
-    "  RETURNING 1) "
-    "SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM audit)";
+// derived_role: the schema has the column (0.5.0; an earlier version's objects, which the
+// worker meets between a package upgrade and ALTER EXTENSION UPDATE, do not).
+std::string store_results_sql(bool derived_role) {
+    return std::string(
+               "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], "
+               "$4::text[], "
+               "    $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], "
+               "    $11::text[], $12::text[], $13::bool[], $14::text[], $15::text[], "
+               "$16::bigint[], "
+               "    $17::bigint[], $18::bigint[], $19::bigint[], $20::text[]) "
+               "  AS x(session_id, user_key, user_id, role, status, rule, pct_text, presence_ms, "
+               "minutes, "
+               "       session_minutes, cause, policy_name, is_final, identity, name, first_ms, "
+               "last_ms, "
+               "       joins, leaves, cycles)), "
+               // LATERAL with LIMIT (the key is unique; the LIMIT keeps the planner from turning it
+               // into a join): one index probe per result row, never a scan of the whole table
+               "old AS (SELECT r.session_id, r.user_key, m.attendance_status, "
+               "m.attendance_percentage, "
+               "    m.attendance_calculated_at "
+               "  FROM r, LATERAL (SELECT * FROM @s.meeting_attendances m "
+               "    WHERE m.session_id = r.session_id AND m.user_key = r.user_key LIMIT 1) m), "
+               "audit AS (INSERT INTO @s.attendance_status_changes (session_id, user_key, "
+               "old_status, "
+               "    new_status, old_percentage, new_percentage, cause, actor) "
+               "  SELECT r.session_id, r.user_key, old.attendance_status, r.status, "
+               "    old.attendance_percentage, r.pct_text::numeric(5,2), r.cause, session_user "
+               "  FROM r LEFT JOIN old USING (session_id, user_key) "
+               "  WHERE (old.attendance_calculated_at IS NOT NULL OR r.rule = 'override') "
+               "    AND (old.attendance_status IS DISTINCT FROM r.status "
+               "         OR old.attendance_percentage IS DISTINCT FROM r.pct_text::numeric(5,2)) "
+               "  RETURNING 1), "
+               "up AS (INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, "
+               "role, "
+               "    attendance_status, status_rule, attendance_percentage, presence_ms, "
+               "    total_duration_minutes, session_duration_minutes, policy_name, is_calculated, "
+               "    attendance_calculated_at, participant_identity, participant_name, "
+               "first_join_time, "
+               "    last_leave_time, join_count, leave_count, join_leave_cycles") +
+           (derived_role ? ", derived_role" : "") +
+           ") "
+           "  SELECT r.session_id, r.user_key, r.user_id, r.role, r.status, r.rule, "
+           "    r.pct_text::numeric(5,2), r.presence_ms, r.minutes, r.session_minutes, "
+           "r.policy_name, "
+           "    r.is_final, now(), r.identity, r.name, "
+           "    'epoch'::timestamptz + r.first_ms * interval '1 millisecond', "
+           "    'epoch'::timestamptz + r.last_ms * interval '1 millisecond', r.joins, r.leaves, "
+           "    r.cycles::jsonb" +
+           (derived_role ? ", r.role" : "") +
+           " FROM r "
+           "  ON CONFLICT (session_id, user_key) DO UPDATE SET "
+           "    user_id = coalesce(excluded.user_id, m.user_id), role = excluded.role, "
+           "    participant_identity = coalesce(excluded.participant_identity, "
+           "m.participant_identity), "
+           "    participant_name = coalesce(excluded.participant_name, m.participant_name), "
+           "    first_join_time = excluded.first_join_time, last_leave_time = "
+           "excluded.last_leave_time, "
+           "    join_count = excluded.join_count, leave_count = excluded.leave_count, "
+           "    join_leave_cycles = excluded.join_leave_cycles, "
+           "    attendance_status = excluded.attendance_status, status_rule = "
+           "excluded.status_rule, "
+           "    attendance_percentage = excluded.attendance_percentage, "
+           "    presence_ms = excluded.presence_ms, "
+           "    total_duration_minutes = excluded.total_duration_minutes, "
+           "    session_duration_minutes = excluded.session_duration_minutes, "
+           "    policy_name = excluded.policy_name, is_calculated = excluded.is_calculated, "
+           "    attendance_calculated_at = excluded.attendance_calculated_at, " +
+           (derived_role ? "derived_role = excluded.derived_role, " : "") +
+           "updated_at = now() "
+           "  RETURNING 1) "
+           "SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM audit)";
+}
 
 // Rows of persons the derivation no longer has (the session moved, a roster role became
 // observer): removed, and audited when they held a result.
@@ -240,7 +262,7 @@ BatchResult calculate_batch(SpiSession& spi, const std::vector<int64_t>& ids,
     std::map<int64_t, const std::string*> given_cause;
     for (size_t k = 0; k < ids.size(); ++k) given_cause[ids[k]] = &causes[k];
     std::string snapshot;
-    std::vector<SessionData> sessions = load_sessions(spi, ids, true, &snapshot);
+    std::vector<SessionData> sessions = load_sessions(spi, ids, true, &snapshot, true);
     BatchResult out;
     if (sessions.empty()) return out;
     ResultColumns rows;
@@ -268,26 +290,27 @@ BatchResult calculate_batch(SpiSession& spi, const std::vector<int64_t>& ids,
     // The connections; the persons' live columns go with their results below.
     store_live(spi, live, false);
     if (!rows.session_id.empty())
-        spi.query(kStoreResults, {Arg::int8_array(rows.session_id),
-                                  Arg::text_array(rows.user_key),
-                                  Arg::int8_array(rows.user_id, rows.user_id_null),
-                                  Arg::text_array(rows.role),
-                                  Arg::text_array(rows.status),
-                                  Arg::text_array(rows.rule),
-                                  Arg::text_array(rows.pct),
-                                  Arg::int8_array(rows.presence_ms),
-                                  Arg::int8_array(rows.minutes),
-                                  Arg::int8_array(rows.session_minutes),
-                                  Arg::text_array(rows.cause),
-                                  Arg::text_array(rows.policy),
-                                  Arg::bool_array(rows.is_final),
-                                  Arg::text_array(rows.identity, rows.identity_null),
-                                  Arg::text_array(rows.name, rows.name_null),
-                                  Arg::int8_array(rows.first_ms, rows.first_null),
-                                  Arg::int8_array(rows.last_ms, rows.last_null),
-                                  Arg::int8_array(rows.joins),
-                                  Arg::int8_array(rows.leaves),
-                                  Arg::text_array(rows.cycles)});
+        spi.query(store_results_sql(sessions.front().d.rooms_schema),
+                  {Arg::int8_array(rows.session_id),
+                   Arg::text_array(rows.user_key),
+                   Arg::int8_array(rows.user_id, rows.user_id_null),
+                   Arg::text_array(rows.role),
+                   Arg::text_array(rows.status),
+                   Arg::text_array(rows.rule),
+                   Arg::text_array(rows.pct),
+                   Arg::int8_array(rows.presence_ms),
+                   Arg::int8_array(rows.minutes),
+                   Arg::int8_array(rows.session_minutes),
+                   Arg::text_array(rows.cause),
+                   Arg::text_array(rows.policy),
+                   Arg::bool_array(rows.is_final),
+                   Arg::text_array(rows.identity, rows.identity_null),
+                   Arg::text_array(rows.name, rows.name_null),
+                   Arg::int8_array(rows.first_ms, rows.first_null),
+                   Arg::int8_array(rows.last_ms, rows.last_null),
+                   Arg::int8_array(rows.joins),
+                   Arg::int8_array(rows.leaves),
+                   Arg::text_array(rows.cycles)});
     spi.exec(
         "UPDATE @s.attendance_session_schedule s SET calculated_at = now(), "
         "calculated_snapshot = $3::pg_snapshot, "

@@ -49,7 +49,8 @@ void note_rooms(SpiSession& spi, bool fold) {
 
 std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>& given, bool lock,
                                      std::string* snapshot,
-                                     const std::map<int64_t, std::set<std::string>>* only) {
+                                     const std::map<int64_t, std::set<std::string>>* only,
+                                     bool from_store) {
     std::vector<int64_t> ids = given;
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
@@ -74,7 +75,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         "CASE WHEN needs_calculation THEN recalculation_cause END, calculated_at IS NOT NULL, "
         // Read through to_jsonb: the 0.3.0 upgrade script folds with this library, before
         // the column exists.
-        "to_jsonb(s) ->> 'events_retired_at', needs_fold "
+        "to_jsonb(s) ->> 'events_retired_at', needs_fold, " MS("room_finished_at") " "
         "FROM @s.attendance_session_schedule s WHERE session_id = ANY($1) ORDER BY session_id";
     for (const Row& r : spi.query(lock ? sql + " FOR UPDATE" : sql, {id_array}, ro)) {
         Derived* d = find(r[0]);
@@ -88,6 +89,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         // Read after the lock: a schedule, roster or rooms change, or a forgotten person,
         // committed while this waited makes the session's whole derivation due.
         if (lock && r[7].truth()) d->only.reset();
+        d->room_finished_ms = r[8].opt_int8();
         // Some of its events are gone: deriving again would not give what was calculated.
         // The stored results stay; only reading (attendance_explain) derives it.
         if (lock && d->events_retired_at)
@@ -131,6 +133,92 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         d->overrides[r[1].str("")] = {r[2].str(""), r[3].str("")};
         context[d->session_id].overridden.push_back(r[1].str(""));
     }
+    // A calculation reads what the fold stored for a session that is current: scheduled,
+    // not marked for the fold, and no event of its rooms above the fold's watermark
+    // (docs/architecture.md, "Calculation"). Its schedule row is locked: no fold changes
+    // what is read meanwhile.
+    std::set<int64_t> stored;
+    if (from_store && lock && rooms) {
+        for (const Row& r : spi.query(
+                 "WITH fresh AS MATERIALIZED (SELECT DISTINCT e.room_name "
+                 "  FROM @s.meeting_attendance_events e "
+                 "  WHERE e.id > (SELECT safe_id FROM @s.attendance_fold_state)), "
+                 "stale AS (SELECT DISTINCT r.session_id FROM @s._attendance_session_rooms($1) r "
+                 "  JOIN fresh f ON f.room_name = r.room_name) "
+                 "SELECT s.session_id FROM @s.attendance_session_schedule s "
+                 "WHERE s.session_id = ANY($1) AND NOT s.needs_fold "
+                 "  AND s.session_id NOT IN (SELECT session_id FROM stale)",
+                 {id_array}, ro))
+            stored.insert(r[0].int8());
+    }
+    std::map<int64_t, std::map<std::string, core::DerivedPerson>> stored_persons;
+    std::map<int64_t, std::map<std::string, std::string>> stored_roles;
+    if (!stored.empty()) {
+        const Arg stored_ids = Arg::int8_array(std::vector<int64_t>(stored.begin(), stored.end()));
+        for (const Row& r : spi.query(
+                 "SELECT session_id, user_key, room_name, participant_sid, " MS(
+                     "join_time") ", " MS("leave_time") ", join_source, end_reason, "
+                                                        "leave_is_synthetic, disconnect_reason, "
+                                                        "join_event_id, leave_event_id "
+                                                        "FROM @s.attendance_sessions "
+                                                        "WHERE session_id = ANY($1)",
+                 {stored_ids}, ro)) {
+            const int64_t id = r[0].int8();
+            core::DerivedConnection c;
+            c.user_key = r[1].str("");
+            c.room = r[2].str("");
+            c.sid = r[3].str("");
+            c.join_ms = r[4].opt_int8();
+            c.leave_ms = r[5].opt_int8();
+            c.join_source = r[6].str("");
+            c.end_reason = r[7].str("");
+            c.synthetic_leave = r[8].truth();
+            c.disconnect_reason = r[9].str("");
+            c.join_event_id = r[10].str("");
+            c.leave_event_id = r[11].str("");
+            core::reconcile_again(c, context[id]);
+            core::DerivedPerson& p = stored_persons[id][c.user_key];
+            p.user_key = c.user_key;
+            p.connections.push_back(std::move(c));
+        }
+        for (const Row& r : spi.query("SELECT session_id, user_key, user_id, participant_identity, "
+                                      "participant_name, derived_role FROM @s.meeting_attendances "
+                                      "WHERE session_id = ANY($1) AND derived_role IS NOT NULL",
+                                      {stored_ids}, ro)) {
+            const int64_t id = r[0].int8();
+            const std::string key = r[1].str("");
+            stored_roles[id][key] = r[5].str("");
+            auto& persons = stored_persons[id];
+            auto it = persons.find(key);
+            // a row of someone the fold no longer derives (a calculated result it keeps) or
+            // of the roster and manual statuses: their facts, if they are persons at all
+            core::DerivedPerson& p = it != persons.end() ? it->second : persons[key];
+            p.user_key = key;
+            p.user_id = r[2].opt_int8();
+            p.identity = r[3].str("");
+            p.name = r[4].str("");
+        }
+        // The fold writes a row with its role for every person it derives: a person without
+        // one (rows of an earlier version, a roster entry not folded) is read from the log.
+        for (int64_t id : std::set<int64_t>(stored)) {
+            const core::DeriveContext& c = context[id];
+            std::set<std::string> needed;
+            for (const auto& [key, p] : stored_persons[id])
+                if (!p.connections.empty()) needed.insert(key);
+            for (const auto& [user_id, role] : c.roster) needed.insert(std::to_string(user_id));
+            needed.insert(c.overridden.begin(), c.overridden.end());
+            for (const std::string& key : needed)
+                if (!stored_roles[id].count(key)) {
+                    stored.erase(id);
+                    break;
+                }
+        }
+    }
+    // The others, and all of them when their derivation is verified, from the log.
+    std::vector<int64_t> from_log;
+    for (const Derived& d : out)
+        if (!stored.count(d.session_id) || settings.verify_calculation)
+            from_log.push_back(d.session_id);
     // When every session derives some persons only, only their events are read (the union
     // of the keys: core::derive_persons drops the rest).
     std::set<std::string> keys;
@@ -139,40 +227,58 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         return d.only.has_value();
     });
     std::map<int64_t, std::vector<core::LoggedEvent>> events;
-    for (const Row& r : spi.query(
-             "SELECT session_id, event_id, event_type, at_ms, participant_sid, "
-             "participant_identity, user_key, user_id, participant_name, role, joined_ms, "
-             "disconnect_reason, unseen, " +
-                 std::string(rooms ? "room_name FROM @s._attendance_session_events($1, $2)"
-                                   : "''::text FROM @s._attendance_session_events($1)"),
-             rooms
-                 ? std::vector<Arg>{id_array, some_only ? Arg::text_array(std::vector<std::string>(
-                                                              keys.begin(), keys.end()))
-                                                        : Arg::null_of(Arg::Kind::TextArray)}
-                 : std::vector<Arg>{id_array},
-             ro)) {
-        Derived* d = find(r[0]);
-        if (!d) continue;
-        core::LoggedEvent e;
-        e.event_id = r[1].str("");
-        e.kind = core::event_kind_of(r[2].str(""));
-        e.time_ms = r[3].int8();
-        e.sid = r[4].str("");
-        e.identity = r[5].str("");
-        e.user_key = r[6].str("");
-        e.user_id = r[7].opt_int8();
-        e.name = r[8].str("");
-        e.role = r[9].str("");
-        e.joined_ms = r[10].opt_int8();
-        e.disconnect_reason = r[11].str("");
-        if (r[12].truth()) d->unseen_events = true;
-        e.room = r[13].str("");
-        events[d->session_id].push_back(std::move(e));
-    }
+    const Arg log_ids = Arg::int8_array(from_log);
+    if (!from_log.empty())
+        for (const Row& r : spi.query(
+                 "SELECT session_id, event_id, event_type, at_ms, participant_sid, "
+                 "participant_identity, user_key, user_id, participant_name, role, joined_ms, "
+                 "disconnect_reason, unseen, " +
+                     std::string(rooms ? "room_name FROM @s._attendance_session_events($1, $2)"
+                                       : "''::text FROM @s._attendance_session_events($1)"),
+                 rooms ? std::vector<Arg>{log_ids, some_only
+                                                       ? Arg::text_array(std::vector<std::string>(
+                                                             keys.begin(), keys.end()))
+                                                       : Arg::null_of(Arg::Kind::TextArray)}
+                       : std::vector<Arg>{log_ids},
+                 ro)) {
+            Derived* d = find(r[0]);
+            if (!d) continue;
+            core::LoggedEvent e;
+            e.event_id = r[1].str("");
+            e.kind = core::event_kind_of(r[2].str(""));
+            e.time_ms = r[3].int8();
+            e.sid = r[4].str("");
+            e.identity = r[5].str("");
+            e.user_key = r[6].str("");
+            e.user_id = r[7].opt_int8();
+            e.name = r[8].str("");
+            e.role = r[9].str("");
+            e.joined_ms = r[10].opt_int8();
+            e.disconnect_reason = r[11].str("");
+            if (r[12].truth()) d->unseen_events = true;
+            e.room = r[13].str("");
+            events[d->session_id].push_back(std::move(e));
+        }
     for (Derived& d : out) {
-        d.derivation =
-            d.only ? core::derive_persons(events[d.session_id], context[d.session_id], *d.only)
-                   : core::derive(events[d.session_id], context[d.session_id]);
+        const core::DeriveContext& c = context[d.session_id];
+        if (stored.count(d.session_id)) {
+            d.from_store = true;
+            d.derivation = core::assemble(std::move(stored_persons[d.session_id]),
+                                          stored_roles[d.session_id], c);
+            d.derivation.room_finished_ms = d.room_finished_ms;
+            if (settings.verify_calculation) {
+                core::SessionDerivation logged = core::derive(events[d.session_id], c);
+                if (!(logged == d.derivation))
+                    throw core::Error("XX000",
+                                      "session " + std::to_string(d.session_id) +
+                                          ": what the fold stored gives another derivation than "
+                                          "the log (attendance.verify_calculation): " +
+                                          core::first_difference(logged, d.derivation));
+            }
+        } else {
+            d.derivation = d.only ? core::derive_persons(events[d.session_id], c, *d.only)
+                                  : core::derive(events[d.session_id], c);
+        }
         // Connections still open are closed by the derivation where its rule says so; the
         // calculation then closes the rest at the scheduled end or now.
         d.window.room_finished_ms.reset();
@@ -289,6 +395,24 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
              Arg::text_array(c_join_ev, c_join_ev_null),
              Arg::text_array(c_leave_ev, c_leave_ev_null), Arg::text_array(c_room)});
     if (!persons) return;
+    // The latest room_finished of each scheduled session's rooms, as a calculation writes it
+    // (a calculation that reads what the fold stored takes it from here).
+    {
+        std::vector<int64_t> rf_session, rf_ms;
+        std::vector<bool> rf_null;
+        for (const Derived& d : sessions) {
+            if (!d.scheduled) continue;
+            rf_session.push_back(d.session_id);
+            rf_ms.push_back(d.derivation.room_finished_ms.value_or(0));
+            rf_null.push_back(!d.derivation.room_finished_ms);
+        }
+        if (!rf_session.empty())
+            spi.exec("UPDATE @s.attendance_session_schedule s SET room_finished_at = " TS(
+                         "x.ms") " FROM unnest($1::bigint[], $2::bigint[]) AS x(session_id, ms) "
+                                 "WHERE s.session_id = x.session_id "
+                                 "AND s.room_finished_at IS DISTINCT FROM " TS("x.ms"),
+                     {Arg::int8_array(rf_session), Arg::int8_array(rf_ms, rf_null)});
+    }
     // Persons no longer derived (e.g. the session moved to another room) lose their live
     // row unless it holds a calculated result, which only a calculation replaces.
     const Arg derived_sessions = Arg::int8_array(p_session), derived_keys = Arg::text_array(p_key);
@@ -318,10 +442,13 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
     spi.exec(
         "INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id, "
         "  participant_identity, participant_name, role, first_join_time, last_leave_time, "
-        "  join_count, leave_count, join_leave_cycles, total_duration_minutes) "
-        "SELECT x.session_id, x.user_key, x.user_id, x.identity, x.name, x.role, " TS(
-            "x.first_ms") ", " TS("x.last_ms") ", x.joins, x.leaves, x.cycles::jsonb, x.minutes "
-                                               "FROM unnest($1::bigint[], $2::text[], "
+        "  join_count, leave_count, join_leave_cycles, total_duration_minutes" +
+            std::string(rooms ? ", derived_role" : "") +
+            ") "
+            "SELECT x.session_id, x.user_key, x.user_id, x.identity, x.name, x.role, " TS(
+            "x.first_ms") ", " TS("x.last_ms") ", x.joins, x.leaves, x.cycles::jsonb, x.minutes" +
+            std::string(rooms ? ", x.role" : "") +
+            " FROM unnest($1::bigint[], $2::text[], "
                                                "$3::bigint[], $4::text[], $5::text[], $6::text[], "
                                                "$7::bigint[], $8::bigint[], $9::bigint[], "
                                                "$10::bigint[], $11::text[], $12::bigint[]) "
@@ -338,14 +465,23 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
         "  join_leave_cycles = excluded.join_leave_cycles, "
         "  total_duration_minutes = CASE WHEN m.attendance_calculated_at IS NULL "
         "    THEN excluded.total_duration_minutes ELSE m.total_duration_minutes END, "
-        "  is_calculated = m.is_calculated AND m.session_id <> ALL ($13::bigint[]), "
-        "  updated_at = now() "
-        "WHERE (m.first_join_time, m.last_leave_time, m.join_count, m.leave_count, "
-        "  m.join_leave_cycles, m.participant_name, m.is_calculated) IS DISTINCT FROM "
-        "  (excluded.first_join_time, excluded.last_leave_time, excluded.join_count, "
-        "  excluded.leave_count, excluded.join_leave_cycles, "
-        "  coalesce(excluded.participant_name, m.participant_name), "
-        "  m.is_calculated AND m.session_id <> ALL ($13::bigint[]))",
+        "  is_calculated = m.is_calculated AND m.session_id <> ALL ($13::bigint[]), " +
+            // the role the derivation gives now, whatever the stored result's (a calculation
+            // that reads what the fold stored takes it from here)
+            std::string(rooms ? "  derived_role = excluded.derived_role, " : "") +
+            "  updated_at = now() "
+            "WHERE (m.first_join_time, m.last_leave_time, m.join_count, m.leave_count, "
+            "  m.join_leave_cycles, m.participant_name, m.participant_identity, m.user_id, "
+            "  m.is_calculated" +
+            std::string(rooms ? ", m.derived_role" : "") +
+            ") IS DISTINCT FROM "
+            "  (excluded.first_join_time, excluded.last_leave_time, excluded.join_count, "
+            "  excluded.leave_count, excluded.join_leave_cycles, "
+            "  coalesce(excluded.participant_name, m.participant_name), "
+            "  coalesce(excluded.participant_identity, m.participant_identity), "
+            "  coalesce(excluded.user_id, m.user_id), "
+            "  m.is_calculated AND m.session_id <> ALL ($13::bigint[])" +
+            std::string(rooms ? ", excluded.derived_role" : "") + ")",
         {Arg::int8_array(p_session), Arg::text_array(p_key),
          Arg::int8_array(p_user_id, p_user_id_null), Arg::text_array(p_identity, p_identity_null),
          Arg::text_array(p_name, p_name_null), Arg::text_array(p_role),

@@ -30,6 +30,9 @@ struct Derived {
     // Set when only these persons were derived (the fold's incremental unit): storing then
     // replaces their rows and connections only.
     std::optional<std::set<std::string>> only;
+    // The latest room_finished of its rooms as the last fold or calculation stored it.
+    std::optional<int64_t> room_finished_ms;
+    bool from_store = false;  // assembled from what the fold stored, not read from the log
     core::SessionDerivation derivation;
 };
 
@@ -48,9 +51,14 @@ bool has_rooms(SpiSession& spi);
 
 // only: for the sessions it names, derive just those persons (core::derive_persons); a
 // session not named is derived whole.
-std::vector<Derived> derive_sessions(
-    SpiSession& spi, const std::vector<int64_t>& ids, bool lock, std::string* snapshot = nullptr,
-    const std::map<int64_t, std::set<std::string>>* only = nullptr);
+// from_store (with lock, for a calculation): a session whose rooms have nothing unfolded is
+// assembled from the connections and rows the fold stored (core::assemble) instead of being
+// read from the log; attendance.verify_calculation derives it from the log too and fails
+// when the two differ.
+std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>& ids, bool lock,
+                                     std::string* snapshot = nullptr,
+                                     const std::map<int64_t, std::set<std::string>>* only = nullptr,
+                                     bool from_store = false);
 
 // Writes the live summary of each derived person (the seed's uncalculated columns) and the
 // connections of the sessions; rows of persons no longer derived are removed unless they

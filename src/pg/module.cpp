@@ -88,6 +88,12 @@ void define_settings() {
                              "still verified.",
                              &settings.development_mode, false, PGC_SUSET, 0, nullptr, nullptr,
                              nullptr);
+    DefineCustomBoolVariable(
+        "attendance.verify_calculation",
+        "Checks every calculation that reads what the fold stored against the log.",
+        "Superuser-only, for tests and diagnosis: such a calculation also derives its "
+        "sessions from the logged events and fails (XX000) if the two differ.",
+        &settings.verify_calculation, false, PGC_SUSET, 0, nullptr, nullptr, nullptr);
     DefineCustomBoolVariable("attendance.replay_mode",
                              "Skips only the token expiry check, to replay archived webhooks.",
                              "Superuser-only. The signature and the body hash are still checked.",

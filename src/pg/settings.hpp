@@ -27,6 +27,7 @@ struct Settings {
     int fold_wait_ms = 200;
     int reconcile_interval_s = 3600;
     int max_connection_age_s = 6 * 3600;
+    bool verify_calculation = false;  // also derive from the log, and compare
     int run_history_retention_days = 30;
     // the log's partitions and retention (docs/configuration.md)
     int partition_interval_min = 30 * 24 * 60;

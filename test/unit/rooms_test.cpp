@@ -244,6 +244,78 @@ TEST(Rooms, DerivingSomePersonsGivesWhatTheWholeSessionGivesThem) {
     }
 }
 
+// A calculation that reads what the fold stored (the connections meeting the window, each
+// person's identity and role) gives what deriving from the log gives at the calculation's
+// time: connections closed by a rule that depends on the time are closed again, and the
+// persons assembled from them.
+TEST(Rooms, AssemblingStoredConnectionsLaterGivesTheDerivationThen) {
+    std::mt19937_64 rng(20261207);
+    for (int round = 0; round < 40; ++round) {
+        std::vector<LoggedEvent> events;
+        for (int person = 0; person < 10; ++person) {
+            const std::string user = std::to_string(700 + person);
+            int64_t t = A - 40 * kMin + int64_t(rng() % (110 * kMin));
+            for (int k = 0; k < 3; ++k) {
+                const std::string sid = "PA_" + user + "_" + std::to_string(k);
+                const std::string room = rng() % 4 ? "room-1" : "room-1-breakout-1";
+                const int64_t stay = int64_t(rng() % (30 * kMin));
+                const auto r = rng() % 8;
+                if (r != 0) events.push_back(join(t, sid, user, room));
+                if (r == 1)
+                    events.push_back(ev(EventKind::ParticipantConnectionAborted, t + kSec, room,
+                                        sid, user, t + kSec));
+                if (r > 3) events.push_back(leave(t + stay, sid, t, user, "SIGNAL_CLOSE", room));
+                t += stay + int64_t(rng() % (5 * kMin));
+            }
+            if (rng() % 3 == 0) events.back().role = "teacher";
+        }
+        if (round % 3 == 0) {
+            events.push_back(
+                ev(EventKind::RoomFinished, B - 10 * kMin, "room-1", "", "0", std::nullopt));
+            events.back().user_key.clear();
+            events.back().user_id.reset();
+        }
+        DeriveContext folded = window(A, B);
+        folded.as_of_ms = A + 20 * kMin + int64_t(rng() % (40 * kMin));  // during the class
+        if (round % 4 == 0) folded.max_connection_age_ms = 30 * kMin;
+        folded.roster[700] = "student";
+        folded.roster[799] = "student";
+        folded.overridden = {"703"};
+        DeriveContext calculated = folded;
+        calculated.as_of_ms = B + 10 * kMin;  // after the end
+        // what a session reads: its rooms' events within the maximum age of its window
+        std::erase_if(events, [&](const LoggedEvent& e) {
+            return e.time_ms < A - folded.max_connection_age_ms ||
+                   e.time_ms >= B + folded.max_connection_age_ms;
+        });
+        const SessionDerivation stored = derive(events, folded);
+        // what the fold stored, read back
+        std::map<std::string, DerivedPerson> persons;
+        std::map<std::string, std::string> roles;
+        for (const auto& [key, p] : stored.persons) {
+            DerivedPerson& q = persons[key];
+            q.user_key = key;
+            q.user_id = p.user_id;
+            q.identity = p.identity;
+            q.name = p.name;
+            roles[key] = p.role;
+            for (DerivedConnection c : p.connections) {
+                reconcile_again(c, calculated);
+                q.connections.push_back(c);
+            }
+        }
+        for (DerivedConnection c : stored.rowless) {
+            reconcile_again(c, calculated);
+            persons[c.user_key].user_key = c.user_key;
+            persons[c.user_key].connections.push_back(c);
+        }
+        SessionDerivation from_store = assemble(persons, roles, calculated);
+        SessionDerivation from_log = derive(events, calculated);
+        from_log.room_finished_ms.reset();
+        EXPECT_EQ(from_store, from_log) << "round " << round;
+    }
+}
+
 Policy with_grace(int64_t ms) {
     Policy p;
     p.numbers.reconnect_grace_ms = ms;
