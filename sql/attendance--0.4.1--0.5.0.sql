@@ -182,11 +182,12 @@ $$;
 -- says; this is what a derivation stored before the event came.
 CREATE FUNCTION @extschema@._attendance_holds(room_name text, at timestamptz, event_type text, participant_sid text)
 RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
-    SELECT DISTINCT c.session_id FROM @extschema@.attendance_sessions c
-    WHERE c.room_name = $1
-      AND CASE WHEN $3 = 'room_finished'
-               THEN (c.leave_time IS NULL OR c.leave_is_synthetic) AND c.join_time <= $2
-               ELSE c.participant_sid = $4 END;
+    SELECT c.session_id FROM @extschema@.attendance_sessions c
+    WHERE $3 <> 'room_finished' AND c.room_name = $1 AND c.participant_sid = $4
+    UNION
+    SELECT c.session_id FROM @extschema@.attendance_sessions c
+    WHERE $3 = 'room_finished' AND c.room_name = $1
+      AND (c.leave_time IS NULL OR c.leave_is_synthetic) AND c.join_time <= $2;
 $$;
 
 -- The events of sessions as the derivation reads them: every event of the session's rooms
@@ -225,11 +226,11 @@ LANGUAGE sql STABLE AS $$
            e.participant_identity, e.user_key, e.user_id, e.participant_name, e.role,
            floor(extract(epoch FROM e.joined_at) * 1000)::bigint, e.disconnect_reason,
            CASE WHEN s.session_id IS NOT NULL AND @extschema@._attendance_unseen_by(e.logged_xid, s.calculated_snapshot)
-                THEN c.session_id IN (SELECT @extschema@._attendance_claims(e.room_name, e.event_timestamp, e.joined_at,
-                                                                            e.session_id, e.event_type, e.participant_sid)
+                THEN c.session_id IN (SELECT x.x FROM @extschema@._attendance_claims(e.room_name, e.event_timestamp, e.joined_at,
+                                                                                     e.session_id, e.event_type, e.participant_sid) x(x)
                                       UNION ALL
-                                      SELECT @extschema@._attendance_holds(e.room_name, e.event_timestamp,
-                                                                           e.event_type, e.participant_sid))
+                                      SELECT y.y FROM @extschema@._attendance_holds(e.room_name, e.event_timestamp,
+                                                                                    e.event_type, e.participant_sid) y(y))
                 ELSE false END,
            e.room_name
     FROM candidates c

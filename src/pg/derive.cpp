@@ -415,23 +415,31 @@ void store_live(SpiSession& spi, const std::vector<Derived>& sessions, bool pers
     }
     // Persons no longer derived (e.g. the session moved to another room) lose their live
     // row unless it holds a calculated result, which only a calculation replaces.
-    const Arg derived_sessions = Arg::int8_array(p_session), derived_keys = Arg::text_array(p_key);
+    // (NOT IN over the derived pairs is a hashed subplan; NOT EXISTS over an unnest was
+    // planned as a nested loop, quadratic in the persons of a fold)
     if (!whole.empty())
         spi.exec(
             "DELETE FROM @s.meeting_attendances m WHERE m.session_id = ANY($1) "
-            "AND m.attendance_calculated_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
-            "unnest($2::bigint[], $3::text[]) x(session_id, user_key) "
-            "WHERE x.session_id = m.session_id AND x.user_key = m.user_key)",
-            {whole_array, derived_sessions, derived_keys});
-    // (of a session derived for some persons, only those persons' rows)
-    if (!some_session.empty())
+            "AND m.attendance_calculated_at IS NULL AND (m.session_id, m.user_key) NOT IN "
+            "(SELECT x.session_id, x.user_key FROM unnest($2::bigint[], $3::text[]) "
+            "x(session_id, user_key))",
+            {whole_array, Arg::int8_array(p_session), Arg::text_array(p_key)});
+    // Of a session derived for some persons, those of them it no longer has.
+    std::vector<int64_t> gone_session;
+    std::vector<std::string> gone_key;
+    for (const Derived& d : sessions)
+        if (d.only)
+            for (const std::string& key : *d.only)
+                if (!d.derivation.persons.count(key)) {
+                    gone_session.push_back(d.session_id);
+                    gone_key.push_back(key);
+                }
+    if (!gone_session.empty())
         spi.exec(
             "DELETE FROM @s.meeting_attendances m USING unnest($1::bigint[], $2::text[]) "
             "AS s(session_id, user_key) WHERE m.session_id = s.session_id "
-            "AND m.user_key = s.user_key AND m.attendance_calculated_at IS NULL "
-            "AND NOT EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::text[]) x(session_id, "
-            "user_key) WHERE x.session_id = m.session_id AND x.user_key = m.user_key)",
-            {some_sessions, some_keys, derived_sessions, derived_keys});
+            "AND m.user_key = s.user_key AND m.attendance_calculated_at IS NULL",
+            {Arg::int8_array(gone_session), Arg::text_array(gone_key)});
     // A flagged session's rows all show as not calculated, also those not derived now.
     if (!some_pending.empty())
         spi.exec(
@@ -593,11 +601,13 @@ FoldResult fold(SpiSession& spi) {
             "SELECT m.session_id, " MS("clock_timestamp() - e.received_at") ", e.result, e.id, "
             "e.event_type, e.user_key "
             "FROM @s.meeting_attendance_events e LEFT JOIN LATERAL " +
-                std::string(rooms ? "(SELECT @s._attendance_claims(e.room_name, "
+                // (set-returning SQL functions in FROM are inlined into the plan; in a
+                // select list they would be called once per event)
+                std::string(rooms ? "(SELECT c.c FROM @s._attendance_claims(e.room_name, "
                                     "e.event_timestamp, e.joined_at, e.session_id, e.event_type, "
-                                    "e.participant_sid) UNION SELECT @s._attendance_holds("
-                                    "e.room_name, e.event_timestamp, e.event_type, "
-                                    "e.participant_sid))"
+                                    "e.participant_sid) c(c) UNION SELECT h.h FROM "
+                                    "@s._attendance_holds(e.room_name, e.event_timestamp, "
+                                    "e.event_type, e.participant_sid) h(h))"
                                   : "@s._attendance_match(e.room_name, e.event_timestamp, "
                                     "e.session_id)") +
                 " m(session_id) ON true WHERE e.id > $1 AND e.id <= $2",
