@@ -229,8 +229,9 @@ std::string store_results_sql(bool derived_role) {
 // observer): removed, and audited when they held a result.
 constexpr const char* kRemoveVanished =
     "WITH gone AS (DELETE FROM @s.meeting_attendances m WHERE m.session_id = ANY($1) "
-    "  AND NOT EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::text[]) x(session_id, user_key) "
-    "    WHERE x.session_id = m.session_id AND x.user_key = m.user_key) "
+    // (a hashed subplan; NOT EXISTS over an unnest may be planned as a quadratic loop)
+    "  AND (m.session_id, m.user_key) NOT IN (SELECT x.session_id, x.user_key "
+    "    FROM unnest($3::bigint[], $4::text[]) x(session_id, user_key)) "
     "  RETURNING m.session_id, m.user_key, m.attendance_status, m.attendance_percentage, "
     "    m.attendance_calculated_at) "
     "INSERT INTO @s.attendance_status_changes (session_id, user_key, old_status, new_status, "
@@ -282,7 +283,8 @@ BatchResult calculate_batch(SpiSession& spi, const std::vector<int64_t>& ids,
         session_causes.push_back(why);
         room_finished.push_back(s.d.derivation.room_finished_ms.value_or(0));
         room_finished_null.push_back(!s.d.derivation.room_finished_ms);
-        live.push_back(s.d);
+        // (connections read from the store as they are need not be written again)
+        if (!s.d.store_current) live.push_back(s.d);
     }
     // The live columns and connections from the same derivation, then the results.
     spi.exec(kRemoveVanished, {Arg::int8_array(done), Arg::text_array(session_causes),

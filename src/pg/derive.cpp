@@ -153,6 +153,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     }
     std::map<int64_t, std::map<std::string, core::DerivedPerson>> stored_persons;
     std::map<int64_t, std::map<std::string, std::string>> stored_roles;
+    std::set<int64_t> restore;  // read from the store, with a connection closed again
     if (!stored.empty()) {
         const Arg stored_ids = Arg::int8_array(std::vector<int64_t>(stored.begin(), stored.end()));
         for (const Row& r : spi.query(
@@ -176,7 +177,9 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
             c.disconnect_reason = r[9].str("");
             c.join_event_id = r[10].str("");
             c.leave_event_id = r[11].str("");
+            const core::DerivedConnection as_stored = c;
             core::reconcile_again(c, context[id]);
+            if (!(c == as_stored)) restore.insert(id);
             core::DerivedPerson& p = stored_persons[id][c.user_key];
             p.user_key = c.user_key;
             p.connections.push_back(std::move(c));
@@ -263,6 +266,7 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         const core::DeriveContext& c = context[d.session_id];
         if (stored.count(d.session_id)) {
             d.from_store = true;
+            d.store_current = !restore.count(d.session_id);
             d.derivation = core::assemble(std::move(stored_persons[d.session_id]),
                                           stored_roles[d.session_id], c);
             d.derivation.room_finished_ms = d.room_finished_ms;

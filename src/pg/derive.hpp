@@ -32,7 +32,8 @@ struct Derived {
     std::optional<std::set<std::string>> only;
     // The latest room_finished of its rooms as the last fold or calculation stored it.
     std::optional<int64_t> room_finished_ms;
-    bool from_store = false;  // assembled from what the fold stored, not read from the log
+    bool from_store = false;     // assembled from what the fold stored, not read from the log
+    bool store_current = false;  // ... and every stored connection is as it was stored
     core::SessionDerivation derivation;
 };
 
