@@ -321,7 +321,7 @@ ALTER TABLE @extschema@.attendance_sessions ADD COLUMN room_name text NOT NULL D
 ALTER TABLE @extschema@.attendance_sessions DROP CONSTRAINT attendance_sessions_pkey;
 ALTER TABLE @extschema@.attendance_sessions ADD PRIMARY KEY (session_id, room_name, participant_sid);
 -- The sessions holding a connection: an event of it may change their rows (the fold derives
--- them again, docs/architecture.md, "The fold").
+-- them again, docs/architecture.md, "The worker's loops").
 CREATE INDEX attendance_sessions_connection_idx ON @extschema@.attendance_sessions (room_name, participant_sid);
 -- The role the derivation gives the person now (the roster's, else the events', else student),
 -- kept by every fold and calculation; `role` is the one the stored result used. A

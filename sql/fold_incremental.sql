@@ -1,4 +1,4 @@
--- The fold is incremental (docs/architecture.md, "The fold"): a participant's new events
+-- The fold is incremental (docs/architecture.md, "The worker's loops"): a participant's new events
 -- make it derive that person only, a room event or a schedule change the whole session.
 -- Folding after every webhook (incremental folds) leaves exactly the live rows and
 -- connections that a whole derivation of every session gives, for the fixture's class and

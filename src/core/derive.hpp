@@ -127,7 +127,7 @@ std::string first_difference(const SessionDerivation& a, const SessionDerivation
 // The same derivation for some persons only (the fold's unit when new events name only
 // them): what derive() gives for each of `user_keys`, and nothing of anyone else. It reads
 // only their participant events and the room events, so a class's other persons cost
-// nothing (docs/architecture.md, "The fold").
+// nothing (docs/architecture.md, "The worker's loops").
 SessionDerivation derive_persons(const std::vector<LoggedEvent>& events,
                                  const DeriveContext& context,
                                  const std::set<std::string>& user_keys);

@@ -1,5 +1,5 @@
 // The events of a session as the derivation reads them, and the live rows it writes
-// (docs/architecture.md, "The derivation" and "The fold").
+// (docs/architecture.md, "The derivation" and "The worker's loops").
 #include "pg/derive.hpp"
 
 #include "pg/settings.hpp"
@@ -600,7 +600,7 @@ FoldResult fold(SpiSession& spi) {
         const bool rooms = has_rooms(spi);
         if (rooms) note_rooms(spi, true);
         // The sessions each new event counts for, and those holding a connection it changes
-        // (docs/architecture.md, "Rooms and windows" and "The fold").
+        // (docs/architecture.md, "Rooms and windows" and "The worker's loops").
         auto rows = spi.query(
             "SELECT m.session_id, " MS("clock_timestamp() - e.received_at") ", e.result, e.id, "
             "e.event_type, e.user_key "
@@ -623,8 +623,8 @@ FoldResult fold(SpiSession& spi) {
             if (r[0].is_null() || r[2].str() != "recorded") continue;
             const int64_t session = r[0].int8();
             touched.insert(session);
-            // Incremental (docs/architecture.md, "The fold"): a participant's event changes
-            // that person only; a room event, or an earlier version's schema, the session.
+            // Incremental (docs/architecture.md, "The worker's loops"): a participant's event
+            // changes that person only; a room event, or an earlier version's schema, the session.
             const std::string key = r[5].str("");
             if (rooms && core::is_participant_event(core::event_kind_of(r[4].str(""))) &&
                 !key.empty())

@@ -1,5 +1,5 @@
 // Loading a session's logged events for the one derivation (core/derive), and storing
-// what it derives as the live rows and connections (docs/architecture.md, "The fold").
+// what it derives as the live rows and connections (docs/architecture.md, "The worker's loops").
 #pragma once
 
 #include "pg/spi.hpp"
