@@ -44,4 +44,17 @@ SELECT session_id, starts_at FROM attendance_session_schedule WHERE session_id I
 -- a session whose window does not move (a new policy or course) passes
 UPDATE attendance_retired_events SET range_end = '2024-03-01Z';
 SELECT (attendance_schedule_session(902, 'room-902', '2024-02-10 10:00Z', '2024-02-10 11:00Z', 'default', 'math')).course;
+
+-- The SQL rules read settings with a fallback for a session that has not loaded the library
+-- yet; each fallback is the setting's own default (a second copy of the value, checked here
+-- so that the two cannot drift apart).
+SELECT DISTINCT m[1] AS setting, m[2] AS fallback,
+       CASE WHEN g.unit IS NULL THEN m[2] = g.boot_val
+            ELSE m[2]::interval = (g.boot_val || ' ' || g.unit)::interval END AS same_as_default
+FROM pg_proc p
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+                AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'attendance'),
+     LATERAL regexp_matches(p.prosrc, '(?:_attendance_setting_interval|current_setting)\(''(attendance\.[a-z_]+)'',\s*(?:true\),\s*)?''([^'']*)''', 'g') m
+JOIN pg_settings g ON g.name = m[1]
+ORDER BY 1, 2;
 DROP EXTENSION attendance CASCADE;
