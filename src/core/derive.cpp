@@ -28,6 +28,19 @@ int kind_rank(EventKind k) {
     return 5;
 }
 
+// Reconciliation's close of a connection with a join and no leave, at `context.as_of_ms`
+// (room_finished_ms: the first room_finished of its room after the join, if logged).
+void close_by_rule(DerivedConnection& c, std::optional<int64_t> room_finished_ms,
+                   const DeriveContext& context) {
+    const OpenConnection open{*c.join_ms, room_finished_ms, context.scheduled_end_ms};
+    if (auto closing = reconcile_close(open, context.as_of_ms, context.max_connection_age_ms)) {
+        c.leave_ms = closing->leave_ms;
+        c.end_reason = kEndReconciled;
+        c.synthetic_leave = true;
+        c.disconnect_reason = "reconciled: " + closing->because;
+    }
+}
+
 // The events of one connection (participant sid), in event order.
 DerivedConnection derive_connection(const std::vector<const LoggedEvent*>& events,
                                     const std::vector<int64_t>& room_finished,
@@ -91,15 +104,9 @@ DerivedConnection derive_connection(const std::vector<const LoggedEvent*>& event
     // No leave (yet): reconciliation's rule closes it at the first room_finished after
     // the join, else at the scheduled end once the session is over, else after the
     // maximum age; a real leave, whenever it is logged, supersedes this.
-    OpenConnection open{*c.join_ms, std::nullopt, context.scheduled_end_ms};
     auto rf = std::lower_bound(room_finished.begin(), room_finished.end(), *c.join_ms);
-    if (rf != room_finished.end()) open.room_finished_ms = *rf;
-    if (auto closing = reconcile_close(open, context.as_of_ms, context.max_connection_age_ms)) {
-        c.leave_ms = closing->leave_ms;
-        c.end_reason = kEndReconciled;
-        c.synthetic_leave = true;
-        c.disconnect_reason = "reconciled: " + closing->because;
-    }
+    close_by_rule(c, rf != room_finished.end() ? std::optional<int64_t>(*rf) : std::nullopt,
+                  context);
     return c;
 }
 
@@ -232,13 +239,7 @@ void reconcile_again(DerivedConnection& c, const DeriveContext& context) {
     c.end_reason.clear();
     c.synthetic_leave = false;
     c.disconnect_reason.clear();
-    const OpenConnection open{*c.join_ms, std::nullopt, context.scheduled_end_ms};
-    if (auto closing = reconcile_close(open, context.as_of_ms, context.max_connection_age_ms)) {
-        c.leave_ms = closing->leave_ms;
-        c.end_reason = kEndReconciled;
-        c.synthetic_leave = true;
-        c.disconnect_reason = "reconciled: " + closing->because;
-    }
+    close_by_rule(c, std::nullopt, context);
 }
 
 SessionDerivation assemble(std::map<std::string, DerivedPerson> persons,
