@@ -154,6 +154,12 @@ bool is_participant_event(EventKind k) {
            k == EventKind::ParticipantConnectionAborted;
 }
 
+EventReach reach_of(EventKind k) {
+    if (is_participant_event(k)) return EventReach::Person;
+    if (k == EventKind::RoomStarted) return EventReach::Nobody;
+    return EventReach::Session;
+}
+
 bool event_before(const LoggedEvent& a, const LoggedEvent& b) {
     return std::make_tuple(a.time_ms, kind_rank(a.kind), std::cref(a.event_id)) <
            std::make_tuple(b.time_ms, kind_rank(b.kind), std::cref(b.event_id));

@@ -139,6 +139,13 @@ nlohmann::json cycles_json(const DerivedPerson& person);
 // that concern one person only.
 bool is_participant_event(EventKind k);
 
+// Which persons of a session a new event can change, the fold's incremental unit
+// (docs/architecture.md, "The worker's loops"): a participant's event, that person;
+// room_started, nobody (the derivation only orders events by it); room_finished (it closes
+// every open connection of its room) and any other event, the whole session.
+enum class EventReach { Person, Nobody, Session };
+EventReach reach_of(EventKind k);
+
 // The total order every choice of the derivation follows: time, then kind, then event id.
 bool event_before(const LoggedEvent& a, const LoggedEvent& b);
 

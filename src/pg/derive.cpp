@@ -217,32 +217,36 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
                 }
         }
     }
-    // The others, and all of them when their derivation is verified, from the log.
-    std::vector<int64_t> from_log;
-    for (const Derived& d : out)
-        if (!stored.count(d.session_id) || settings.verify_calculation)
-            from_log.push_back(d.session_id);
-    // When every session derives some persons only, only their events are read (the union
-    // of the keys: core::derive_persons drops the rest).
+    // The others, and all of them when their derivation is verified, from the log. Sessions
+    // derived for some persons read only those persons' events (the union of their keys:
+    // core::derive_persons drops the rest), the others all their events: two reads, so that
+    // one whole session does not make the batch read everything.
     std::set<std::string> keys;
-    const bool some_only = std::all_of(out.begin(), out.end(), [&](const Derived& d) {
-        if (d.only) keys.insert(d.only->begin(), d.only->end());
-        return d.only.has_value();
-    });
+    std::vector<int64_t> some_ids, whole_ids;
+    for (const Derived& d : out) {
+        if (stored.count(d.session_id) && !settings.verify_calculation) continue;
+        if (d.only && rooms) {
+            keys.insert(d.only->begin(), d.only->end());
+            some_ids.push_back(d.session_id);
+        } else {
+            whole_ids.push_back(d.session_id);
+        }
+    }
     std::map<int64_t, std::vector<core::LoggedEvent>> events;
-    const Arg log_ids = Arg::int8_array(from_log);
-    if (!from_log.empty())
+    std::vector<std::pair<std::vector<int64_t>, Arg>> reads;
+    if (!some_ids.empty())
+        reads.emplace_back(some_ids,
+                           Arg::text_array(std::vector<std::string>(keys.begin(), keys.end())));
+    if (!whole_ids.empty()) reads.emplace_back(whole_ids, Arg::null_of(Arg::Kind::TextArray));
+    for (const auto& [ids_read, keys_read] : reads)
         for (const Row& r : spi.query(
                  "SELECT session_id, event_id, event_type, at_ms, participant_sid, "
                  "participant_identity, user_key, user_id, participant_name, role, joined_ms, "
                  "disconnect_reason, unseen, " +
                      std::string(rooms ? "room_name FROM @s._attendance_session_events($1, $2)"
                                        : "''::text FROM @s._attendance_session_events($1)"),
-                 rooms ? std::vector<Arg>{log_ids, some_only
-                                                       ? Arg::text_array(std::vector<std::string>(
-                                                             keys.begin(), keys.end()))
-                                                       : Arg::null_of(Arg::Kind::TextArray)}
-                       : std::vector<Arg>{log_ids},
+                 rooms ? std::vector<Arg>{Arg::int8_array(ids_read), keys_read}
+                       : std::vector<Arg>{Arg::int8_array(ids_read)},
                  ro)) {
             Derived* d = find(r[0]);
             if (!d) continue;
@@ -624,11 +628,14 @@ FoldResult fold(SpiSession& spi) {
             const int64_t session = r[0].int8();
             touched.insert(session);
             // Incremental (docs/architecture.md, "The worker's loops"): a participant's event
-            // changes that person only; a room event, or an earlier version's schema, the session.
+            // changes that person only, a room_started nobody; a room_finished, or an earlier
+            // version's schema, the session.
             const std::string key = r[5].str("");
-            if (rooms && core::is_participant_event(core::event_kind_of(r[4].str(""))) &&
-                !key.empty())
+            const core::EventReach reach = core::reach_of(core::event_kind_of(r[4].str("")));
+            if (rooms && reach == core::EventReach::Person && !key.empty())
                 some[session].insert(key);
+            else if (rooms && reach == core::EventReach::Nobody)
+                some[session];  // derived for no person: its room events are still read
             else
                 whole.insert(session);
         }

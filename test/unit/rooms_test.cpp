@@ -244,6 +244,54 @@ TEST(Rooms, DerivingSomePersonsGivesWhatTheWholeSessionGivesThem) {
     }
 }
 
+// The fold's unit for each kind of event (core::reach_of): a room_started changes nobody,
+// so a session whose only new event is one derives no person. Adding room_started events
+// anywhere in a stream (in either room, with or without room_finished) derives the same.
+TEST(Rooms, ARoomStartedChangesNoPerson) {
+    EXPECT_EQ(reach_of(EventKind::ParticipantJoined), EventReach::Person);
+    EXPECT_EQ(reach_of(EventKind::ParticipantLeft), EventReach::Person);
+    EXPECT_EQ(reach_of(EventKind::ParticipantConnectionAborted), EventReach::Person);
+    EXPECT_EQ(reach_of(EventKind::RoomStarted), EventReach::Nobody);
+    EXPECT_EQ(reach_of(EventKind::RoomFinished), EventReach::Session);
+    EXPECT_EQ(reach_of(EventKind::Other), EventReach::Session);
+    std::mt19937_64 rng(20261207);
+    for (int round = 0; round < 30; ++round) {
+        std::vector<LoggedEvent> events;
+        for (int person = 0; person < 8; ++person) {
+            const std::string user = std::to_string(700 + person);
+            int64_t t = A - 30 * kMin + int64_t(rng() % (100 * kMin));
+            for (int k = 0; k < 3; ++k) {
+                const std::string sid = "PA_" + user + "_" + std::to_string(k);
+                const std::string room = rng() % 3 ? "room-1" : "room-1-breakout-1";
+                const int64_t stay = int64_t(rng() % (25 * kMin));
+                if (rng() % 8) events.push_back(join(t, sid, user, room));
+                if (rng() % 8)
+                    events.push_back(leave(t + stay, sid, t, user, "SIGNAL_CLOSE", room));
+                t += stay + int64_t(rng() % (5 * kMin));
+            }
+        }
+        if (round % 2) {
+            events.push_back(
+                ev(EventKind::RoomFinished, B - 5 * kMin, "room-1", "", "0", std::nullopt));
+            events.back().user_key.clear();
+            events.back().user_id.reset();
+        }
+        const SessionDerivation without = derive(events, window(A, B));
+        ASSERT_FALSE(without.persons.empty());
+        for (int k = 0; k < 4; ++k) {
+            // at a join's exact time too, where its rank orders it first
+            const int64_t at =
+                k == 0 ? events.front().time_ms : A - 40 * kMin + int64_t(rng() % (130 * kMin));
+            events.push_back(ev(EventKind::RoomStarted, at, k % 2 ? "room-1" : "room-1-breakout-1",
+                                "", "0", std::nullopt));
+            events.back().user_key.clear();
+            events.back().user_id.reset();
+        }
+        std::shuffle(events.begin(), events.end(), rng);
+        EXPECT_EQ(derive(events, window(A, B)), without) << "round " << round;
+    }
+}
+
 // A calculation that reads what the fold stored (the connections meeting the window, each
 // person's identity and role) gives what deriving from the log gives at the calculation's
 // time: connections closed by a rule that depends on the time are closed again, and the
