@@ -572,8 +572,39 @@ extern "C" void attendance_launcher_main(Datum) {
     }
 }
 
+// A run stays while events keep coming (docs/architecture.md, "The worker's loops"): it waits
+// until the next fold is due (its last start + attendance.fold_interval) and runs again if
+// events were logged meanwhile or a run was asked for, keeping its catalog caches and
+// prepared plans (a new process paid about 60-80 ms per fold to warm them). It leaves when a
+// fold interval passes with nothing new, or after kRunStayMs: a run never holds its database
+// connection long, so DROP DATABASE meets one only while webhooks keep arriving.
+constexpr int64 kRunStayMs = 60'000;
+
+static bool run_again(int64 started) {
+    for (;;) {
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+        const int64 now = now_ms();
+        if (now - started >= kRunStayMs) return false;
+        SpinLockAcquire(&shared->mutex);
+        const int64 fold_at = shared->last_fold_start_ms + settings.fold_interval_ms;
+        const bool more = shared->events_pending || shared->wake_pending;
+        // A wake request is taken by this run: the launcher need not start another for it.
+        if (now >= fold_at && more) shared->wake_pending = false;
+        SpinLockRelease(&shared->mutex);
+        if (now >= fold_at) return more;
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+                        long(std::min<int64>(fold_at - now, kRunStayMs)), PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+}
+
 extern "C" void attendance_run_main(Datum) {
     pqsignal(SIGTERM, die);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
     BackgroundWorkerUnblockSignals();
     BackgroundWorkerInitializeConnection(settings.database_name, nullptr, 0);
     // The run's SQL (and the rule functions inlined into it) resolves names as the SQL
@@ -581,7 +612,9 @@ extern "C" void attendance_run_main(Datum) {
     SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
     static char message[512] = "";
     try {
-        run_once();
+        const int64 started = now_ms();
+        do run_once();
+        while (run_again(started));
     } catch (const std::exception& e) {
         std::snprintf(message, sizeof message, "%s", e.what());
     }
