@@ -243,9 +243,10 @@ void run_once() {
             "UPDATE @s.attendance_job_runs SET status = 'failed', finished_at = clock_timestamp(), "
             "message = 'interrupted: the scheduler stopped before the run finished' "
             "WHERE status = 'running' AND pid IS DISTINCT FROM pg_backend_pid()");
+        // (Whether a calculation is due is asked after the fold, which may flag sessions.)
         auto r = spi.query(
-            "SELECT EXISTS (SELECT 1 FROM @s.attendance_sessions_due WHERE due_at <= now()), "
-            "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'reconcile') "
+            "SELECT coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = "
+            "'reconcile') "
             "  <= now() - make_interval(secs => $1), true), "
             "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'cleanup') "
             "  <= now() - interval '1 day', true), "
@@ -256,10 +257,9 @@ void run_once() {
             "@s.meeting_attendance_events_default) THEN interval '1 minute' "
             "ELSE interval '1 hour' END, true)",
             {Arg::int4(settings.reconcile_interval_s)}, true);
-        calculate_due_now = r[0][0].truth();
-        reconcile_due = r[0][1].truth();
-        cleanup_due = r[0][2].truth();
-        partitions_due = r[0][3].truth();
+        reconcile_due = r[0][0].truth();
+        cleanup_due = r[0][1].truth();
+        partitions_due = r[0][2].truth();
         spi.finish();
     });
     if (!err.empty() || !schema) {
