@@ -584,18 +584,25 @@ std::optional<int64_t> settled_high_mark(SpiSession& spi) {
 
 }  // namespace
 
-FoldResult fold(SpiSession& spi) {
+FoldResult fold(SpiSession& spi, int64_t max_events) {
     FoldResult out;
     // One fold at a time; the state row is locked before any schedule row.
     const int64_t safe_id =
         spi.query("SELECT safe_id FROM @s.attendance_fold_state FOR UPDATE")[0][0].int8();
     std::optional<int64_t> settled = settled_high_mark(spi);
     out.complete = settled.has_value();
-    const int64_t high = settled ? *settled
-                                 : spi.query(
-                                          "SELECT coalesce(max(id), 0) FROM "
-                                          "@s.meeting_attendance_events")[0][0]
-                                       .int8();
+    int64_t high = settled ? *settled
+                           : spi.query(
+                                    "SELECT coalesce(max(id), 0) FROM "
+                                    "@s.meeting_attendance_events")[0][0]
+                                 .int8();
+    // At most max_events ids past the watermark (docs/architecture.md, "The worker's
+    // loops"); the next fold follows at once. Not when an ingesting transaction is still
+    // open: the watermark stays, and a capped fold would fold the same ids again.
+    if (max_events > 0 && settled && high - safe_id > max_events) {
+        high = safe_id + max_events;
+        out.capped = true;
+    }
 
     std::set<int64_t> touched, whole;
     std::map<int64_t, std::set<std::string>> some;  // sessions whose new events name only these

@@ -171,6 +171,12 @@ void define_settings() {
         "Milliseconds; 0 does not wait. A transaction still open is folded by a later fold.",
         &settings.fold_wait_ms, 200, 0, 60 * 1000, PGC_SUSET, GUC_UNIT_MS, nullptr, nullptr,
         nullptr);
+    DefineCustomIntVariable(
+        "attendance.fold_max_events",
+        "At most this many logged events are folded in one transaction; the rest by the next "
+        "fold, at once.",
+        "Bounds one fold's work (and its burst on the CPU) after a backlog, e.g. a restart.",
+        &settings.fold_max_events, 5000, 100, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("attendance.reconcile_interval",
                             "How often the scheduler derives again the sessions with connections "
                             "still open (reconciliation).",

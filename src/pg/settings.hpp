@@ -25,6 +25,7 @@ struct Settings {
     int calculation_batch_size = 500;
     int fold_interval_ms = 1000;
     int fold_wait_ms = 200;
+    int fold_max_events = 5000;
     int reconcile_interval_s = 3600;
     int max_connection_age_s = 6 * 3600;
     bool verify_calculation = false;  // also derive from the log, and compare

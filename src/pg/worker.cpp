@@ -146,19 +146,22 @@ struct JobOutcome {
     int failed = 0;
     std::string message;
     bool incomplete = false;  // a fold that left events for a later fold
+    bool capped = false;      // a fold that stopped at attendance.fold_max_events
 };
 
 JobOutcome do_job(SpiSession& spi, const std::string& job) {
     JobOutcome out;
     if (job == "fold") {
-        FoldResult r = fold(spi);
+        FoldResult r = fold(spi, settings.fold_max_events);
         out.processed = int(r.events);
         out.failed = r.failed;
         out.incomplete = !r.complete;
+        out.capped = r.capped;
         out.message = "folded " + std::to_string(r.events) + " event(s) into " +
                       std::to_string(r.sessions) + " session(s), flagged " +
                       std::to_string(r.flagged) + " for a late webhook" +
                       (r.complete ? "" : "; an ingesting transaction was still open") +
+                      (r.capped ? "; more events than attendance.fold_max_events" : "") +
                       (r.failed ? "; failed: " + r.message : "");
     } else if (job == "calculate") {
         DueResult r = calculate_due(spi, settings.calculation_batch_size);
@@ -285,9 +288,11 @@ void run_once() {
     // fold. That transaction may log nothing (a redelivery draws an id and stores no row),
     // so its commit may never wake the scheduler: the next fold is due now (at most every
     // fold_interval), whether or not another event comes.
-    if (folded.incomplete) {
+    // A fold that stopped at attendance.fold_max_events is followed by the next at once.
+    if (folded.incomplete || folded.capped) {
         SpinLockAcquire(&shared->mutex);
         shared->events_pending = true;
+        if (folded.capped) shared->last_fold_start_ms = 0;
         SpinLockRelease(&shared->mutex);
     }
     if (!err.empty() || folded.failed > 0) {
