@@ -10,8 +10,10 @@ CORE_SRCS  = $(sort $(wildcard src/core/*.cpp))
 PG_SRCS    = $(sort $(wildcard src/pg/*.cpp))
 OBJS       = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS      = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/attendance--%,$(wildcard sql/*.sql))))
-REGRESS_OPTS = --inputdir=.
+# pg_regress: test/sql/<name>.sql against test/expected/<name>.out, in name order (some
+# tests share the extension's state, so the order is the run order).
+REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test
 ISOLATION_SPECS = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 
 PG_CONFIG ?= pg_config
