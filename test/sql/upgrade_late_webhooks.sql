@@ -66,9 +66,11 @@ ALTER EXTENSION attendance UPDATE;
 RESET client_min_messages;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'attendance') AS current
 FROM pg_extension WHERE extname = 'attendance';
--- What the update did: the 0.3.0 -> 0.4.0 script folds (it calls attendance_fold()); the
--- 0.4.1 -> 0.5.0 script flags every calculated session for the rules of 0.5.0, keeping a
--- pending cause.
+-- The update derived nothing: the fold the 0.2.0 -> 0.3.0 and 0.3.0 -> 0.4.0 scripts call
+-- does nothing while an extension script runs. The late webhooks are above the fold's
+-- watermark, and the 0.4.1 -> 0.5.0 script flagged every calculated session for the rules
+-- of 0.5.0. (Before the fold did nothing there, the 0.3.0 -> 0.4.0 script's fold had
+-- flagged both sessions for their late webhooks already: docs/decisions.md.)
 SELECT (SELECT safe_id FROM attendance_fold_state) = :seen_by_the_calculations AS watermark_before_the_late_webhooks;
 SELECT session_id, needs_calculation, recalculation_cause, needs_fold FROM attendance_session_schedule ORDER BY 1;
 -- Nothing is lost: every event is logged once, and those logged after the calculations are
@@ -80,8 +82,8 @@ FROM meeting_attendance_events e
 JOIN attendance_session_schedule s ON s.room_name = e.room_name
 ORDER BY e.id;
 
--- The scheduler's next run folds (it runs attendance_fold() first): each late webhook
--- flags its calculated session.
+-- The scheduler's next run folds (it runs attendance_fold() first, within a minute of the
+-- update; test/e2e/test_worker.py): each late webhook flags its calculated session.
 SELECT f->>'sessions' AS sessions, f->>'flagged' AS flagged, f->>'complete' AS complete
 FROM attendance_fold() f;
 SELECT session_id, needs_calculation, recalculation_cause FROM attendance_session_schedule ORDER BY 1;
