@@ -11,15 +11,15 @@ ifeq ($(ATTENDANCE_VERSION),)
 $(error attendance.control names no default_version)
 endif
 
-# The install script of the current version is built from the topical sources in sql/src
-# (read in name order; docs/architecture.md, "Layout"), so that CREATE EXTENSION runs one
-# script, not the first version's and every upgrade. The scripts of released versions
-# (the first version's full script, every upgrade script) are installed as they are, and
-# never edited (sql/released.sha256; docs/development.md).
+# The install script of the current version is built into sql/generated from the topical
+# sources in sql/src (read in name order; docs/development.md, "The SQL scripts"), so that
+# CREATE EXTENSION runs one script, not the first version's and every upgrade. The scripts
+# in sql/ (the first version's full script, every upgrade script) are installed as they
+# are; those of released versions are never edited (sql/released.sha256).
 SQL_SOURCES    = $(sort $(wildcard sql/src/*.sql))
-FULL_SCRIPT    = sql/$(EXTENSION)--$(ATTENDANCE_VERSION).sql
+FULL_SCRIPT    = sql/generated/$(EXTENSION)--$(ATTENDANCE_VERSION).sql
 DATA_built     = $(FULL_SCRIPT)
-DATA           = $(filter-out $(FULL_SCRIPT),$(sort $(wildcard sql/attendance--*.sql)))
+DATA           = $(sort $(wildcard sql/attendance--*.sql))
 
 CORE_SRCS  = $(sort $(wildcard src/core/*.cpp))
 PG_SRCS    = $(sort $(wildcard src/pg/*.cpp))
@@ -47,7 +47,7 @@ override CXXFLAGS += -Wno-maybe-uninitialized
 # Objects depend on the headers they include (a changed struct must rebuild its users).
 override CXXFLAGS += -MMD -MP
 -include $(OBJS:.o=.d)
-EXTRA_CLEAN += $(OBJS:.o=.d) $(FULL_SCRIPT).tmp
+EXTRA_CLEAN += $(OBJS:.o=.d) sql/generated
 override CPPFLAGS := -Isrc -isystem $(includedir_server) -isystem $(includedir_internal) $(CPPFLAGS)
 SHLIB_LINK += -lcrypto -lstdc++
 override CPPFLAGS += -DATTENDANCE_VERSION='"$(ATTENDANCE_VERSION)"'
@@ -69,6 +69,7 @@ clean-attendance:
 
 # The install script: a header, then each source with its name.
 $(FULL_SCRIPT): $(SQL_SOURCES) attendance.control Makefile
+	@mkdir -p $(@D)
 	{ printf '%s\n' '-- attendance $(ATTENDANCE_VERSION): the install script, made by the Makefile from sql/src/*.sql (edit those).' \
 	    '\echo Use "CREATE EXTENSION attendance" to load this file. \quit'; \
 	  for f in $(SQL_SOURCES); do printf '\n-- ---- %s ----\n' "$$f"; cat "$$f"; done; } >$@.tmp
