@@ -23,9 +23,11 @@ OUT=${ATTENDANCE_DEB_DIR:-$ROOT/dist}
 
 scripts/deps.sh
 # The source tree the packages are built from: everything but version control, build
-# trees, built objects and packages.
+# trees (the install script in sql/generated among them: the package's make builds it from
+# sql/src), built objects and packages.
 source_tree() {  # extra tar options...
   tar -C "$ROOT" --exclude=./.git --exclude=./build --exclude=./build-asan --exclude=./build-release \
+    --exclude=./sql/generated \
     --exclude=./dist --exclude=./results --exclude=./regression.diffs --exclude=./regression.out \
     --exclude=./test/isolation/output_iso --exclude=./bench/node_peer/node_modules \
     --exclude='./src/*.o' --exclude='./src/*.d' --exclude='*.so' --exclude='*.bc' --exclude=__pycache__ \

@@ -1,4 +1,5 @@
--- attendance 0.5.0 -> 0.5.1
+-- attendance 0.5.0 -> 0.5.1. From 0.5.1 the schema is built from topical sources (sql/src);
+-- this script carries what changes from 0.5.0.
 \echo Use "ALTER EXTENSION attendance UPDATE TO '0.5.1'" to load this file. \quit
 
 -------------------------------------------------------------------------------

@@ -14,6 +14,9 @@
 #include "core/calc.hpp"
 
 extern "C" {
+#include "catalog/dependency.h"
+#include "catalog/pg_proc.h"
+#include "commands/extension.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -711,6 +714,20 @@ PG_FUNCTION_INFO_V1(attendance_event_retention);
 
 extern "C" Datum attendance_fold(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
+        // Released upgrade scripts call the fold (0.2.0 -> 0.3.0, 0.3.0 -> 0.4.0); the library
+        // would then run against an earlier version's objects. While a script of this
+        // extension runs, it derives nothing: the scheduler's first run after ALTER EXTENSION
+        // UPDATE folds every event above the watermark and every marked session under the
+        // new schema (docs/decisions.md, "Versions and upgrades").
+        const Oid fn = fcinfo->flinfo->fn_oid;
+        if (pg_call([fn] {
+                return creating_extension &&
+                       CurrentExtensionObject == getExtensionOfObject(ProcedureRelationId, fn);
+            }))
+            return jsonb_datum(
+                R"({"events": 0, "sessions": 0, "flagged": 0, "failed": 0, "complete": false, )"
+                R"("message": "not folded while an extension script runs: the scheduler's next )"
+                R"(fold does it"})");
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         FoldResult r = fold(spi);
         spi.finish();

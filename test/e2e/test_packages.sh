@@ -131,7 +131,8 @@ contents() {
            /usr/share/postgresql/15/extension/attendance--0.3.0--0.4.0.sql \
            /usr/share/postgresql/15/extension/attendance--0.4.0--0.4.1.sql \
            /usr/share/postgresql/15/extension/attendance--0.4.1--0.5.0.sql \
-           /usr/share/postgresql/15/extension/attendance--0.5.0--0.5.1.sql; do
+           /usr/share/postgresql/15/extension/attendance--0.5.0--0.5.1.sql \
+           "/usr/share/postgresql/15/extension/attendance--$VERSION.sql"; do
     dpkg -S "$f" | grep -q '^postgresql-15-attendance:' || { echo "$f is not from postgresql-15-attendance"; exit 1; }
   done
   for f in /usr/bin/attendance-proxy /usr/bin/attendancectl; do

@@ -229,6 +229,33 @@ def _():
     assert ok, "the scheduler did not resume after the schema was current again"
 
 
+@case("after ALTER EXTENSION UPDATE from 0.3.0 the scheduler folds what was logged before, by itself")
+def _():
+    # The upgrade scripts' fold does nothing while they run (docs/decisions.md, "Versions
+    # and upgrades"): the scheduler's next run, under the new schema, folds the events
+    # logged before the update (here, at 0.3.0 under this library, while it idled).
+    psql("SET client_min_messages = warning; DROP EXTENSION attendance CASCADE; "
+         "CREATE EXTENSION attendance VERSION '0.1.0'; ALTER EXTENSION attendance UPDATE TO '0.3.0'")
+    psql("SELECT attendance_add_webhook_key('APIworker', 'worker-secret-0123456789abcdef')")
+    psql("SELECT attendance_schedule_session(2008, 'session-2008', now() - interval '1 hour', now() - interval '10 minutes')")
+    now_ms = int(float(psql("SELECT extract(epoch FROM now()) * 1000")))
+    assert join(2008, 8, "PA_w2008a", now_ms - 3_000_000) == "recorded"
+    assert join(2008, 9, "PA_w2008b", now_ms - 2_900_000) == "recorded"
+    # the events woke the scheduler, which found the schema older than the library
+    assert wait_for(lambda: "the SQL schema of attendance is version 0.3.0" in status(), 30), status()
+    psql("SET client_min_messages = warning; ALTER EXTENSION attendance UPDATE")
+    assert psql("SELECT count(*) FROM attendance_sessions WHERE session_id = 2008") == "0", \
+        "the update derived connections itself"
+
+    def folded():
+        return psql("SELECT (SELECT safe_id FROM attendance_fold_state) >= (SELECT max(id) FROM meeting_attendance_events) "
+                    "AND (SELECT count(*) FROM attendance_sessions WHERE session_id = 2008) = 2 "
+                    "AND NOT (SELECT needs_fold FROM attendance_session_schedule WHERE session_id = 2008)") == "t"
+    # an idle scheduler looks again every minute
+    assert wait_for(folded, 150), "the scheduler did not fold the events logged before the update: " + psql(
+        "SELECT row_to_json(f) FROM attendance_fold_state f")
+
+
 @case("DROP EXTENSION is not blocked by the scheduler")
 def _():
     out = psql("SET statement_timeout = '10s'; SET client_min_messages = warning; DROP EXTENSION attendance CASCADE; SELECT 'dropped'")

@@ -56,7 +56,8 @@ SELECT count(*) AS events_before FROM meeting_attendance_events \gset
 CREATE TEMP TABLE log_0_2_0 AS SELECT * FROM meeting_attendance_events;
 
 ALTER EXTENSION attendance UPDATE;
-SELECT extversion FROM pg_extension WHERE extname = 'attendance';
+SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'attendance') AS current
+FROM pg_extension WHERE extname = 'attendance';
 -- every logged event, override and audit row is kept
 SELECT count(*) = :events_before AS events_kept FROM meeting_attendance_events;
 SELECT user_key, status, reason FROM attendance_overrides;
@@ -98,9 +99,16 @@ FROM _attendance_log_partitions() p LEFT JOIN pg_depend d ON d.objid = p.partiti
 -- what the derivation reads of old rows was filled from their bodies; the seed's column
 SELECT event_id, disconnect_reason, duration_minutes FROM meeting_attendance_events
 WHERE event_type IN ('participant_left', 'participant_connection_aborted') ORDER BY event_timestamp, event_id;
--- the upgrade derived the connections from the log
+-- the update derived nothing (the fold the 0.2.0 -> 0.3.0 and 0.3.0 -> 0.4.0 scripts call
+-- does nothing while an extension script runs): every session waits for the fold, and the
+-- log lies above its watermark
+SELECT session_id, needs_fold FROM attendance_session_schedule;
+SELECT count(*) AS connections, (SELECT safe_id FROM attendance_fold_state) AS watermark FROM attendance_sessions;
+-- the scheduler's next run folds first (test/e2e/test_worker.py): it derives the
+-- connections from the log
+SELECT f->>'sessions' AS sessions, f->>'failed' AS failed FROM attendance_fold() f;
 SELECT participant_sid, user_key, join_source, end_reason, leave_is_synthetic FROM attendance_sessions ORDER BY participant_sid;
-SELECT (state).safe_id = (SELECT max(id) FROM meeting_attendance_events) AS log_folded
+SELECT (state).safe_id >= (SELECT max(id) FROM meeting_attendance_events) AS log_folded
 FROM (SELECT s AS state FROM attendance_fold_state s) f;
 -- recalculating reproduces 0.2.0's results exactly, and so audits nothing
 SELECT count(*) AS persons FROM attendance_calculate(456);
