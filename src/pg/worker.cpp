@@ -48,6 +48,7 @@ struct Shared {
     slock_t mutex;
     pid_t launcher_pid;
     Latch* launcher_latch;
+    Latch* run_latch;  // a run that stays (see run_again): woken by a request as well
     bool wake_pending;
     bool events_pending;  // events were logged since the last fold began
     int64 last_fold_start_ms;
@@ -103,11 +104,14 @@ void on_commit_wake(XactEvent event, void*) {
         event_pending_local = false;
         if (wake_pending_local && shared) {
             Latch* latch = nullptr;
+            Latch* run_latch = nullptr;
             SpinLockAcquire(&shared->mutex);
             shared->wake_pending = true;
             latch = shared->launcher_latch;
+            run_latch = shared->run_latch;
             SpinLockRelease(&shared->mutex);
             if (latch) SetLatch(latch);
+            if (run_latch) SetLatch(run_latch);
         }
         wake_pending_local = false;
     } else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) {
@@ -599,21 +603,35 @@ static bool run_again(int64 started) {
         if (now - started >= kRunStayMs) return false;
         SpinLockAcquire(&shared->mutex);
         const int64 fold_at = shared->last_fold_start_ms + settings.fold_interval_ms;
-        const bool more = shared->events_pending || shared->wake_pending;
-        // A wake request is taken by this run: the launcher need not start another for it.
-        if (now >= fold_at && more) shared->wake_pending = false;
+        const bool events = shared->events_pending;
+        // A request (a schedule change, a calculation asked for) is taken by this run at
+        // once, as the launcher would: the launcher need not start another for it.
+        const bool woken = shared->wake_pending;
+        shared->wake_pending = false;
         SpinLockRelease(&shared->mutex);
-        if (now >= fold_at) return more;
+        if (woken) return true;
+        if (now >= fold_at) return events;
         (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
                         long(std::min<int64>(fold_at - now, kRunStayMs)), PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
     }
 }
 
+static void clear_run_latch(int, Datum) {
+    if (!shared) return;
+    SpinLockAcquire(&shared->mutex);
+    if (shared->run_latch == MyLatch) shared->run_latch = nullptr;
+    SpinLockRelease(&shared->mutex);
+}
+
 extern "C" void attendance_run_main(Datum) {
     pqsignal(SIGTERM, die);
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     BackgroundWorkerUnblockSignals();
+    SpinLockAcquire(&shared->mutex);
+    shared->run_latch = MyLatch;
+    SpinLockRelease(&shared->mutex);
+    on_shmem_exit(clear_run_latch, 0);
     BackgroundWorkerInitializeConnection(settings.database_name, nullptr, 0);
     // The run's SQL (and the rule functions inlined into it) resolves names as the SQL
     // functions of the extension do: never through a search_path set on the database.

@@ -256,6 +256,45 @@ def _():
         "SELECT row_to_json(f) FROM attendance_fold_state f")
 
 
+@case("a backlog is folded in folds of at most attendance.fold_max_events, each following at once")
+def _():
+    # The fold held off (fold_interval 1 h), 250 webhooks logged; with fold_max_events 100 a
+    # request starts a run whose folds take 100, 100 and 50 events, back to back, not an hour
+    # apart (docs/architecture.md, "The worker's loops").
+    def setting(name, value):
+        psql(f"ALTER SYSTEM SET {name} = '{value}'")
+        psql("SELECT pg_reload_conf()")
+        assert wait_for(lambda: psql(f"SHOW {name}") == value, 20), psql(f"SHOW {name}")
+    psql("SELECT attendance_schedule_session(2009, 'session-2009', now() - interval '1 hour', now() + interval '1 hour')")
+    try:
+        setting("attendance.fold_interval", "1h")
+        setting("attendance.fold_max_events", "100")
+        folds0 = int(psql("SELECT folds FROM attendance_fold_state"))
+        now_ms = int(float(psql("SELECT extract(epoch FROM now()) * 1000")))
+        body = ('{"event":"participant_joined","id":"EV_b%s","createdAt":"%s","room":{"name":"session-2009"},'
+                '"participant":{"sid":"PA_b%s","identity":"user-%s","joinedAtMs":"%s"}}')
+        logged = psql(
+            "SELECT count(*) FILTER (WHERE attendance_ingest_webhook(b, attendance_sign_webhook(b, 'APIworker'))->>'result' "
+            f"= 'recorded') FROM (SELECT format('{body}', i, ({now_ms} - 600000) / 1000, i, 3000 + i, {now_ms} - 600000) "
+            "AS b FROM generate_series(1, 250) i) w")
+        assert logged == "250", logged
+        psql("SELECT _attendance_wake_worker()")
+
+        def folded():
+            return psql("SELECT (SELECT safe_id FROM attendance_fold_state) >= (SELECT max(id) FROM meeting_attendance_events) "
+                        "AND (SELECT count(*) FROM attendance_sessions WHERE session_id = 2009) = 250") == "t"
+        # within seconds: three folds back to back, not one an hour
+        assert wait_for(folded, 60), psql("SELECT row_to_json(f) FROM attendance_fold_state f")
+        state = psql("SELECT folds, last_events FROM attendance_fold_state").split("|")
+        assert int(state[0]) - folds0 >= 3, f"{int(state[0]) - folds0} fold(s) for 250 events at most 100 each"
+        assert int(state[1]) <= 100, f"the last fold took {state[1]} events"
+    finally:
+        psql("ALTER SYSTEM RESET attendance.fold_interval")
+        psql("ALTER SYSTEM RESET attendance.fold_max_events")
+        psql("SELECT pg_reload_conf()")
+        wait_for(lambda: psql("SHOW attendance.fold_interval") == "1s", 20)
+
+
 @case("DROP EXTENSION is not blocked by the scheduler")
 def _():
     out = psql("SET statement_timeout = '10s'; SET client_min_messages = warning; DROP EXTENSION attendance CASCADE; SELECT 'dropped'")
