@@ -89,7 +89,11 @@ try:
         assert ingest("participant_left", "EV_p3001l", t1 + 3000, "session-3001", "PA_3001", 31) == "recorded"
         assert ingest("participant_joined", "EV_p3002j", t2 + 60, "session-3002", "PA_3002", 32) == "recorded"
         assert psql("SELECT count(*) FROM meeting_attendance_events_default") == "3"
+        # final: calculated, and the fold has passed its webhooks (it flags a session calculated
+        # before they were logged in the same transaction, so nothing late is still to come)
         calculated = wait_for(lambda: psql("SELECT calculated_at IS NOT NULL AND NOT needs_calculation "
+                                           "AND (SELECT safe_id FROM attendance_fold_state) >= "
+                                           "(SELECT max(id) FROM meeting_attendance_events) "
                                            "FROM attendance_session_schedule WHERE session_id = 3001") == "t", 60)
         assert calculated, psql("SELECT * FROM attendance_session_schedule")
         failed = wait_for(lambda: psql("SELECT failed_attempts > 0 FROM attendance_session_schedule "
