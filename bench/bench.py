@@ -408,7 +408,7 @@ VACUUM ANALYZE;
             self.pg.run("ALTER SYSTEM SET attendance.fold_interval = '1h'; SELECT pg_reload_conf();")
         else:
             self.pg.run("ALTER SYSTEM RESET attendance.fold_interval; SELECT pg_reload_conf();")
-        want = "1h" if hold else "1s"
+        want = "1h" if hold else "500ms"
         for _ in range(100):
             if self.pg.val("SHOW attendance.fold_interval") == want:
                 break

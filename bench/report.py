@@ -242,7 +242,7 @@ def main():
     add("* `attendance.webhook_log_level = off` (the baseline and the floor write no log line either);"
         " `attendance.calculation_delay = 7d` keeps the scheduler from calculating the workload while it"
         " is measured (its own calculation path is measured in §3); the scheduler's fold runs at its default"
-        " (`attendance.fold_interval` = 1 s) throughout, as in production; `track_commit_timestamp = on` times"
+        " (`attendance.fold_interval` = 500 ms) throughout, as in production; `track_commit_timestamp = on` times"
         " the live-row lag (§1b); `pg_stat_statements` is loaded (track = top) for the profile.")
     if R.get("attendance_so_md5_at_end") and R["attendance_so_md5_at_end"] != M.get("attendance_so_md5"):
         add("* **Warning:** `attendance.so` was replaced by another build while this run was going on;"

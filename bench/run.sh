@@ -138,7 +138,7 @@ fi
 # ---- the throwaway cluster -------------------------------------------------------------------
 # The same settings for all three variants. pg.sh adds fsync = off (so every variant
 # measures CPU work, not the disk) and preloads the extension (its scheduler runs, and
-# its fold derives the live rows at the default attendance.fold_interval of 1 s).
+# its fold derives the live rows at the default attendance.fold_interval of 500 ms).
 # track_commit_timestamp times the live-row lag (commit of a webhook to commit of its row).
 PG_SETTINGS=(
   "shared_preload_libraries = 'attendance,pg_stat_statements'"

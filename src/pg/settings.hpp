@@ -23,7 +23,7 @@ struct Settings {
     bool scheduler_enabled = true;
     int calculation_delay_s = 300;
     int calculation_batch_size = 500;
-    int fold_interval_ms = 1000;
+    int fold_interval_ms = 500;
     int fold_wait_ms = 200;
     int fold_max_events = 5000;
     int reconcile_interval_s = 3600;

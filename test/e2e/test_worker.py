@@ -292,7 +292,7 @@ def _():
         psql("ALTER SYSTEM RESET attendance.fold_interval")
         psql("ALTER SYSTEM RESET attendance.fold_max_events")
         psql("SELECT pg_reload_conf()")
-        wait_for(lambda: psql("SHOW attendance.fold_interval") == "1s", 20)
+        wait_for(lambda: psql("SHOW attendance.fold_interval") == "500ms", 20)
 
 
 @case("DROP EXTENSION is not blocked by the scheduler")
