@@ -162,8 +162,8 @@ void define_settings() {
         "attendance.fold_interval",
         "How far the live rows and connections may lag the log: the scheduler folds new events "
         "at most this often.",
-        "Milliseconds. The fold runs only while new events exist.", &settings.fold_interval_ms,
-        500, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+        "Milliseconds. The fold runs only while new events exist.", &settings.fold_interval_ms, 500,
+        100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "attendance.fold_wait",
         "How long a fold waits for ingesting transactions still open before folding what is "
