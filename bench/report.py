@@ -289,7 +289,7 @@ def main():
         add(table(["clients", "extension /s", "extension, fold held off /s", "baseline /s", "floor /s",
                    "extension ÷ floor", "fold held off ÷ floor", "extension ÷ baseline"], rows))
         add("")
-        add("*extension* runs as deployed: the worker's fold derives the live rows every second on the same"
+        add("*extension* runs as deployed: the worker's fold derives the live rows every `attendance.fold_interval` on the same"
             " two cores while pgbench runs. *fold held off* is the same run with `attendance.fold_interval`"
             " set to 1 h for its duration (the backlog is folded afterwards, untimed): the webhook's own"
             " cost, without the fold's share of the CPU.")
@@ -297,8 +297,8 @@ def main():
         spr = R["ingest_sql"].get("scheduler_runs_per_1000_webhooks")
         if spr is not None:
             add("The worker's fold ran during the extension's runs, as it does in production (it derives the"
-                " live rows every `attendance.fold_interval`, on the same two cores): the scheduler started"
-                " %s background runs per 1,000 webhooks." % spr)
+                " live rows every `attendance.fold_interval`, on the same two cores): the scheduler made"
+                " %s passes (runs, and the folds of a run that stays) per 1,000 webhooks." % spr)
             dr = R["ingest_sql"].get("fold_drain_s") or {}
             if dr:
                 add(" What it had not derived when pgbench stopped was drained before the next run (not"

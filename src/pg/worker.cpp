@@ -4,9 +4,10 @@
 //    until woken at commit) and then starts one run;
 //  - a run "attendance run": a short-lived dynamic worker connected to
 //    attendance.database_name that does the due jobs, each bookkeeping write in its own
-//    short transaction, reports the next due moment in shared memory, and exits.
-// Because nothing stays connected between runs, DROP DATABASE and DROP EXTENSION are
-// never blocked by the scheduler.
+//    short transaction, reports the next due moment in shared memory, and exits; while
+//    events keep coming it stays for the next fold (run_again).
+// Between runs nothing stays connected: DROP DATABASE meets a run only while webhooks keep
+// arriving, and no run holds a lock between its transactions (DROP EXTENSION).
 #include "pg/calculate.hpp"
 #include "pg/args.hpp"
 #include "pg/settings.hpp"
@@ -65,6 +66,7 @@ Shared* shared = nullptr;
 shmem_request_hook_type prev_shmem_request_hook = nullptr;
 shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
 bool wake_registered = false;
+bool in_run = false;  // this process is a scheduler run
 bool wake_pending_local = false;
 bool event_pending_local = false;
 
@@ -156,10 +158,12 @@ struct JobOutcome {
     bool capped = false;      // a fold that stopped at attendance.fold_max_events
 };
 
-JobOutcome do_job(SpiSession& spi, const std::string& job) {
+// fold_cap: attendance.fold_max_events for the scheduler's own fold; 0 (everything) when
+// asked for by attendance_run_job.
+JobOutcome do_job(SpiSession& spi, const std::string& job, int64_t fold_cap = 0) {
     JobOutcome out;
     if (job == "fold") {
-        FoldResult r = fold(spi, settings.fold_max_events);
+        FoldResult r = fold(spi, fold_cap);
         out.processed = int(r.events);
         out.failed = r.failed;
         out.incomplete = !r.complete;
@@ -288,7 +292,7 @@ void run_once() {
     JobOutcome folded;
     err = in_transaction([&] {
         SpiSession spi(*schema);
-        folded = do_job(spi, "fold");
+        folded = do_job(spi, "fold", settings.fold_max_events);
         spi.finish();
     });
     // A fold that waited in vain for an open transaction leaves its events for a later
@@ -522,7 +526,9 @@ void register_worker_if_preloaded() {
 }
 
 void wake_worker_at_commit() {
-    if (!shared) return;
+    // A run asks itself after its fold whether a calculation is due; a wake from its own
+    // transactions (a flagged session) would only start another pass at once.
+    if (!shared || in_run) return;
     if (!wake_registered) {
         pg_call([] { RegisterXactCallback(on_commit_wake, nullptr); });
         wake_registered = true;
@@ -584,12 +590,12 @@ extern "C" void attendance_launcher_main(Datum) {
     }
 }
 
-// A run stays while events keep coming (docs/architecture.md, "The worker's loops"): it waits
-// until the next fold is due (its last start + attendance.fold_interval) and runs again if
-// events were logged meanwhile or a run was asked for, keeping its catalog caches and
-// prepared plans (a new process paid about 60-80 ms per fold to warm them). It leaves when a
-// fold interval passes with nothing new, or after kRunStayMs: a run never holds its database
-// connection long, so DROP DATABASE meets one only while webhooks keep arriving.
+// A run stays while events keep coming (docs/architecture.md, "The worker's loops"): when
+// events were logged since its last fold began, it waits until the next fold is due (that
+// start + attendance.fold_interval) and runs again, keeping its catalog caches and prepared
+// plans (a new process paid about 60-80 ms per fold to warm them); a request runs it again
+// at once. It leaves when nothing was logged, when the next fold is due after kRunStayMs
+// from its start, or at kRunStayMs.
 constexpr int64 kRunStayMs = 60'000;
 
 static bool run_again(int64 started) {
@@ -600,7 +606,8 @@ static bool run_again(int64 started) {
             ProcessConfigFile(PGC_SIGHUP);
         }
         const int64 now = now_ms();
-        if (now - started >= kRunStayMs) return false;
+        const int64 leave_at = started + kRunStayMs;
+        if (now >= leave_at) return false;
         SpinLockAcquire(&shared->mutex);
         const int64 fold_at = shared->last_fold_start_ms + settings.fold_interval_ms;
         const bool events = shared->events_pending;
@@ -610,9 +617,12 @@ static bool run_again(int64 started) {
         shared->wake_pending = false;
         SpinLockRelease(&shared->mutex);
         if (woken) return true;
-        if (now >= fold_at) return events;
+        // Nothing logged since the last fold began, or the next fold is due after the stay:
+        // the launcher takes over (a run never waits connected for nothing).
+        if (!events || fold_at >= leave_at) return false;
+        if (now >= fold_at) return true;
         (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-                        long(std::min<int64>(fold_at - now, kRunStayMs)), PG_WAIT_EXTENSION);
+                        long(fold_at - now), PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
     }
 }
@@ -636,6 +646,10 @@ extern "C" void attendance_run_main(Datum) {
     // The run's SQL (and the rule functions inlined into it) resolves names as the SQL
     // functions of the extension do: never through a search_path set on the database.
     SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+    // The watermark settles only in READ COMMITTED (a transaction snapshot predates the
+    // wait): a database's default_transaction_isolation must not stop every fold.
+    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+    in_run = true;
     static char message[512] = "";
     try {
         const int64 started = now_ms();
