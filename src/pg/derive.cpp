@@ -77,6 +77,15 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
         // the column exists.
         "to_jsonb(s) ->> 'events_retired_at', needs_fold, " MS("room_finished_at") " "
         "FROM @s.attendance_session_schedule s WHERE session_id = ANY($1) ORDER BY session_id";
+    // Rooms logged since the last fold are not in attendance_rooms yet: note them, so that
+    // the naming rule for breakout rooms sees them (docs/architecture.md, "Rooms and windows"),
+    // before the schedule rows are locked: the fold notes rooms before it locks schedule
+    // rows, and a calculation noting them after its lock could deadlock with it (each waiting
+    // for the other's new room or schedule row). An upgrade script of an earlier version
+    // folds with this library before the rooms exist: then the rooms are not noted, and the
+    // session's events are read as that version matched them.
+    const bool rooms = has_rooms(spi);
+    if (lock && rooms) note_rooms(spi, false);
     for (const Row& r : spi.query(lock ? sql + " FOR UPDATE" : sql, {id_array}, ro)) {
         Derived* d = find(r[0]);
         d->scheduled = true;
@@ -99,13 +108,6 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
                                            " (attendance.event_retention); its stored results "
                                            "are kept and it is not derived or calculated again");
     }
-    // Rooms logged since the last fold are not in attendance_rooms yet: note them, so that
-    // the naming rule for breakout rooms sees them (docs/architecture.md, "Rooms and windows").
-    // An upgrade script of an earlier version folds with this library before the rooms
-    // exist (docs/architecture.md, "Rooms and windows"): then the rooms are not noted, and the
-    // session's events are read as that version matched them.
-    const bool rooms = has_rooms(spi);
-    if (lock && rooms) note_rooms(spi, false);
     for (Derived& d : out) d.rooms_schema = rooms;
     const Row clock = spi.query("SELECT " MS("now()") ", pg_current_snapshot()::text", {}, ro)[0];
     const int64_t now = clock[0].int8();
