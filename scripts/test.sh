@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test suite and ends with one line "N passed, N failed":
 #   clang-format, unit (GoogleTest), unit under ASan+UBSan, unit as a Release build, pg_regress,
-#   isolation, end-to-end (test/e2e/test_*; test_ha.py runs its own pg_auto_failover
-#   formation on free ports and takes about 1.5 minutes; test_packages.sh and
+#   isolation, Citus' install (scripts/citus.sh: built from source the first time, about
+#   3-5 minutes), end-to-end (test/e2e/test_*; test_ha.py runs its own pg_auto_failover
+#   formation on free ports and takes about 1.5 minutes; test_citus.py a coordinator and
+#   two workers; test_packages.sh and
 #   test_readme.sh install the Debian packages system-wide for a while and leave the
 #   machine's packages as they found them).
 # Works on a fresh Debian 12 machine as root: installs what it needs, builds, starts a
@@ -158,7 +160,18 @@ f=$(grep -cE '\.\.\. FAILED' "$LOGDIR/isolation.log")
 count isolation "$p" "$f"
 [ "$f" -gt 0 ] && { grep -E '\.\.\. FAILED' "$LOGDIR/isolation.log"; head -80 test/isolation/output_iso/regression.diffs 2>/dev/null; }
 
-# ---- 3. end-to-end suites: each prints "PASS name" / "FAIL name: why" ----------------
+# ---- 3. Citus, for the Citus suite (test/e2e/test_citus.py) ---------------------------
+# Built from the vendored source once and cached outside the checkout (scripts/citus.sh):
+# the first run on a machine pays for the build, later runs copy the files.
+echo "== Citus 13.2.2 (scripts/citus.sh)"
+if scripts/citus.sh >"$LOGDIR/citus.log" 2>&1; then
+  count citus-install 1 0
+else
+  tail -30 "$LOGDIR/citus.log"
+  count citus-install 0 1
+fi
+
+# ---- 4. end-to-end suites: each prints "PASS name" / "FAIL name: why" ----------------
 for t in test/e2e/test_*.py test/e2e/test_*.sh; do
   [ -e "$t" ] || continue
   name=$(basename "$t")

@@ -210,10 +210,24 @@ std::optional<std::string> extension_schema_in_db(std::string& idle_reason) {
         "SELECT quote_ident(n.nspname), e.extversion FROM pg_catalog.pg_extension e "
         "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'attendance'",
         {}, true);
-    spi.finish();
     if (rows.empty()) {
+        spi.finish();
         idle_reason = "extension attendance is not installed in database \"" +
                       std::string(settings.database_name) + "\"";
+        return std::nullopt;
+    }
+    // A Citus worker holds shards; the scheduler runs once for the cluster, on the
+    // coordinator (docs/scaling.md, "Citus"). A node that belongs to no cluster yet is in
+    // group 0, as a coordinator is.
+    const bool citus_worker =
+        spi.query("SELECT to_regclass('pg_catalog.pg_dist_local_group') IS NOT NULL", {},
+                  true)[0][0]
+            .truth() &&
+        spi.query("SELECT groupid <> 0 FROM pg_catalog.pg_dist_local_group", {}, true)[0][0]
+            .truth();
+    spi.finish();
+    if (citus_worker) {
+        idle_reason = "this node is a Citus worker: the scheduler runs on the coordinator";
         return std::nullopt;
     }
     if (rows[0][1].str("") != kLibraryVersion) {
