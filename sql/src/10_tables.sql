@@ -303,17 +303,33 @@ CREATE TRIGGER meeting_attendance_events_immutable
     FOR EACH ROW EXECUTE FUNCTION @extschema@._attendance_events_immutable();
 
 -- The keys and indexes of one partition of the log (the one home of its shape: the default
--- partition's below, and every partition the maintenance makes, 30_jobs.sql).
-CREATE FUNCTION @extschema@._attendance_log_index(part regclass)
+-- partition's below, every partition the maintenance makes, 30_jobs.sql, and the partitions
+-- of a log distributed by room, attendance_distribute). by_room: the keys also hold the room,
+-- as Citus requires of a table distributed by it; a redelivery carries the same room, so
+-- (event_id, event_timestamp, room_name) keeps ingestion idempotent.
+CREATE FUNCTION @extschema@._attendance_log_index(part regclass, by_room boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n text := (SELECT c.relname FROM pg_class c WHERE c.oid = part);
+    r text := CASE WHEN by_room THEN ', room_name' ELSE '' END;
 BEGIN
-    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (id), '
-                   'ADD CONSTRAINT %I UNIQUE (event_id, event_timestamp)', part, n || '_pkey', n || '_event_key');
+    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (id%s), '
+                   'ADD CONSTRAINT %I UNIQUE (event_id, event_timestamp%s)', part, n || '_pkey', r, n || '_event_key', r);
     EXECUTE format('CREATE INDEX %I ON %s (session_id, event_timestamp)', n || '_session_idx', part);
     EXECUTE format('CREATE INDEX %I ON %s (created_at)', n || '_created_idx', part);
     EXECUTE format('CREATE INDEX %I ON %s (room_name, event_timestamp)', n || '_room_idx', part);
+END;
+$$;
+
+-- Whether the log is distributed by room (a Citus cluster: attendance_distribute).
+CREATE FUNCTION @extschema@._attendance_log_distributed()
+RETURNS boolean LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                   WHERE d.logicalrelid = '@extschema@.meeting_attendance_events'::regclass);
 END;
 $$;
 

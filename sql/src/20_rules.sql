@@ -96,6 +96,24 @@ $$;
 -------------------------------------------------------------------------------
 -- Which sessions an event counts for
 -------------------------------------------------------------------------------
+-- The rule functions never read the log themselves: its readers do (this one and
+-- _attendance_room_events below), in PL/pgSQL, one room at a time, by the index (room, time).
+-- On one server that is the index range the derivation needs; on a Citus cluster, where the
+-- log is distributed by room, each statement goes to the one node that holds the room, and
+-- no rule is evaluated on a node that does not hold the schedule (docs/scaling.md, "Citus").
+-- Whether a connection of the room has a leave or an abort in [from_at, before).
+CREATE FUNCTION @extschema@._attendance_left_between(room_name text, participant_sid text,
+                                                    from_at timestamptz, before timestamptz)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN EXISTS (
+        SELECT 1 FROM @extschema@.meeting_attendance_events l
+        WHERE l.room_name = $1 AND l.participant_sid = $2
+          AND l.event_type IN ('participant_left', 'participant_connection_aborted')
+          AND l.event_timestamp >= $3 AND l.event_timestamp < $4);
+END;
+$$;
+
 -- Which sessions claim an event: a session one of whose rooms the event is in, and whose
 -- window its connection meets, give or take attendance.early_join_tolerance before the start.
 -- A leave or an abort is claimed when its connection (from its joinedAt, else its own time,
@@ -118,12 +136,8 @@ RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
                THEN $2 >= s.starts_at - tolerance.t AND $2 < s.ends_at + tolerance.t
                WHEN $5 = 'participant_joined'
                THEN least(coalesce($3, $2), $2) < s.ends_at
-                    AND ($2 >= s.starts_at - tolerance.t OR NOT EXISTS (
-                        SELECT 1 FROM @extschema@.meeting_attendance_events l
-                        WHERE l.room_name = $1 AND l.participant_sid = $6
-                          AND l.event_type IN ('participant_left', 'participant_connection_aborted')
-                          AND l.event_timestamp >= least(coalesce($3, $2), $2)
-                          AND l.event_timestamp < s.starts_at - tolerance.t))
+                    AND ($2 >= s.starts_at - tolerance.t OR NOT @extschema@._attendance_left_between(
+                        $1, $6, least(coalesce($3, $2), $2), s.starts_at - tolerance.t))
                ELSE least(coalesce($3, $2), $2) < s.ends_at AND $2 >= s.starts_at - tolerance.t END
     UNION ALL
     SELECT $4 WHERE $4 IS NOT NULL
@@ -210,48 +224,90 @@ $$;
 -- The events of sessions as the derivation reads them: every event of the session's rooms
 -- within attendance.max_connection_age of its window (a connection that meets the window has
 -- an event there), or, for an unscheduled session named by the room pattern, every event of
--- its rooms. `unseen`: an event its last calculation did not see that the session claims,
--- or that changes a connection the session holds (_attendance_holds). user_keys: only these
--- persons' participant events, and the room events (the fold's incremental unit; NULL: all).
--- Each room of a session is read by its own index range (room, time), whatever the log's
--- size; the keys are looked up in a hashed set; only unscheduled sessions are read by
--- session id (docs/performance.md, "0.5.1").
+-- its rooms. user_keys: only these persons' participant events, and the room events (the
+-- fold's incremental unit; NULL: all). The log's reader: each room of a session is read by its
+-- own statement, an index range (room, time) whatever the log's size (docs/performance.md,
+-- "0.5.1"), which on a Citus cluster goes to the node holding the room; the keys are looked
+-- up in a hashed set; only unscheduled sessions are read by session id. A room reached
+-- through two links is read once.
+CREATE FUNCTION @extschema@._attendance_room_events(session_ids bigint[], user_keys text[] DEFAULT NULL)
+RETURNS TABLE (session_id bigint, event_id text, event_type text, event_timestamp timestamptz,
+               participant_sid text, participant_identity text, user_key text, user_id bigint,
+               participant_name text, role text, joined_at timestamptz, disconnect_reason text,
+               logged_xid xid8, room_name text, room_session bigint)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    unscheduled bigint[];
+BEGIN
+    FOR r IN
+        SELECT DISTINCT l.session_id AS sid, l.room_name AS room,
+               s.starts_at - t.reach AS low, s.ends_at + t.reach AS high
+        FROM @extschema@._attendance_session_rooms($1) l
+        JOIN @extschema@.attendance_session_schedule s ON s.session_id = l.session_id
+        CROSS JOIN (SELECT @extschema@._attendance_setting_interval('attendance.max_connection_age',
+                                                                    '6 hours') AS reach) t
+    LOOP
+        RETURN QUERY
+            SELECT r.sid, e.event_id, e.event_type, e.event_timestamp, e.participant_sid,
+                   e.participant_identity, e.user_key, e.user_id, e.participant_name, e.role,
+                   e.joined_at, e.disconnect_reason, e.logged_xid, e.room_name, e.session_id
+            FROM @extschema@.meeting_attendance_events e
+            WHERE e.room_name = r.room AND e.event_timestamp >= r.low AND e.event_timestamp < r.high
+              AND e.result = 'recorded'
+              AND ($2 IS NULL OR e.event_type IN ('room_started', 'room_finished')
+                   OR e.user_key IN (SELECT k FROM pg_catalog.unnest($2) k));
+    END LOOP;
+    unscheduled := ARRAY(SELECT u FROM pg_catalog.unnest($1) u
+                         WHERE NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule x
+                                           WHERE x.session_id = u));
+    IF pg_catalog.cardinality(unscheduled) > 0 THEN
+        RETURN QUERY
+            SELECT e.session_id, e.event_id, e.event_type, e.event_timestamp, e.participant_sid,
+                   e.participant_identity, e.user_key, e.user_id, e.participant_name, e.role,
+                   e.joined_at, e.disconnect_reason, e.logged_xid, e.room_name, e.session_id
+            FROM @extschema@.meeting_attendance_events e
+            WHERE e.session_id = ANY (unscheduled) AND e.result = 'recorded'
+              AND ($2 IS NULL OR e.event_type IN ('room_started', 'room_finished')
+                   OR e.user_key IN (SELECT k FROM pg_catalog.unnest($2) k));
+    END IF;
+END;
+$$;
+
+-- The log's other readers. The events logged with ids in (after_id, upto_id], for the fold.
+CREATE FUNCTION @extschema@._attendance_new_events(after_id bigint, upto_id bigint)
+RETURNS TABLE (id bigint, received_at timestamptz, result text, event_type text, user_key text,
+               room_name text, event_timestamp timestamptz, joined_at timestamptz, session_id bigint,
+               participant_sid text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT e.id, e.received_at, e.result, e.event_type, e.user_key, e.room_name, e.event_timestamp,
+               e.joined_at, e.session_id, e.participant_sid
+        FROM @extschema@.meeting_attendance_events e WHERE e.id > $1 AND e.id <= $2;
+END;
+$$;
+
+-- The distinct recorded events of one partition of the log (room, time, room session), for
+-- retention.
+CREATE FUNCTION @extschema@._attendance_partition_events(part regclass)
+RETURNS TABLE (room_name text, event_timestamp timestamptz, session_id bigint)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY EXECUTE pg_catalog.format(
+        'SELECT DISTINCT e.room_name, e.event_timestamp, e.session_id FROM %s e WHERE e.result = ''recorded''', $1);
+END;
+$$;
+
+-- The same events, with `unseen`: an event its last calculation did not see that the
+-- session claims, or that changes a connection the session holds (_attendance_holds).
 CREATE FUNCTION @extschema@._attendance_session_events(session_ids bigint[], user_keys text[] DEFAULT NULL)
 RETURNS TABLE (session_id bigint, event_id text, event_type text, at_ms bigint, participant_sid text,
                participant_identity text, user_key text, user_id bigint, participant_name text, role text,
                joined_ms bigint, disconnect_reason text, unseen boolean, room_name text)
 LANGUAGE sql STABLE AS $$
-    WITH settings AS (
-        SELECT @extschema@._attendance_setting_interval('attendance.max_connection_age', '6 hours') AS reach),
-    rooms AS (
-        SELECT DISTINCT r.session_id, r.room_name,
-               s.starts_at - settings.reach AS low, s.ends_at + settings.reach AS high
-        FROM @extschema@._attendance_session_rooms($1) r
-        JOIN @extschema@.attendance_session_schedule s ON s.session_id = r.session_id
-        CROSS JOIN settings),
-    candidates AS (
-        SELECT r.session_id, e.*
-        FROM rooms r CROSS JOIN LATERAL (
-            SELECT e.event_id, e.event_type, e.event_timestamp, e.participant_sid, e.participant_identity,
-                   e.user_key, e.user_id, e.participant_name, e.role, e.joined_at, e.disconnect_reason,
-                   e.logged_xid, e.room_name, e.session_id AS room_session
-            FROM @extschema@.meeting_attendance_events e
-            WHERE e.room_name = r.room_name AND e.event_timestamp >= r.low AND e.event_timestamp < r.high
-              AND e.result = 'recorded'
-              AND ($2 IS NULL OR e.event_type IN ('room_started', 'room_finished')
-                   OR e.user_key IN (SELECT k FROM pg_catalog.unnest($2) k))
-            OFFSET 0) e  -- (not flattened: one index range per room)
-        UNION ALL
-        SELECT e.session_id, e.event_id, e.event_type, e.event_timestamp, e.participant_sid,
-               e.participant_identity, e.user_key, e.user_id, e.participant_name, e.role, e.joined_at,
-               e.disconnect_reason, e.logged_xid, e.room_name, e.session_id
-        FROM @extschema@.meeting_attendance_events e
-        WHERE e.session_id = ANY (ARRAY(SELECT u FROM pg_catalog.unnest($1) u
-                                        WHERE NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule x
-                                                          WHERE x.session_id = u)))
-          AND e.result = 'recorded'
-          AND ($2 IS NULL OR e.event_type IN ('room_started', 'room_finished')
-               OR e.user_key IN (SELECT k FROM pg_catalog.unnest($2) k)))
     SELECT c.session_id, c.event_id, c.event_type,
            floor(extract(epoch FROM c.event_timestamp) * 1000)::bigint, c.participant_sid,
            c.participant_identity, c.user_key, c.user_id, c.participant_name, c.role,
@@ -264,7 +320,7 @@ LANGUAGE sql STABLE AS $$
                                                                                     c.event_type, c.participant_sid) y(y))
                 ELSE false END,
            c.room_name
-    FROM candidates c
+    FROM @extschema@._attendance_room_events($1, $2) c
     LEFT JOIN @extschema@.attendance_session_schedule s ON s.session_id = c.session_id;
 $$;
 
@@ -281,11 +337,21 @@ CREATE FUNCTION @extschema@._attendance_flag(session_ids bigint[], cause text, e
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n integer;
+    event_sessions bigint[];
+    event_xids xid8[];
 BEGIN
     -- Lock the rows first, in id order as calculations do: a calculation running now is
     -- waited for, and the UPDATE below (a new snapshot) then sees what it stored.
     PERFORM 1 FROM @extschema@.attendance_session_schedule s
     WHERE s.session_id = ANY ($1) ORDER BY s.session_id FOR UPDATE;
+    -- The events' logging transactions, read from the log by themselves (the log is never
+    -- joined to the schedule in one statement: docs/scaling.md, "Citus").
+    IF $3 IS NOT NULL THEN
+        SELECT pg_catalog.array_agg(x.session_id), pg_catalog.array_agg(e.logged_xid)
+        INTO event_sessions, event_xids
+        FROM pg_catalog.unnest($1, $3) AS x(session_id, event_id)
+        JOIN @extschema@.meeting_attendance_events e ON e.id = x.event_id;
+    END IF;
     UPDATE @extschema@.attendance_session_schedule s
     SET needs_calculation = true,
         recalculation_cause = CASE WHEN s.needs_calculation AND s.recalculation_cause IS NOT NULL
@@ -295,10 +361,9 @@ BEGIN
     WHERE s.session_id = ANY ($1) AND s.calculated_at IS NOT NULL
       AND (NOT s.needs_calculation OR s.recalculation_cause IS DISTINCT FROM $2)
       AND ($3 IS NULL OR EXISTS (
-            SELECT 1 FROM unnest($1, $3) AS x(session_id, event_id)
-            JOIN @extschema@.meeting_attendance_events e ON e.id = x.event_id
+            SELECT 1 FROM unnest(event_sessions, event_xids) AS x(session_id, logged_xid)
             WHERE x.session_id = s.session_id
-              AND @extschema@._attendance_unseen_by(e.logged_xid, s.calculated_snapshot)));
+              AND @extschema@._attendance_unseen_by(x.logged_xid, s.calculated_snapshot)));
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM @extschema@._attendance_wake_worker();

@@ -93,7 +93,8 @@ BEGIN
     EXECUTE format('CREATE TABLE %s.%I (LIKE @extschema@.meeting_attendance_events INCLUDING DEFAULTS '
                    'INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)',
                    '@extschema@', name);
-    PERFORM @extschema@._attendance_log_index(pg_catalog.format('%s.%I', '@extschema@', name)::regclass);
+    PERFORM @extschema@._attendance_log_index(pg_catalog.format('%s.%I', '@extschema@', name)::regclass,
+                                              @extschema@._attendance_log_distributed());
     -- Lets ATTACH skip checking the table's rows.
     EXECUTE format('ALTER TABLE %s.%I ADD CONSTRAINT %I CHECK (event_timestamp >= %L AND event_timestamp < %L)',
                    '@extschema@', name, name || '_range', lo, hi);
@@ -237,9 +238,10 @@ BEGIN
                 notes := notes || format('%s kept: events not folded yet', (SELECT x.relname FROM pg_class x WHERE x.oid = p.partition));
                 CONTINUE;
             END IF;
-            EXECUTE format('SELECT coalesce(array_agg(DISTINCT m.session_id), ''{}'') FROM %s e, '
-                           'LATERAL @extschema@._attendance_match(e.room_name, e.event_timestamp, e.session_id) m(session_id) '
-                           'WHERE e.result = ''recorded'' AND m.session_id IS NOT NULL', p.partition) INTO touched;
+            SELECT coalesce(array_agg(DISTINCT m.session_id), '{}') INTO touched
+            FROM @extschema@._attendance_partition_events(p.partition) e,
+                 LATERAL @extschema@._attendance_match(e.room_name, e.event_timestamp, e.session_id) m(session_id)
+            WHERE m.session_id IS NOT NULL;
             SELECT coalesce(array_agg(s.session_id ORDER BY s.session_id), '{}') INTO blocking
             FROM @extschema@.attendance_session_schedule s
             WHERE (s.session_id = ANY (touched)

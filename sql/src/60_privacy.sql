@@ -44,6 +44,9 @@ DECLARE
     k text;
     uk text := attendance_forget_person.user_id::text;
     sessions bigint[];
+    ev record;
+    claimed bigint[] := '{}';
+    new_identity jsonb;
     n_log integer;
     n_conn integer;
     n_att integer;
@@ -64,6 +67,9 @@ BEGIN
     ON CONFLICT (only_row) DO NOTHING;
     p := @extschema@._attendance_pseudonym(attendance_forget_person.user_id);
     k := p::text;
+    -- (a value, not an expression of the statement: Citus allows no STABLE function in the
+    -- CASE of an UPDATE of a distributed table)
+    new_identity := jsonb_build_object('identity', k);
     -- The sessions the person appears in: their schedule rows are locked in id order, as
     -- the fold and calculations lock them, so that no derivation writes the person's old
     -- rows meanwhile.
@@ -72,11 +78,17 @@ BEGIN
         UNION SELECT r.session_id FROM @extschema@.attendance_roster r WHERE r.user_id = attendance_forget_person.user_id
         UNION SELECT c.session_id FROM @extschema@.attendance_sessions c WHERE c.user_key = uk
         UNION SELECT o.session_id FROM @extschema@.attendance_overrides o WHERE o.user_key = uk
-        UNION SELECT c.session_id FROM @extschema@.meeting_attendance_events e
-              CROSS JOIN LATERAL @extschema@._attendance_claims(e.room_name, e.event_timestamp, e.joined_at,
-                                                                e.session_id, e.event_type, e.participant_sid) c(session_id)
-              WHERE e.user_id = attendance_forget_person.user_id) x(sid)
+        ) x(sid)
     WHERE x.sid IS NOT NULL;
+    -- and the sessions its events count for (the log read by itself, then the rule:
+    -- docs/scaling.md, "Citus")
+    FOR ev IN SELECT e.room_name, e.event_timestamp, e.joined_at, e.session_id, e.event_type, e.participant_sid
+              FROM @extschema@.meeting_attendance_events e WHERE e.user_id = attendance_forget_person.user_id LOOP
+        claimed := claimed || ARRAY(
+            SELECT c FROM @extschema@._attendance_claims(ev.room_name, ev.event_timestamp, ev.joined_at,
+                                                         ev.session_id, ev.event_type, ev.participant_sid) c);
+    END LOOP;
+    sessions := ARRAY(SELECT DISTINCT u FROM pg_catalog.unnest(sessions || claimed) u WHERE u IS NOT NULL ORDER BY u);
     PERFORM 1 FROM @extschema@.attendance_session_schedule s
     WHERE s.session_id = ANY (sessions) ORDER BY s.session_id FOR UPDATE;
     -- A fold that read the person's old key before this commits derives these sessions
@@ -94,7 +106,7 @@ BEGIN
             raw_webhook_data = CASE WHEN jsonb_typeof(e.raw_webhook_data -> 'participant') = 'object'
                 THEN jsonb_set(e.raw_webhook_data, '{participant}',
                                ((e.raw_webhook_data -> 'participant') - 'name' - 'metadata' - 'attributes')
-                               || jsonb_build_object('identity', k))
+                               || new_identity)
                 ELSE e.raw_webhook_data END
         WHERE e.user_id = attendance_forget_person.user_id
         RETURNING e.tableoid)

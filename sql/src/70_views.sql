@@ -32,11 +32,16 @@ ORDER BY e.id DESC;
 -- Webhook activity per event type and result in the last N minutes.
 CREATE FUNCTION @extschema@.attendance_webhook_activity(minutes integer DEFAULT 60)
 RETURNS TABLE (event_type text, result text, webhooks bigint, first_received timestamptz, last_received timestamptz)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT e.event_type, e.result, count(*), min(e.received_at), max(e.received_at)
-    FROM @extschema@.meeting_attendance_events e
-    WHERE e.created_at >= now() - make_interval(mins => $1)
-    GROUP BY e.event_type, e.result ORDER BY 3 DESC, 1, 2;
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    -- (PL/pgSQL: Citus plans no SQL-language function that reads a distributed table)
+    RETURN QUERY
+        SELECT e.event_type, e.result, count(*), min(e.received_at), max(e.received_at)
+        FROM @extschema@.meeting_attendance_events e
+        WHERE e.created_at >= now() - make_interval(mins => $1)
+        GROUP BY e.event_type, e.result ORDER BY 3 DESC, 1, 2;
+END;
 $$;
 
 -- Who is in a meeting right now: connections joined and not (yet) left.
@@ -53,17 +58,20 @@ ORDER BY c.join_time;
 -- room whose sessions' windows the event's connection meets none of), and participants
 -- without a user id.
 CREATE VIEW @extschema@.attendance_unmatched_events AS
+WITH e AS MATERIALIZED (  -- the log read by itself (docs/scaling.md, "Citus")
+    SELECT e.id, e.received_at, e.event_type, e.room_name, e.participant_identity, e.participant_sid,
+           e.event_id, e.event_timestamp, e.joined_at, e.session_id, e.user_id
+    FROM @extschema@.meeting_attendance_events e WHERE e.result = 'recorded')
 SELECT e.id, e.received_at, e.event_type, e.room_name, e.participant_identity, e.participant_sid,
        CASE WHEN m.session_id IS NOT NULL THEN 'no user id for identity'
             WHEN NOT @extschema@._attendance_room_known(e.room_name, e.session_id) THEN 'unknown room'
             ELSE 'outside every session window' END AS problem,
        e.event_id
-FROM @extschema@.meeting_attendance_events e
+FROM e
 CROSS JOIN LATERAL (SELECT @extschema@._attendance_event_claimed_by(e.room_name, e.event_timestamp, e.joined_at,
                                                                     e.session_id, e.event_type, e.participant_sid)
                     AS session_id) m
-WHERE e.result = 'recorded'
-  AND (m.session_id IS NULL OR (e.participant_sid IS NOT NULL AND e.user_id IS NULL))
+WHERE m.session_id IS NULL OR (e.participant_sid IS NOT NULL AND e.user_id IS NULL)
 ORDER BY e.id DESC;
 
 -- The rooms of every session and how each is linked (20_rules.sql, _attendance_session_rooms).

@@ -8,19 +8,28 @@ namespace attendancectl {
 namespace {
 
 // The latest N webhooks (optionally of one session / event type), oldest first, with the
-// columns of attendance_recent_events.
+// columns of attendance_recent_events. The log is read by itself first (for a session: the
+// events of its rooms, as the fold has seen them, and those its room pattern names), then
+// the claims decide: no statement part that reads the log applies a rule (docs/scaling.md,
+// "Citus").
 constexpr const char* kEvents =
+    "WITH e AS MATERIALIZED (SELECT e.id, e.received_at, e.event_timestamp, e.event_type, "
+    "e.result, e.room_name, e.user_id, e.user_key, e.participant_name, e.participant_sid, "
+    "e.joined_at, e.reason, e.event_id, e.session_id FROM meeting_attendance_events e "
+    "WHERE ($3::text IS NULL OR e.event_type = $3) "
+    "AND ($1::bigint IS NULL OR e.session_id = $1 "
+    "     OR e.room_name IN (SELECT l.room_name FROM _attendance_room_links($1) l)) "
+    "ORDER BY e.id DESC LIMIT CASE WHEN $1::bigint IS NULL THEN $2 END) "
     "SELECT q.* FROM (SELECT e.id, e.received_at, e.event_timestamp, e.event_type, e.result, "
     "_attendance_event_claimed_by(e.room_name, e.event_timestamp, e.joined_at, e.session_id, "
     "e.event_type, e.participant_sid) AS session_id, "
     "e.room_name, e.user_id, e.user_key, e.participant_name, e.participant_sid, "
     "e.joined_at, CASE WHEN e.event_type = 'participant_left' AND e.joined_at IS NOT NULL "
     "THEN e.event_timestamp - e.joined_at END AS connection_duration, e.reason, e.event_id "
-    "FROM meeting_attendance_events e "
+    "FROM e "
     "WHERE ($1::bigint IS NULL OR "
     "       $1 = ANY (_attendance_event_sessions(e.room_name, e.event_timestamp, e.joined_at, "
     "e.session_id, e.event_type, e.participant_sid))) "
-    "AND ($3::text IS NULL OR e.event_type = $3) "
     "ORDER BY e.id DESC LIMIT $2) q ORDER BY q.id";
 
 constexpr const char* kEventsText =

@@ -36,7 +36,7 @@ void note_rooms(SpiSession& spi, bool fold) {
                  "SELECT e.room_name, max(e.session_id), min(e.event_timestamp), "
                  "  max(e.event_timestamp) FROM @s.meeting_attendance_events e "
                  "WHERE e.id > (SELECT safe_id FROM @s.attendance_fold_state) "
-                 "  AND e.room_name IS NOT NULL GROUP BY e.room_name ORDER BY e.room_name ") +
+                 "  AND e.room_name <> '' GROUP BY e.room_name ORDER BY e.room_name ") +
              (fold ? "ON CONFLICT (room_name) DO UPDATE SET "
                      "  room_session = coalesce(r.room_session, excluded.room_session), "
                      "  first_event_at = least(r.first_event_at, excluded.first_event_at), "
@@ -141,16 +141,20 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     // what is read meanwhile.
     std::set<int64_t> stored;
     if (from_store && lock && rooms) {
-        for (const Row& r : spi.query(
-                 "WITH fresh AS MATERIALIZED (SELECT DISTINCT e.room_name "
-                 "  FROM @s.meeting_attendance_events e "
-                 "  WHERE e.id > (SELECT safe_id FROM @s.attendance_fold_state)), "
-                 "stale AS (SELECT DISTINCT r.session_id FROM @s._attendance_session_rooms($1) r "
-                 "  JOIN fresh f ON f.room_name = r.room_name) "
-                 "SELECT s.session_id FROM @s.attendance_session_schedule s "
-                 "WHERE s.session_id = ANY($1) AND NOT s.needs_fold "
-                 "  AND s.session_id NOT IN (SELECT session_id FROM stale)",
-                 {id_array}, ro))
+        // The rooms with events above the watermark, read from the log by themselves (no
+        // statement both reads the log and applies a rule: docs/scaling.md, "Citus").
+        std::vector<std::string> fresh;
+        for (const Row& r :
+             spi.query("SELECT DISTINCT e.room_name FROM @s.meeting_attendance_events e "
+                       "WHERE e.id > (SELECT safe_id FROM @s.attendance_fold_state)",
+                       {}, ro))
+            fresh.push_back(r[0].str(""));
+        for (const Row& r :
+             spi.query("SELECT s.session_id FROM @s.attendance_session_schedule s "
+                       "WHERE s.session_id = ANY($1) AND NOT s.needs_fold "
+                       "  AND s.session_id NOT IN (SELECT r.session_id "
+                       "    FROM @s._attendance_session_rooms($1) r WHERE r.room_name = ANY($2))",
+                       {id_array, Arg::text_array(fresh)}, ro))
             stored.insert(r[0].int8());
     }
     std::map<int64_t, std::map<std::string, core::DerivedPerson>> stored_persons;
@@ -614,10 +618,21 @@ FoldResult fold(SpiSession& spi, int64_t max_events) {
         if (rooms) note_rooms(spi, true);
         // The sessions each new event counts for, and those holding a connection it changes
         // (docs/architecture.md, "Rooms and windows" and "The worker's loops").
+        // The new events come from the log's reader: no statement both reads the log and
+        // applies a rule (docs/scaling.md, "Citus"). An earlier version's schema, before
+        // ALTER EXTENSION UPDATE, has no reader: the log is read in the statement.
+        const bool reader =
+            spi.query(
+                   "SELECT to_regprocedure('@s._attendance_new_events(bigint, bigint)') "
+                   "IS NOT NULL")[0][0]
+                .truth();
         auto rows = spi.query(
             "SELECT m.session_id, " MS("clock_timestamp() - e.received_at") ", e.result, e.id, "
-            "e.event_type, e.user_key "
-            "FROM @s.meeting_attendance_events e LEFT JOIN LATERAL " +
+            "e.event_type, e.user_key FROM " +
+                std::string(reader ? "@s._attendance_new_events($1, $2) e"
+                                   : "(SELECT * FROM @s.meeting_attendance_events e "
+                                     "WHERE e.id > $1 AND e.id <= $2) e") +
+                " LEFT JOIN LATERAL " +
                 // (set-returning SQL functions in FROM are inlined into the plan; in a
                 // select list they would be called once per event)
                 std::string(rooms ? "(SELECT c.c FROM @s._attendance_claims(e.room_name, "
@@ -627,7 +642,7 @@ FoldResult fold(SpiSession& spi, int64_t max_events) {
                                     "e.event_type, e.participant_sid) h(h))"
                                   : "@s._attendance_match(e.room_name, e.event_timestamp, "
                                     "e.session_id)") +
-                " m(session_id) ON true WHERE e.id > $1 AND e.id <= $2",
+                " m(session_id) ON true",
             {Arg::int8(safe_id), Arg::int8(high)});
         std::set<int64_t> events;
         for (const Row& r : rows) {

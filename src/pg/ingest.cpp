@@ -230,7 +230,7 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
                                     Arg::text(ev.event),
                                     Arg::ts_ms(event_ms),
                                     Arg::opt_int8(out.session_id),
-                                    Arg::opt_text(room_name),
+                                    Arg::text(room_name),
                                     Arg::opt_text(ev.room ? ev.room->sid : ""),
                                     Arg::opt_text(p ? p->sid : ""),
                                     Arg::opt_text(p ? p->identity : ""),

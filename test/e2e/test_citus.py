@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """attendance on a Citus cluster (docs/scaling.md, "Citus"): a coordinator and two workers
 on free ports, every node with shared_preload_libraries = 'citus,attendance'.
-CREATE EXTENSION attendance on the coordinator reaches the workers; the scheduler runs
-once for the cluster, on the coordinator, and stands down on every worker; a class
-workload with a shared room, a breakout room and a linked room, posted through
-attendance-proxy to the coordinator, gives exactly the rows the same webhooks give on one
-node; a redelivery is stored once; a worker restarted under load loses nothing
-acknowledged. The extension's tables stay on the coordinator (distribution by room is
-not built yet: docs/scaling.md says what blocks it).
+CREATE EXTENSION attendance on the coordinator reaches the workers; attendance_distribute()
+distributes the log by room; the scheduler runs once for the cluster, on the coordinator,
+and stands down on every worker; each webhook is a single-shard write; a class workload
+with a shared room, a breakout room and a linked room, posted through attendance-proxy to
+the coordinator, gives exactly the rows, reports, views and explanations the same webhooks
+give on one node, and its rooms are spread over both workers; forgetting a person, new
+partitions and retention give the same answers as on one node; a redelivery is stored
+once; a worker restarted under load loses nothing acknowledged.
 
 Needs Citus installed for this server (scripts/test.sh runs scripts/citus.sh first), the
 extension installed, ATTENDANCE_BUILD_DIR with attendance-proxy, and the runner's cluster
@@ -68,6 +69,8 @@ CONNECTIONS = [
     ("citus-math", "PA_n6", 6, 75, 105), ("citus-math", "PA_n7", 7, 61, 70),
     ("citus-art", "PA_a8", 8, 0, 45), ("citus-art", "PA_a2", 2, 2, 30),
     ("citus-art-side", "PA_a2s", 2, 30, 44), ("citus-art-side", "PA_a9", 9, 10, 40),
+    # a room no session has: its events are unmatched
+    ("citus-nowhere", "PA_x11", 11, 10, 20),
 ]
 ROOMS = [("citus-math", -5, 110), ("citus-math-breakout-1", 20, 42), ("citus-art", -3, 47),
          ("citus-art-side", 9, 46)]
@@ -132,6 +135,14 @@ ROWS = {  # what must be equal on both sides
                "#- '{window,as_of_ms}')::text",
     "log": "SELECT event_id, event_type, event_timestamp, room_name, participant_sid, result "
            "FROM meeting_attendance_events WHERE room_name LIKE 'citus-%' ORDER BY event_id",
+    "recent": "SELECT event_id, event_type, result, session_id, room_name, user_key, connection_duration "
+              "FROM attendance_recent_events WHERE room_name LIKE 'citus-%' ORDER BY event_id",
+    "unmatched": "SELECT event_id, problem FROM attendance_unmatched_events ORDER BY event_id",
+    "room_links": "SELECT * FROM attendance_session_room_links WHERE session_id IN (23001, 23002, 23003) "
+                  "ORDER BY 1, 2",
+    "activity": "SELECT event_type, result, webhooks FROM attendance_webhook_activity(60) ORDER BY 1, 2",
+    "report": "SELECT session_id, user_key, status, percentage, enter_time, leave_time FROM attendance_session_report "
+              "WHERE session_id IN (23001, 23002, 23003) ORDER BY 1, 2",
 }
 
 
@@ -166,6 +177,36 @@ try:
             assert w.sql("SELECT extversion FROM pg_extension WHERE extname = 'attendance'") == \
                 c.sql("SELECT extversion FROM pg_extension WHERE extname = 'attendance'"), w.name
 
+    @case("attendance_distribute() distributes the log by room, once")
+    def _():
+        out = json.loads(c.sql("SELECT attendance_distribute()"))
+        assert out["distributed"] is True and out["shards"] == 32, out
+        assert c.sql("SELECT partmethod::text || ' ' || column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition "
+                     "WHERE logicalrelid = 'meeting_attendance_events'::regclass") == "h room_name"
+        assert c.sql("SELECT partmethod FROM pg_dist_partition "
+                     "WHERE logicalrelid = 'attendance_retired_events'::regclass") == "n"
+        # every partition is distributed with the log, co-located
+        assert c.sql("SELECT count(DISTINCT colocationid) FROM pg_dist_partition p JOIN pg_inherits i "
+                     "ON i.inhrelid = p.logicalrelid WHERE i.inhparent = 'meeting_attendance_events'::regclass") == "1"
+        again = json.loads(c.sql("SELECT attendance_distribute()"))
+        assert again["distributed"] is False, again
+        # the other tables stay on the coordinator
+        assert c.sql("SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = "
+                     "'attendance_session_schedule'::regclass") == "0"
+        # on a worker it refuses, with its SQLSTATE
+        w = cluster.workers[0]
+        p = subprocess.run([f"{citus.PG_BIN}/psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(w.port), "-U", "postgres",
+                            "-v", "VERBOSITY=verbose", "-c", "SELECT attendance_distribute()"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "55000" in p.stderr and "Citus worker" in p.stderr, p.stderr
+
+    @case("each webhook is a single-shard write")
+    def _():
+        plan = c.sql("EXPLAIN (COSTS OFF) INSERT INTO meeting_attendance_events (event_id, event_type, "
+                     "event_timestamp, room_name, result, raw_webhook_data) VALUES ('EV_x', 'participant_joined', "
+                     "now(), 'citus-math', 'recorded', '{}') ON CONFLICT DO NOTHING RETURNING id")
+        assert "Task Count: 1" in plan, plan
+
     @case("the scheduler runs on the coordinator and stands down on every worker")
     def _():
         citus.wait_until(lambda: json.loads(c.sql("SELECT attendance_worker_status()"))["runs_since_start"] > 0,
@@ -178,10 +219,9 @@ try:
                     json.loads(w.sql("SELECT attendance_worker_status()"))),
                 90, f"the scheduler of {w.name} reports")
             assert status["last_run_ok"] is False and "Citus worker" in status["last_run_message"], status
-            # it wrote nothing: no run history, no partition of its own
+            # it wrote nothing: no run history, no fold
             assert w.sql("SELECT count(*) FROM attendance_job_runs") == "0", w.name
-            assert w.sql("SELECT count(*) FROM pg_inherits WHERE inhparent = "
-                         "'meeting_attendance_events'::regclass") == "1", w.name
+            assert w.sql("SELECT folds FROM attendance_fold_state") == "0", w.name
         assert c.sql("SELECT count(*) FROM attendance_job_runs WHERE job = 'partitions'") != "0"
 
     @case("a class workload through the proxy gives the rows of one node")
@@ -219,6 +259,62 @@ try:
         assert "citus-art-side|PA_a9" in one["connections"], one["connections"]
         lost = [r for r in one["connections"].splitlines() if "|PA_m4b|" in r]
         assert lost and all(r.endswith("|reconciled") for r in lost), one["connections"]
+        # an event no session claims shows the same on both sides
+        assert one["unmatched"], one["unmatched"]
+
+    @case("forgetting a person gives the rows of one node")
+    def _():
+        single = lambda q: psql(q, db=SINGLE_DB)  # noqa: E731
+        for run in (single, c.sql):
+            out = run("SELECT log_rows || ' ' || attendance_rows FROM attendance_forget_person(3)")
+            assert out.split()[0] != "0", out
+            calculate(run)
+        # each installation has a secret salt of its own, so the pseudonyms differ: compared
+        # under one name
+        one, many = ({name: text.replace(run("SELECT pseudonym FROM attendance_erasures"), "PSEUDONYM")
+                      for name, text in rows_of(run).items()} for run in (single, c.sql))
+        for name in ROWS:
+            assert one[name] == many[name], f"{name} differ:\none node:\n{one[name]}\ncluster:\n{many[name]}"
+        assert "|PSEUDONYM|" in one["results"], one["results"]
+        assert c.sql("SELECT count(*) FROM meeting_attendance_events WHERE user_id = 3") == "0"
+
+    @case("new partitions and retention on the distributed log give the answers of one node")
+    def _():
+        signer = state["signer"]
+        old_t, ahead_t = int(time.time()) - 100 * 86400, int(time.time()) + 150 * 86400
+
+        def hook(event_id, t):
+            return json.dumps({"event": "participant_joined", "id": event_id, "createdAt": str(t),
+                               "room": {"name": "citus-archive"},
+                               "participant": {"sid": "PA_arch", "identity": "user-99",
+                                               "joinedAtMs": str(t * 1000)}}, separators=(",", ":"))
+
+        answers = {}
+        for side, run in (("one", lambda q: psql(q, db=SINGLE_DB)), ("cluster", c.sql)):
+            got = []
+            for event_id, t in (("EV_arch_old", old_t), ("EV_arch_ahead", ahead_t)):
+                b = hook(event_id, t)
+                got.append(json.loads(run(f"SELECT attendance_ingest_webhook('{b}', '{signer.sign(b)}')"))["result"])
+            # both rows land in the default partition; the maintenance gives each range a
+            # partition of its own and retires the old one (30 days' retention). (The
+            # scheduler's own maintenance, which keeps everything, may run meanwhile: a call
+            # that found it running is made again.)
+            citus.wait_until(lambda run=run: not json.loads(run(
+                "SET attendance.event_retention = '30d'; SELECT attendance_maintain_log()"))["skipped"],
+                120, "a maintenance run")
+            got.append(run(f"SELECT count(*) FROM attendance_retired_events WHERE range_start <= to_timestamp({old_t}) "
+                           f"AND range_end > to_timestamp({old_t})"))
+            b = hook("EV_arch_late", old_t + 60)
+            got.append(json.loads(run(f"SELECT attendance_ingest_webhook('{b}', '{signer.sign(b)}')"))["result"])
+            got.append(run("SELECT string_agg(event_id, ',' ORDER BY event_id) FROM meeting_attendance_events "
+                           "WHERE room_name = 'citus-archive'"))
+            got.append(run("SELECT count(*) FROM meeting_attendance_events_default"))
+            answers[side] = got
+        assert answers["one"] == answers["cluster"], answers
+        assert answers["one"] == ["recorded", "recorded", "1", "retired", "EV_arch_ahead", "0"], answers
+        # the new partition is distributed with the log
+        assert c.sql("SELECT count(*) FROM pg_inherits i LEFT JOIN pg_dist_partition p ON p.logicalrelid = i.inhrelid "
+                     "WHERE i.inhparent = 'meeting_attendance_events'::regclass AND p.logicalrelid IS NULL") == "0"
 
     @case("a redelivery is stored once")
     def _():
@@ -230,19 +326,26 @@ try:
 
     @case("a worker restarted under load loses nothing acknowledged")
     def _():
-        hooks = ha.sign(c.port, "citusload", 400, "citus-load", (T0 + 3600) * 1000, KEY)
+        hooks = [h for k in range(20)
+                 for h in ha.sign(c.port, f"citusload{k}", 20, f"citus-load-{k}", (T0 + 3600) * 1000, KEY)]
         load = ha.Load(proxy, hooks, threads=3, pause=0.01)
         citus.wait_until(lambda: load.acked_after(0) >= 100, 120, "100 webhooks acknowledged")
         cluster.restart(cluster.workers[0])
         citus.wait_until(lambda: len(load.answers) == len(hooks), 300, "every webhook answered once")
         load.stop()
         load.resend(timeout=120)
-        stored = set(c.sql("SELECT event_id FROM meeting_attendance_events WHERE room_name = 'citus-load'")
+        stored = set(c.sql("SELECT event_id FROM meeting_attendance_events WHERE room_name LIKE 'citus-load-%'")
                      .splitlines())
         missing = load.acked - stored
         assert not missing, f"{len(missing)} acknowledged webhooks are not in the log"
         assert stored == {h[0] for h in hooks}, f"{len(stored)} of {len(hooks)} stored after resending"
         assert cluster.workers[0].sql("SELECT 1") == "1"
+        # the rooms are spread over both workers: each holds some of the log's rows
+        held = c.sql("SELECT n.nodeport, count(*) FROM meeting_attendance_events e "
+                     "JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column("
+                     "'meeting_attendance_events', e.room_name) "
+                     "JOIN pg_dist_node n ON n.groupid = p.groupid GROUP BY 1 ORDER BY 1").splitlines()
+        assert sorted(int(r.split("|")[0]) for r in held) == sorted(w.port for w in cluster.workers), held
 finally:
     if proxy:
         proxy.stop()
