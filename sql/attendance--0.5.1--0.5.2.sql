@@ -144,7 +144,7 @@ BEGIN
     PERFORM 1 FROM @extschema@.attendance_session_schedule s
     WHERE s.session_id = ANY ($1) ORDER BY s.session_id FOR UPDATE;
     -- The events' logging transactions, read from the log by themselves (the log is never
-    -- joined to the schedule in one statement: docs/scaling.md, "Citus").
+    -- joined to the schedule in one statement: docs/architecture.md, "The log's readers").
     IF $3 IS NOT NULL THEN
         SELECT pg_catalog.array_agg(x.session_id), pg_catalog.array_agg(e.logged_xid)
         INTO event_sessions, event_xids
@@ -232,7 +232,7 @@ BEGIN
         ) x(sid)
     WHERE x.sid IS NOT NULL;
     -- and the sessions its events count for (the log read by itself, then the rule:
-    -- docs/scaling.md, "Citus")
+    -- docs/architecture.md, "The log's readers")
     FOR ev IN SELECT e.room_name, e.event_timestamp, e.joined_at, e.session_id, e.event_type, e.participant_sid
               FROM @extschema@.meeting_attendance_events e WHERE e.user_id = attendance_forget_person.user_id LOOP
         claimed := claimed || ARRAY(
@@ -570,7 +570,7 @@ END;
 $$;
 
 CREATE OR REPLACE VIEW @extschema@.attendance_unmatched_events AS
-WITH e AS MATERIALIZED (  -- the log read by itself (docs/scaling.md, "Citus")
+WITH e AS MATERIALIZED (  -- the log read by itself (docs/architecture.md, "The log's readers")
     SELECT e.id, e.received_at, e.event_type, e.room_name, e.participant_identity, e.participant_sid,
            e.event_id, e.event_timestamp, e.joined_at, e.session_id, e.user_id
     FROM @extschema@.meeting_attendance_events e WHERE e.result = 'recorded')

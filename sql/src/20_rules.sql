@@ -100,7 +100,8 @@ $$;
 -- _attendance_room_events below), in PL/pgSQL, one room at a time, by the index (room, time).
 -- On one server that is the index range the derivation needs; on a Citus cluster, where the
 -- log is distributed by room, each statement goes to the one node that holds the room, and
--- no rule is evaluated on a node that does not hold the schedule (docs/scaling.md, "Citus").
+-- no rule is evaluated on a node that does not hold the schedule (docs/architecture.md,
+-- "The log's readers").
 -- Whether a connection of the room has a leave or an abort in [from_at, before).
 CREATE FUNCTION @extschema@._attendance_left_between(room_name text, participant_sid text,
                                                     from_at timestamptz, before timestamptz)
@@ -345,7 +346,7 @@ BEGIN
     PERFORM 1 FROM @extschema@.attendance_session_schedule s
     WHERE s.session_id = ANY ($1) ORDER BY s.session_id FOR UPDATE;
     -- The events' logging transactions, read from the log by themselves (the log is never
-    -- joined to the schedule in one statement: docs/scaling.md, "Citus").
+    -- joined to the schedule in one statement: docs/architecture.md, "The log's readers").
     IF $3 IS NOT NULL THEN
         SELECT pg_catalog.array_agg(x.session_id), pg_catalog.array_agg(e.logged_xid)
         INTO event_sessions, event_xids

@@ -81,7 +81,7 @@ BEGIN
         ) x(sid)
     WHERE x.sid IS NOT NULL;
     -- and the sessions its events count for (the log read by itself, then the rule:
-    -- docs/scaling.md, "Citus")
+    -- docs/architecture.md, "The log's readers")
     FOR ev IN SELECT e.room_name, e.event_timestamp, e.joined_at, e.session_id, e.event_type, e.participant_sid
               FROM @extschema@.meeting_attendance_events e WHERE e.user_id = attendance_forget_person.user_id LOOP
         claimed := claimed || ARRAY(

@@ -58,7 +58,7 @@ ORDER BY c.join_time;
 -- room whose sessions' windows the event's connection meets none of), and participants
 -- without a user id.
 CREATE VIEW @extschema@.attendance_unmatched_events AS
-WITH e AS MATERIALIZED (  -- the log read by itself (docs/scaling.md, "Citus")
+WITH e AS MATERIALIZED (  -- the log read by itself (docs/architecture.md, "The log's readers")
     SELECT e.id, e.received_at, e.event_type, e.room_name, e.participant_identity, e.participant_sid,
            e.event_id, e.event_timestamp, e.joined_at, e.session_id, e.user_id
     FROM @extschema@.meeting_attendance_events e WHERE e.result = 'recorded')

@@ -19,7 +19,7 @@ constexpr const char* kEvents =
     "WHERE ($3::text IS NULL OR e.event_type = $3) "
     "AND ($1::bigint IS NULL OR e.session_id = $1 "
     "     OR e.room_name IN (SELECT l.room_name FROM _attendance_room_links($1) l)) "
-    "ORDER BY e.id DESC LIMIT CASE WHEN $1::bigint IS NULL THEN $2 END) "
+    "ORDER BY e.id DESC LIMIT CASE WHEN $1::bigint IS NULL THEN $2::bigint END) "
     "SELECT q.* FROM (SELECT e.id, e.received_at, e.event_timestamp, e.event_type, e.result, "
     "_attendance_event_claimed_by(e.room_name, e.event_timestamp, e.joined_at, e.session_id, "
     "e.event_type, e.participant_sid) AS session_id, "

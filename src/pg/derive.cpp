@@ -142,7 +142,8 @@ std::vector<Derived> derive_sessions(SpiSession& spi, const std::vector<int64_t>
     std::set<int64_t> stored;
     if (from_store && lock && rooms) {
         // The rooms with events above the watermark, read from the log by themselves (no
-        // statement both reads the log and applies a rule: docs/scaling.md, "Citus").
+        // statement both reads the log and applies a rule: docs/architecture.md, "The log's
+        // readers").
         std::vector<std::string> fresh;
         for (const Row& r :
              spi.query("SELECT DISTINCT e.room_name FROM @s.meeting_attendance_events e "
@@ -619,8 +620,9 @@ FoldResult fold(SpiSession& spi, int64_t max_events) {
         // The sessions each new event counts for, and those holding a connection it changes
         // (docs/architecture.md, "Rooms and windows" and "The worker's loops").
         // The new events come from the log's reader: no statement both reads the log and
-        // applies a rule (docs/scaling.md, "Citus"). An earlier version's schema, before
-        // ALTER EXTENSION UPDATE, has no reader: the log is read in the statement.
+        // applies a rule (docs/architecture.md, "The log's readers"). An earlier version's
+        // schema, before ALTER EXTENSION UPDATE, has no reader: the log is read in the
+        // statement.
         const bool reader =
             spi.query(
                    "SELECT to_regprocedure('@s._attendance_new_events(bigint, bigint)') "

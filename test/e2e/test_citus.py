@@ -31,6 +31,7 @@ from gen_workload import Signer  # noqa: E402
 
 BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
 PROXY = os.path.join(BUILD, "attendance-proxy")
+CTL = os.path.join(BUILD, "attendancectl")
 KEY, SECRET = "APIcitus", "citus-secret-0123456789abcdef0123"
 SINGLE_DB = "e2e_citus_single"  # the one-node side, in the runner's cluster
 SESSIONS = (23001, 23002, 23003)
@@ -261,6 +262,16 @@ try:
         assert lost and all(r.endswith("|reconciled") for r in lost), one["connections"]
         # an event no session claims shows the same on both sides
         assert one["unmatched"], one["unmatched"]
+        # and so does attendancectl's view of the log of a session (its breakout room too)
+        events = {}
+        for side, env in (("one", {"PGDATABASE": SINGLE_DB}),
+                          ("cluster", {"PGHOST": "127.0.0.1", "PGPORT": str(c.port), "PGDATABASE": "postgres"})):
+            out = subprocess.run([CTL, "events", "--session", "23001", "--last", "100", "--json"], capture_output=True,
+                                 text=True, timeout=60, env={**os.environ, **env})
+            assert out.returncode == 0, out.stderr
+            events[side] = [{k: v for k, v in e.items() if k not in ("id", "received_at")} for e in json.loads(out.stdout)]
+        assert events["one"] == events["cluster"], events
+        assert any(e["room_name"] == "citus-math-breakout-1" for e in events["one"]), events["one"]
 
     @case("forgetting a person gives the rows of one node")
     def _():
