@@ -12,7 +12,7 @@ On each, with the scheduler held off (attendance.calculation_delay = 1 day,
 attendance.fold_interval = 1 h):
   1. ingestion: pgbench, C clients, each webhook one attendance_ingest_webhook() call taking
      the next pre-signed webhook of the stream (as bench/run.sh does): webhooks/s and the
-     latency per call;
+     latency per call (the first twentieth of the stream untimed, to warm the connections);
   2. the fold of the whole stream (attendance_fold(), from an empty watermark);
   3. the calculation of every session (attendance_calculate_sessions(), whole).
 Each measurement is repeated (--reps) and the median reported; the floor of ingestion is
@@ -49,14 +49,6 @@ def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, check=True, **kw)
 
 
-def psql_file(port, path, variables=()):
-    args = [f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port),
-            "-U", "postgres", "-d", "postgres", "-f", path]
-    for k, v in variables:
-        args += ["-v", f"{k}={v}"]
-    return run(args, timeout=1800)
-
-
 def timed(node, sql):
     t = time.perf_counter()
     node.sql(sql, timeout=3600)
@@ -73,24 +65,24 @@ def load(node, work, distributed):
              "CREATE TABLE bench.hooks (seq bigint PRIMARY KEY, event_id text, session_id bigint, body text, tok text); "
              "CREATE SEQUENCE bench.seq; "
              "CREATE TABLE bench.floor (event_id text PRIMARY KEY, body text NOT NULL)")
-    run([f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(node.port), "-U",
-         "postgres", "-c", f"\\copy bench.hooks FROM '{work}/w.hooks.csv' CSV"], timeout=600)
-    run([f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(node.port), "-U",
-         "postgres", "-c",
-         "CREATE TEMP TABLE s (session_id bigint, room_name text, starts_at timestamptz, ends_at timestamptz); "
-         f"\\copy s FROM '{work}/w.sessions.csv' CSV\n"
-         "SELECT count(attendance_schedule_session(session_id, room_name, starts_at, ends_at)) FROM s"],
-        timeout=600)
-    run([f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(node.port), "-U",
-         "postgres", "-c",
-         "CREATE TEMP TABLE r (session_id bigint, user_id bigint, role text); "
-         f"\\copy r FROM '{work}/w.roster.csv' CSV\n"
-         "SELECT count(attendance_expect(session_id, user_id, role)) FROM r"], timeout=600)
+    script(node, f"\\copy bench.hooks FROM '{work}/w.hooks.csv' CSV\n"
+                 "CREATE TEMP TABLE s (session_id bigint, room_name text, starts_at timestamptz, ends_at timestamptz);\n"
+                 f"\\copy s FROM '{work}/w.sessions.csv' CSV\n"
+                 "SELECT count(attendance_schedule_session(session_id, room_name, starts_at, ends_at)) FROM s;\n"
+                 "CREATE TEMP TABLE r (session_id bigint, user_id bigint, role text);\n"
+                 f"\\copy r FROM '{work}/w.roster.csv' CSV\n"
+                 "SELECT count(attendance_expect(session_id, user_id, role)) FROM r;\n")
 
 
-def pgbench(node, script, clients, transactions):
+def script(node, text):
+    """A psql script (backslash commands too) on the node."""
+    return run([f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(node.port),
+                "-U", "postgres", "-d", "postgres"], input=text, timeout=1800)
+
+
+def pgbench(node, path, clients, transactions):
     out = run([f"{PG_BIN}/pgbench", "-n", "-h", "127.0.0.1", "-p", str(node.port), "-U", "postgres",
-               "-c", str(clients), "-j", str(min(clients, 2)), "-t", str(transactions), "-f", script,
+               "-c", str(clients), "-j", str(min(clients, 2)), "-t", str(transactions), "-f", path,
                "postgres"], timeout=3600).stdout
     tps = float(next(l for l in out.splitlines() if l.startswith("tps")).split("=")[1].split()[0])
     lat = float(next(l for l in out.splitlines() if l.startswith("latency average")).split("=")[1].split()[0])
@@ -108,13 +100,18 @@ def measure(node, work, clients, side, results):
     with open(floor, "w") as f:
         f.write("INSERT INTO bench.floor (event_id, body) SELECT h.event_id, h.body FROM bench.hooks h "
                 "WHERE h.seq = (SELECT nextval('bench.seq')) ON CONFLICT (event_id) DO NOTHING;\n")
+    # The first twentieth of the stream warms the clients' connections (to the workers, and
+    # the caches of the shards' metadata) untimed; the rest is timed.
+    warm = max(1, per_client // 20)
     node.sql("SELECT setval('bench.seq', 1, false)")
-    tps, lat = pgbench(node, ingest, clients, per_client)
+    pgbench(node, ingest, clients, warm)
+    tps, lat = pgbench(node, ingest, clients, per_client - warm)
     results[side]["ingest_tps"].append(tps)
     results[side]["ingest_ms"].append(lat)
     if side == "one node":
         node.sql("SELECT setval('bench.seq', 1, false)")
-        ftps, flat = pgbench(node, floor, clients, per_client)
+        pgbench(node, floor, clients, warm)
+        ftps, flat = pgbench(node, floor, clients, per_client - warm)
         results[side]["floor_tps"].append(ftps)
         results[side]["floor_ms"].append(flat)
     stored = int(node.sql("SELECT count(*) FROM meeting_attendance_events"))
