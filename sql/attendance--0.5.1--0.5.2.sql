@@ -659,6 +659,12 @@ BEGIN
         RAISE EXCEPTION 'this node is a Citus worker: attendance_distribute runs on the coordinator'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n
+                   WHERE n.groupid <> 0 AND n.noderole = 'primary' AND n.isactive) THEN
+        RAISE EXCEPTION 'no Citus worker is added to this coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add the workers first: SELECT citus_add_node(host, port).';
+    END IF;
     IF @extschema@._attendance_log_distributed() THEN
         RETURN jsonb_build_object('distributed', false, 'message', 'the log is already distributed by room');
     END IF;

@@ -17,7 +17,8 @@
 --     trigger reads where the row lands;
 --   * create_distributed_table, co-locating every partition by room.
 -- Idempotent: on a log already distributed it changes nothing. Returns what it did.
--- Errors 55000 when Citus is not installed in the database, or this node is a worker.
+-- Errors 55000 when Citus is not installed in the database, no worker is added, or this node
+-- is a worker.
 CREATE FUNCTION @extschema@.attendance_distribute(shard_count integer DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -34,6 +35,12 @@ BEGIN
     IF (SELECT groupid FROM pg_catalog.pg_dist_local_group) <> 0 THEN
         RAISE EXCEPTION 'this node is a Citus worker: attendance_distribute runs on the coordinator'
             USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n
+                   WHERE n.groupid <> 0 AND n.noderole = 'primary' AND n.isactive) THEN
+        RAISE EXCEPTION 'no Citus worker is added to this coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add the workers first: SELECT citus_add_node(host, port).';
     END IF;
     IF @extschema@._attendance_log_distributed() THEN
         RETURN jsonb_build_object('distributed', false, 'message', 'the log is already distributed by room');

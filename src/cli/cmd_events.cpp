@@ -10,8 +10,8 @@ namespace {
 // The latest N webhooks (optionally of one session / event type), oldest first, with the
 // columns of attendance_recent_events. The log is read by itself first (for a session: the
 // events of its rooms, as the fold has seen them, and those its room pattern names), then
-// the claims decide: no statement part that reads the log applies a rule (docs/scaling.md,
-// "Citus").
+// the claims decide: no statement part that reads the log applies a rule
+// (docs/architecture.md, "The log's readers").
 constexpr const char* kEvents =
     "WITH e AS MATERIALIZED (SELECT e.id, e.received_at, e.event_timestamp, e.event_type, "
     "e.result, e.room_name, e.user_id, e.user_key, e.participant_name, e.participant_sid, "

@@ -204,7 +204,7 @@ JobOutcome do_job(SpiSession& spi, const std::string& job, int64_t fold_cap = 0)
     return out;
 }
 
-std::optional<std::string> extension_schema_in_db(std::string& idle_reason) {
+std::optional<std::string> extension_schema_in_db(std::string& idle_reason, bool& citus_worker) {
     SpiSession spi("pg_catalog");
     auto rows = spi.query(
         "SELECT quote_ident(n.nspname), e.extversion FROM pg_catalog.pg_extension e "
@@ -219,7 +219,7 @@ std::optional<std::string> extension_schema_in_db(std::string& idle_reason) {
     // A Citus worker holds shards; the scheduler runs once for the cluster, on the
     // coordinator (docs/scaling.md, "Citus"). A node that belongs to no cluster yet is in
     // group 0, as a coordinator is.
-    const bool citus_worker =
+    citus_worker =
         spi.query("SELECT to_regclass('pg_catalog.pg_dist_local_group') IS NOT NULL", {},
                   true)[0][0]
             .truth() &&
@@ -259,11 +259,12 @@ void run_once() {
     shared->last_fold_start_ms = now_ms();
     SpinLockRelease(&shared->mutex);
     std::string idle_reason;
+    bool citus_worker = false;
     std::optional<std::string> schema;
     bool reconcile_due = false, cleanup_due = false, calculate_due_now = false,
          partitions_due = false;
     std::string err = in_transaction([&] {
-        schema = extension_schema_in_db(idle_reason);
+        schema = extension_schema_in_db(idle_reason, citus_worker);
         if (!schema) return;
         SpiSession spi(*schema);
         // Runs left 'running' by a crash or kill are marked failed (only one run at a time).
@@ -292,8 +293,13 @@ void run_once() {
     });
     if (!err.empty() || !schema) {
         std::string why = err.empty() ? idle_reason : err;
-        pg_call(
-            [&] { ereport(WARNING, (errmsg("attendance scheduler is idle: %s", why.c_str()))); });
+        // A Citus worker's scheduler stands down for good: said once (LOG), not every
+        // minute; anything else is a WARNING each time.
+        SpinLockAcquire(&shared->mutex);
+        const bool said = shared->runs > 0 && why == shared->last_message;
+        SpinLockRelease(&shared->mutex);
+        const int level = !citus_worker ? WARNING : said ? DEBUG1 : LOG;
+        pg_call([&] { ereport(level, (errmsg("attendance scheduler is idle: %s", why.c_str()))); });
         report(now_ms() + 60'000, -1, false, why);
         return;
     }

@@ -234,6 +234,10 @@ try:
         psql(f"DROP DATABASE IF EXISTS {SINGLE_DB}")
         psql(f"CREATE DATABASE {SINGLE_DB}")
         psql("CREATE EXTENSION attendance", db=SINGLE_DB)
+        # without Citus it says so, with its SQLSTATE, and changes nothing
+        p = subprocess.run(["psql", "-X", "-At", "-v", "VERBOSITY=verbose", "-d", SINGLE_DB,
+                            "-c", "SELECT attendance_distribute()"], capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "55000" in p.stderr and "Citus is not installed" in p.stderr, p.stderr
         psql(inputs_sql(), db=SINGLE_DB)
         for b in bodies:
             q = b.replace("'", "''")
