@@ -63,8 +63,9 @@ GRANT USAGE ON SEQUENCE meeting_attendances_id_seq, attendance_status_changes_id
   TO school_override;
 -- The calculation reads a session's rooms and events through the rule functions (owner-only
 -- since 0.4.1, so that no other role calls them directly under a search_path of its own)
--- and notes rooms it has not seen yet (0.5.0).
+-- and the log's readers (0.5.2), and notes rooms it has not seen yet (0.5.0).
 GRANT EXECUTE ON FUNCTION _attendance_session_events(bigint[], text[]), _attendance_session_rooms(bigint[]),
+    _attendance_room_events(bigint[], text[]), _attendance_left_between(text, text, timestamptz, timestamptz),
     _attendance_unseen_by(xid8, pg_snapshot),
     _attendance_claims(text, timestamptz, timestamptz, bigint, text, text),
     _attendance_holds(text, timestamptz, text, text),

@@ -720,3 +720,26 @@ REVOKE ALL ON FUNCTION @extschema@._attendance_left_between(text, text, timestam
     @extschema@._attendance_room_events(bigint[], text[]), @extschema@._attendance_new_events(bigint, bigint),
     @extschema@._attendance_partition_events(regclass), @extschema@._attendance_log_index(regclass, boolean),
     @extschema@._attendance_log_distributed(), @extschema@.attendance_distribute(integer) FROM PUBLIC;
+
+-- Whoever may call a rule may call its new reader: a role granted _attendance_session_events
+-- (a calculation with its caller's rights, e.g. examples/roles.sql's school_override) is
+-- granted _attendance_room_events, and one granted _attendance_claims
+-- _attendance_left_between, which the claims now call.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT p.old, p.new, a.grantee::regrole AS grantee
+        FROM (VALUES ('@extschema@._attendance_session_events(bigint[], text[])'::regprocedure,
+                      '@extschema@._attendance_room_events(bigint[], text[])'::regprocedure),
+                     ('@extschema@._attendance_claims(text, timestamptz, timestamptz, bigint, text, text)'::regprocedure,
+                      '@extschema@._attendance_left_between(text, text, timestamptz, timestamptz)'::regprocedure)) p(old, new)
+        CROSS JOIN LATERAL aclexplode((SELECT x.proacl FROM pg_catalog.pg_proc x WHERE x.oid = p.old)) a
+        WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0
+          AND a.grantee <> (SELECT x.proowner FROM pg_catalog.pg_proc x WHERE x.oid = p.old)
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', g.new, g.grantee);
+    END LOOP;
+END;
+$$;
