@@ -252,10 +252,18 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
         // A redelivery: the first delivery is what counts (same bytes, same event).
         // Only redeliveries (and events of retired ranges) pay for these look-ups (fresh
         // snapshot: the first delivery may have just committed).
+        // By its room first: on a Citus cluster that is the one shard holding it
+        // (docs/scaling.md, "Citus"); then without it, for a row logged without a room before
+        // 0.5.2 (NULL, not '') on one node.
         auto existing = spi.query(
             "SELECT id FROM @s.meeting_attendance_events WHERE event_id = $1 AND "
-            "event_timestamp = $2",
-            {Arg::text(ev.id), Arg::ts_ms(event_ms)}, false, 1);
+            "event_timestamp = $2 AND room_name = $3",
+            {Arg::text(ev.id), Arg::ts_ms(event_ms), Arg::text(room_name)}, false, 1);
+        if (existing.empty())
+            existing = spi.query(
+                "SELECT id FROM @s.meeting_attendance_events WHERE event_id = $1 AND "
+                "event_timestamp = $2",
+                {Arg::text(ev.id), Arg::ts_ms(event_ms)}, false, 1);
         if (!existing.empty()) {
             out.result = "duplicate";
             out.reason = "event id already recorded";

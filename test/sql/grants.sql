@@ -44,6 +44,12 @@ SELECT c.relname AS relation_granted_to_public FROM pg_class c
 JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
 WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'attendance')
   AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = 0) ORDER BY 1;
+-- the log is immutable by privileges too: only the owner may change it (on a Citus
+-- cluster the privileges alone keep it so: docs/security.md)
+SELECT r AS role, has_table_privilege(r, 'meeting_attendance_events', 'UPDATE') AS may_update,
+       has_table_privilege(r, 'meeting_attendance_events', 'DELETE') AS may_delete,
+       has_table_privilege(r, 'meeting_attendance_events', 'TRUNCATE') AS may_truncate
+FROM (VALUES ('attendance_ingest'), ('attendance_reader')) v(r) ORDER BY 1;
 
 -- Under a hostile search_path (a schema the caller controls before pg_catalog), a
 -- reader cannot call an inlined rule directly, and reaches the rule through the pinned

@@ -11,8 +11,10 @@ who join late, leave early, reconnect, with duplicates and lost leaves):
 On each, with the scheduler held off (attendance.calculation_delay = 1 day,
 attendance.fold_interval = 1 h):
   1. ingestion: pgbench, C clients, each webhook one attendance_ingest_webhook() call taking
-     the next pre-signed webhook of the stream (as bench/run.sh does): webhooks/s and the
-     latency per call (the first twentieth of the stream untimed, to warm the connections);
+     the next pre-signed webhook of the stream (as bench/run.sh does): webhooks/s, the
+     latency per call (the first twentieth of the stream untimed, to warm the connections),
+     and the CPU time per webhook of each node's server processes (/proc), which is what
+     docs/scaling.md projects from;
   2. the fold of the whole stream (attendance_fold(), from an empty watermark);
   3. the calculation of every session (attendance_calculate_sessions(), whole).
 Each measurement is repeated (--reps) and the median reported; the floor of ingestion is
@@ -20,7 +22,7 @@ a plain INSERT of the body into a table with a unique key on the same server (on
 measured in the same run.
 
 Usage (as root, Citus installed: scripts/citus.sh; the extension installed: make install):
-  bench/citus.py [--sessions N] [--people N] [--clients C] [--reps R] [--report FILE]
+  bench/citus_bench.py [--sessions N] [--people N] [--clients C] [--reps R] [--report FILE]
 Prints a Markdown table (and writes it to --report). Leaves nothing running."""
 import argparse
 import json
@@ -35,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 import citus  # noqa: E402
+from ha import children_of  # noqa: E402
 
 PG_BIN = citus.PG_BIN
 KEY, SECRET = "APIbench", "bench-secret-0123456789abcdef"
@@ -80,6 +83,29 @@ def script(node, text):
                 "-U", "postgres", "-d", "postgres"], input=text, timeout=1800)
 
 
+def cpu_seconds(nodes):
+    """CPU time (user + system) so far of each node's server processes, by node name: the
+    live ones', and through the postmaster's cumulative children's time (cutime, cstime)
+    those that exited and were reaped (a client's backend ends with its connection)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for node in nodes:
+        with open(os.path.join(node.data, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        total = 0
+        for pid in [pm] + children_of(pm):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+                if pid == pm:
+                    total += int(fields[13]) + int(fields[14])  # cutime, cstime
+            except (OSError, ValueError, IndexError):
+                pass
+        out[node.name] = total / tick
+    return out
+
+
 def pgbench(node, path, clients, transactions):
     out = run([f"{PG_BIN}/pgbench", "-n", "-h", "127.0.0.1", "-p", str(node.port), "-U", "postgres",
                "-c", str(clients), "-j", str(min(clients, 2)), "-t", str(transactions), "-f", path,
@@ -89,7 +115,7 @@ def pgbench(node, path, clients, transactions):
     return tps, lat
 
 
-def measure(node, work, clients, side, results):
+def measure(node, nodes, work, clients, side, results):
     n = int(node.sql("SELECT count(*) FROM bench.hooks"))
     per_client = n // clients
     ingest = os.path.join(work, "ingest.sql")
@@ -102,10 +128,22 @@ def measure(node, work, clients, side, results):
                 "WHERE h.seq = (SELECT nextval('bench.seq')) ON CONFLICT (event_id) DO NOTHING;\n")
     # The first twentieth of the stream warms the clients' connections (to the workers, and
     # the caches of the shards' metadata) untimed; the rest is timed.
+    # CPU: from before the warm-up to after both runs' backends are gone (an ended backend's
+    # time reaches the postmaster's children's time when it is reaped), per webhook of both
+    # runs, connections included.
     warm = max(1, per_client // 20)
     node.sql("SELECT setval('bench.seq', 1, false)")
+    before = cpu_seconds(nodes)
     pgbench(node, ingest, clients, warm)
     tps, lat = pgbench(node, ingest, clients, per_client - warm)
+    citus.wait_until(lambda: node.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")
+                     == "0", 30, "pgbench's backends gone")
+    time.sleep(0.5)
+    after = cpu_seconds(nodes)
+    hooks = clients * per_client
+    results[side]["cpu_ms_coordinator"].append(1000 * (after[node.name] - before[node.name]) / hooks)
+    results[side]["cpu_ms_workers"].append(
+        1000 * sum(after[k] - before[k] for k in after if k != node.name) / hooks)
     results[side]["ingest_tps"].append(tps)
     results[side]["ingest_ms"].append(lat)
     if side == "one node":
@@ -150,8 +188,9 @@ def main():
     # bench.hooks: seq,event_id,session_id,body,authorization
     for name in ("w.hooks.csv", "w.sessions.csv", "w.roster.csv"):
         os.chmod(os.path.join(work, name), 0o644)
-    results = {s: {k: [] for k in ("ingest_tps", "ingest_ms", "floor_tps", "floor_ms", "events", "fold_s",
-                                   "calc_s", "calculated")} for s in ("one node", "cluster")}
+    results = {s: {k: [] for k in ("ingest_tps", "ingest_ms", "floor_tps", "floor_ms", "cpu_ms_coordinator",
+                                   "cpu_ms_workers", "events", "fold_s", "calc_s", "calculated")}
+               for s in ("one node", "cluster")}
     one = cluster = None
     try:
         one = citus.Cluster(workers=0, extra=SETTINGS)
@@ -159,10 +198,10 @@ def main():
         load(one.coordinator, work, False)
         load(cluster.coordinator, work, True)
         for rep in range(a.reps):
-            for side, node in (("one node", one.coordinator), ("cluster", cluster.coordinator)):
+            for side, c in (("one node", one), ("cluster", cluster)):
                 if rep:
-                    reset(node)
-                measure(node, work, a.clients, side, results)
+                    reset(c.coordinator)
+                measure(c.coordinator, c.nodes, work, a.clients, side, results)
                 print(f"rep {rep + 1} {side}: " + json.dumps({k: v[-1] for k, v in results[side].items() if v}),
                       flush=True)
     finally:
@@ -182,6 +221,9 @@ def main():
         f"| ingestion, ms per webhook (pgbench latency) | {o['ingest_ms']:.3f} | {c['ingest_ms']:.3f} | "
         f"{c['ingest_ms'] / o['ingest_ms']:.2f} |",
         f"| floor (plain INSERT of the body), webhooks/s | {o['floor_tps']:.0f} | | |",
+        f"| server CPU per webhook: the one node / the coordinator, ms | {o['cpu_ms_coordinator']:.3f} | "
+        f"{c['cpu_ms_coordinator']:.3f} | {c['cpu_ms_coordinator'] / o['cpu_ms_coordinator']:.2f} |",
+        f"| server CPU per webhook: the workers together, ms | | {c['cpu_ms_workers']:.3f} | |",
         f"| fold of the whole stream, s | {o['fold_s']:.2f} | {c['fold_s']:.2f} | {c['fold_s'] / o['fold_s']:.2f} |",
         f"| calculation of every session, s | {o['calc_s']:.2f} | {c['calc_s']:.2f} | {c['calc_s'] / o['calc_s']:.2f} |",
         f"| sessions x persons calculated | {o['calculated']:.0f} | {c['calculated']:.0f} | |",
