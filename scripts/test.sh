@@ -2,7 +2,7 @@
 # Runs every test suite and ends with one line "N passed, N failed":
 #   clang-format, unit (GoogleTest), unit under ASan+UBSan, unit as a Release build, pg_regress,
 #   isolation, Citus' install (scripts/citus.sh: built from source the first time, about
-#   3-5 minutes), end-to-end (test/e2e/test_*; test_ha.py runs its own pg_auto_failover
+#   3 minutes), end-to-end (test/e2e/test_*; test_ha.py runs its own pg_auto_failover
 #   formation on free ports and takes about 1.5 minutes; test_citus.py a coordinator and
 #   two workers; test_packages.sh and
 #   test_readme.sh install the Debian packages system-wide for a while and leave the

@@ -48,7 +48,7 @@ RETURNS TABLE (session_id bigint, event_id text, event_type text, event_timestam
                participant_sid text, participant_identity text, user_key text, user_id bigint,
                participant_name text, role text, joined_at timestamptz, disconnect_reason text,
                logged_xid xid8, room_name text, room_session bigint)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     r record;
@@ -92,7 +92,7 @@ CREATE FUNCTION @extschema@._attendance_new_events(after_id bigint, upto_id bigi
 RETURNS TABLE (id bigint, received_at timestamptz, result text, event_type text, user_key text,
                room_name text, event_timestamp timestamptz, joined_at timestamptz, session_id bigint,
                participant_sid text)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -104,7 +104,7 @@ $$;
 
 CREATE FUNCTION @extschema@._attendance_partition_events(part regclass)
 RETURNS TABLE (room_name text, event_timestamp timestamptz, session_id bigint)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY EXECUTE pg_catalog.format(
         'SELECT DISTINCT e.room_name, e.event_timestamp, e.session_id FROM %s e WHERE e.result = ''recorded''', $1);
@@ -262,6 +262,13 @@ BEGIN
         WHERE e.user_id = attendance_forget_person.user_id
         RETURNING e.tableoid)
     SELECT count(*), coalesce(array_agg(DISTINCT c.tableoid), '{}')::regclass[] INTO n_log, parts FROM changed c;
+    -- On a Citus cluster the rows came from the workers' shards, whose oids mean nothing
+    -- here: the coordinator's partitions (the shards' statistics are the workers':
+    -- docs/scaling.md, "Citus").
+    IF @extschema@._attendance_log_distributed() THEN
+        parts := ARRAY(SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
+                       WHERE i.inhparent = '@extschema@.meeting_attendance_events'::regclass);
+    END IF;
 
     -- The derived rows and the inputs, under the same key, so that a later fold or
     -- calculation derives the same counts and statuses for the pseudonym.
@@ -671,6 +678,12 @@ BEGIN
     IF shard_count IS NOT NULL AND shard_count < 1 THEN
         RAISE EXCEPTION 'shard_count must be at least 1, not %', shard_count USING ERRCODE = 'invalid_parameter_value';
     END IF;
+
+    -- One maintenance of the log at a time (the partition maintenance takes the same lock),
+    -- and the log locked before any of its partitions, as ingestion locks them: no partition
+    -- is made, moved or written meanwhile.
+    PERFORM pg_advisory_xact_lock(@extschema@._attendance_log_lock_key());
+    LOCK TABLE @extschema@.meeting_attendance_events IN ACCESS EXCLUSIVE MODE;
 
     -- Events without a room: the room ''. The log's one sanctioned rewrite besides
     -- forgetting (the UPDATE trigger is bypassed as attendance_forget_person does).

@@ -236,7 +236,7 @@ RETURNS TABLE (session_id bigint, event_id text, event_type text, event_timestam
                participant_sid text, participant_identity text, user_key text, user_id bigint,
                participant_name text, role text, joined_at timestamptz, disconnect_reason text,
                logged_xid xid8, room_name text, room_session bigint)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     r record;
@@ -281,7 +281,7 @@ CREATE FUNCTION @extschema@._attendance_new_events(after_id bigint, upto_id bigi
 RETURNS TABLE (id bigint, received_at timestamptz, result text, event_type text, user_key text,
                room_name text, event_timestamp timestamptz, joined_at timestamptz, session_id bigint,
                participant_sid text)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -295,7 +295,7 @@ $$;
 -- retention.
 CREATE FUNCTION @extschema@._attendance_partition_events(part regclass)
 RETURNS TABLE (room_name text, event_timestamp timestamptz, session_id bigint)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY EXECUTE pg_catalog.format(
         'SELECT DISTINCT e.room_name, e.event_timestamp, e.session_id FROM %s e WHERE e.result = ''recorded''', $1);

@@ -111,6 +111,13 @@ BEGIN
         WHERE e.user_id = attendance_forget_person.user_id
         RETURNING e.tableoid)
     SELECT count(*), coalesce(array_agg(DISTINCT c.tableoid), '{}')::regclass[] INTO n_log, parts FROM changed c;
+    -- On a Citus cluster the rows came from the workers' shards, whose oids mean nothing
+    -- here: the coordinator's partitions (the shards' statistics are the workers':
+    -- docs/scaling.md, "Citus").
+    IF @extschema@._attendance_log_distributed() THEN
+        parts := ARRAY(SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
+                       WHERE i.inhparent = '@extschema@.meeting_attendance_events'::regclass);
+    END IF;
 
     -- The derived rows and the inputs, under the same key, so that a later fold or
     -- calculation derives the same counts and statuses for the pseudonym.

@@ -6,7 +6,8 @@
 -- one single-shard write on the worker holding its room; the fold, the calculations and the
 -- scheduler keep running on the coordinator, which holds every other table, and read the
 -- log one room at a time (the log's readers in 20_rules.sql), each statement going to the
--- node that holds the room. What it does, in one transaction:
+-- node that holds the room. What it does, in one transaction that holds the partition
+-- maintenance's lock and the log's (ingestion waits until it commits):
 --   * an event logged without a room (NULL, before 0.5.2) gets the room '' (ingestion writes
 --     '' since 0.5.2): Citus stores no row without its distribution value;
 --   * each partition's keys hold the room too (_attendance_log_index);
@@ -48,6 +49,12 @@ BEGIN
     IF shard_count IS NOT NULL AND shard_count < 1 THEN
         RAISE EXCEPTION 'shard_count must be at least 1, not %', shard_count USING ERRCODE = 'invalid_parameter_value';
     END IF;
+
+    -- One maintenance of the log at a time (the partition maintenance takes the same lock),
+    -- and the log locked before any of its partitions, as ingestion locks them: no partition
+    -- is made, moved or written meanwhile.
+    PERFORM pg_advisory_xact_lock(@extschema@._attendance_log_lock_key());
+    LOCK TABLE @extschema@.meeting_attendance_events IN ACCESS EXCLUSIVE MODE;
 
     -- Events without a room: the room ''. The log's one sanctioned rewrite besides
     -- forgetting (the UPDATE trigger is bypassed as attendance_forget_person does).

@@ -8,17 +8,20 @@ namespace attendancectl {
 namespace {
 
 // The latest N webhooks (optionally of one session / event type), oldest first, with the
-// columns of attendance_recent_events. The log is read by itself first (for a session: the
-// events of its rooms, as the fold has seen them, and those its room pattern names), then
-// the claims decide: no statement part that reads the log applies a rule
-// (docs/architecture.md, "The log's readers").
+// columns of attendance_recent_events. The log is read by itself first, then the claims
+// decide (docs/architecture.md, "The log's readers"): for a session, the candidates are the
+// events of its rooms as the fold has seen them (computed before the log is read), those its
+// room pattern names, and every event the fold has not read yet (a breakout room the fold
+// has not seen is among them).
 constexpr const char* kEvents =
-    "WITH e AS MATERIALIZED (SELECT e.id, e.received_at, e.event_timestamp, e.event_type, "
+    "WITH r AS MATERIALIZED (SELECT l.room_name FROM _attendance_room_links($1) l), "
+    "f AS MATERIALIZED (SELECT safe_id FROM attendance_fold_state), "
+    "e AS MATERIALIZED (SELECT e.id, e.received_at, e.event_timestamp, e.event_type, "
     "e.result, e.room_name, e.user_id, e.user_key, e.participant_name, e.participant_sid, "
     "e.joined_at, e.reason, e.event_id, e.session_id FROM meeting_attendance_events e "
     "WHERE ($3::text IS NULL OR e.event_type = $3) "
-    "AND ($1::bigint IS NULL OR e.session_id = $1 "
-    "     OR e.room_name IN (SELECT l.room_name FROM _attendance_room_links($1) l)) "
+    "AND ($1::bigint IS NULL OR e.session_id = $1 OR e.room_name IN (SELECT room_name FROM r) "
+    "     OR e.id > (SELECT safe_id FROM f)) "
     "ORDER BY e.id DESC LIMIT CASE WHEN $1::bigint IS NULL THEN $2::bigint END) "
     "SELECT q.* FROM (SELECT e.id, e.received_at, e.event_timestamp, e.event_type, e.result, "
     "_attendance_event_claimed_by(e.room_name, e.event_timestamp, e.joined_at, e.session_id, "
