@@ -615,19 +615,17 @@ FoldResult fold(SpiSession& spi, int64_t max_events) {
     std::map<int64_t, std::set<std::string>> some;  // sessions whose new events name only these
     int64_t lag_ms = -1;
     if (high > safe_id) {
-        const bool rooms = has_rooms(spi);
+        // The new events come from the log's reader: no statement both reads the log and
+        // applies a rule (docs/architecture.md, "The log's readers"). An earlier version's
+        // schema, before ALTER EXTENSION UPDATE, has no reader (the log is read in the
+        // statement) and, before 0.5.0, no rooms.
+        const Row schema = spi.query(
+            "SELECT to_regclass('@s.attendance_rooms') IS NOT NULL, "
+            "to_regprocedure('@s._attendance_new_events(bigint, bigint)') IS NOT NULL")[0];
+        const bool rooms = schema[0].truth(), reader = schema[1].truth();
         if (rooms) note_rooms(spi, true);
         // The sessions each new event counts for, and those holding a connection it changes
         // (docs/architecture.md, "Rooms and windows" and "The worker's loops").
-        // The new events come from the log's reader: no statement both reads the log and
-        // applies a rule (docs/architecture.md, "The log's readers"). An earlier version's
-        // schema, before ALTER EXTENSION UPDATE, has no reader: the log is read in the
-        // statement.
-        const bool reader =
-            spi.query(
-                   "SELECT to_regprocedure('@s._attendance_new_events(bigint, bigint)') "
-                   "IS NOT NULL")[0][0]
-                .truth();
         auto rows = spi.query(
             "SELECT m.session_id, " MS("clock_timestamp() - e.received_at") ", e.result, e.id, "
             "e.event_type, e.user_key FROM " +

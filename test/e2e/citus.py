@@ -8,11 +8,12 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
-import time
 
-PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
-OS_USER = os.environ.get("PG_OS_USER", "postgres")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ha import OS_USER, PG_BIN, free_port, sql, wait_until  # noqa: F401 (re-exported)
 
 SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
@@ -27,43 +28,8 @@ SETTINGS = {
 }
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def as_user(args):
     return ["runuser", "-u", OS_USER, "--", *args] if os.geteuid() == 0 else list(args)
-
-
-def sql(port, query, db="postgres", timeout=60, check=True):
-    """Runs SQL on the node listening on `port`; stdout stripped (unaligned, tuples only)."""
-    proc = subprocess.run(
-        [f"{PG_BIN}/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-         "-p", str(port), "-U", "postgres", "-d", db, "-c", query],
-        capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"psql on port {port} failed: {proc.stderr.strip()} (SQL: {query[:300]})")
-    return proc.stdout.strip()
-
-
-def wait_until(predicate, timeout, what, interval=0.2):
-    """Polls predicate until it returns a truthy value (returned) or timeout passes."""
-    deadline = time.time() + timeout
-    last = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last = value
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        if time.time() >= deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s (last: {last!r})")
-        time.sleep(interval)
 
 
 class Node:
@@ -80,7 +46,7 @@ class Node:
                               capture_output=True, text=True, cwd="/", timeout=timeout)
 
     def sql(self, query, **kw):
-        return sql(self.port, query, **kw)
+        return sql(self.port, query, **{"timeout": 60, **kw})
 
 
 class Cluster:
