@@ -32,10 +32,4 @@ inline std::optional<int64_t> opt_int8_arg(FunctionCallInfo fcinfo, int n) {
     return int64_t(PG_GETARG_INT64(n));
 }
 
-// Converts a JSON text built in C++ into a jsonb Datum (call after SpiSession::finish).
-inline Datum jsonb_datum(const std::string& json_text) {
-    return pg_call(
-        [&] { return DirectFunctionCall1(jsonb_in, CStringGetDatum(json_text.c_str())); });
-}
-
 }  // namespace attendance::pg

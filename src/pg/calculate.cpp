@@ -4,7 +4,9 @@
 #include "pg/calculate.hpp"
 
 #include "pg/args.hpp"
-#include "pg/subtransaction.hpp"
+#include "pg/crossings.hpp"
+#include "pg/transactions.hpp"
+#include "pg/scheduler.hpp"
 #include "pg/settings.hpp"
 
 #include "core/calc.hpp"
@@ -13,6 +15,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 extern "C" {
 PG_FUNCTION_INFO_V1(attendance_calculate_session);
@@ -345,8 +348,6 @@ int calculate_session(SpiSession& spi, int64_t session_id, const std::string& ca
     return r.persons;
 }
 
-namespace {}  // namespace
-
 DueResult calculate_sessions(SpiSession& spi, const std::vector<int64_t>& given_ids,
                              const std::vector<std::string>& given_causes, int batch_size) {
     DueResult out;
@@ -363,42 +364,34 @@ DueResult calculate_sessions(SpiSession& spi, const std::vector<int64_t>& given_
         ids.push_back(given_ids[k]);
         causes.push_back(given_causes[k]);
     }
-    const size_t step = size_t(std::max(batch_size, 1));
-    for (size_t first = 0; first < ids.size(); first += step) {
-        const size_t last = std::min(ids.size(), first + step);
-        const std::vector<int64_t> batch_ids(ids.begin() + long(first), ids.begin() + long(last));
-        const std::vector<std::string> batch_causes(causes.begin() + long(first),
-                                                    causes.begin() + long(last));
-        // The batch as a whole; when it fails, each of its sessions alone, so that a
-        // failing session never stops the others.
-        BatchResult batch;
-        if (batch_ids.size() > 1 && in_subtransaction([&] {
-                                        batch = calculate_batch(spi, batch_ids, batch_causes);
-                                    }).empty()) {
-            out.processed += batch.sessions;
-            continue;
-        }
-        for (size_t k = 0; k < batch_ids.size(); ++k) {
-            const int64_t id = batch_ids[k];
-            std::string error =
-                in_subtransaction([&] { calculate_session(spi, id, batch_causes[k]); });
-            if (error.empty()) {
-                ++out.processed;
-                continue;
+    // Each batch at once; when it fails, each of its sessions alone, so that a failing
+    // session never stops the others. A session alone is calculate_session, which refuses
+    // one that is not scheduled.
+    in_batches(
+        ids.size(), size_t(std::max(batch_size, 1)),
+        [&](size_t first, size_t last) {
+            if (last - first == 1) {
+                calculate_session(spi, ids[first], causes[first]);
+                return 1;
             }
-            // Record why and retry later, with backoff.
+            return calculate_batch(spi, {ids.begin() + long(first), ids.begin() + long(last)},
+                                   {causes.begin() + long(first), causes.begin() + long(last)})
+                .sessions;
+        },
+        [&](int sessions) { out.processed += sessions; },
+        [&](size_t k, const std::string& error) {
+            // Recorded, and retried later with backoff.
             ++out.failed;
             if (!out.message.empty()) out.message += "; ";
-            out.message += "session " + std::to_string(id) + ": " + error;
+            out.message += "session " + std::to_string(ids[k]) + ": " + error;
             spi.exec(
                 "UPDATE @s.attendance_session_schedule SET failed_attempts = failed_attempts + 1, "
                 "last_error = $2, "
                 "next_attempt_at = now() + least(interval '1 hour', interval '5 seconds' * "
                 "power(2, least(failed_attempts, 10))) "
                 "WHERE session_id = $1",
-                {Arg::int8(id), Arg::text(error)});
-        }
-    }
+                {Arg::int8(ids[k]), Arg::text(error)});
+        });
     return out;
 }
 
@@ -554,42 +547,20 @@ extern "C" Datum attendance_calculate_session(PG_FUNCTION_ARGS) {
 namespace {
 
 Datum processed_failed(FunctionCallInfo fcinfo, const DueResult& r) {
-    return pg_call([&] {
-        TupleDesc desc;
-        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "attendance: the return type must be a row type");
-        desc = BlessTupleDesc(desc);
-        Datum values[2] = {Int32GetDatum(r.processed), Int32GetDatum(r.failed)};
-        bool nulls[2] = {false, false};
-        return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
-    });
+    return int4_row_datum(fcinfo, {r.processed, r.failed});
 }
 
 // The elements of a bigint[] argument, each once, in their first order; NULL elements and
 // multi-dimensional arrays are refused.
 std::vector<int64_t> session_ids_arg(FunctionCallInfo fcinfo, int n) {
     if (PG_ARGISNULL(n)) throw core::Error("22004", "argument \"session_ids\" must not be NULL");
-    struct Elements {
-        Datum* values = nullptr;
-        bool* nulls = nullptr;
-        int count = 0;
-        int ndim = 0;
-    };
-    Elements e = pg_call([&] {
-        ArrayType* array = PG_GETARG_ARRAYTYPE_P(n);
-        Elements out;
-        out.ndim = ARR_NDIM(array);
-        deconstruct_array(array, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &out.values,
-                          &out.nulls, &out.count);
-        return out;
-    });
-    if (e.ndim > 1) throw core::Error("2202E", "session_ids must be a one-dimensional array");
+    const Int8Elements e = int8_array_arg(fcinfo, n);
+    if (e.dimensions > 1) throw core::Error("2202E", "session_ids must be a one-dimensional array");
     std::vector<int64_t> ids;
-    std::map<int64_t, bool> seen;
-    for (int k = 0; k < e.count; ++k) {
+    std::set<int64_t> seen;
+    for (size_t k = 0; k < e.values.size(); ++k) {
         if (e.nulls[k]) throw core::Error("22004", "session_ids must not contain NULL");
-        int64_t id = DatumGetInt64(e.values[k]);
-        if (seen.emplace(id, true).second) ids.push_back(id);
+        if (seen.insert(e.values[k]).second) ids.push_back(e.values[k]);
     }
     return ids;
 }
@@ -605,10 +576,7 @@ extern "C" Datum attendance_calculate_due(PG_FUNCTION_ARGS) {
         // not stop the calculation (the scheduler's next fold retries it).
         const std::string fold_error = in_subtransaction([&] { fold(spi); });
         if (!fold_error.empty())
-            pg_call([&] {
-                ereport(WARNING, (errmsg("attendance: the fold before calculating failed: %s",
-                                         fold_error.c_str())));
-            });
+            log_message(WARNING, "attendance: the fold before calculating failed: " + fold_error);
         DueResult r = calculate_due(spi, settings.calculation_batch_size);
         spi.finish();
         return processed_failed(fcinfo, r);
@@ -639,15 +607,14 @@ extern "C" Datum attendance_explain(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
         int64_t session_id = PG_GETARG_INT64(0);
         std::string user_key;
-        Oid second = pg_call([&] { return get_fn_expr_argtype(fcinfo->flinfo, 1); });
-        if (second == INT8OID)
+        if (argument_type(fcinfo, 1) == INT8OID)
             user_key = std::to_string(PG_GETARG_INT64(1));
         else
             user_key = text_arg(fcinfo, 1, "user_key");
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         std::string out = explain_person(spi, session_id, user_key).dump();
         spi.finish();
-        return jsonb_datum(out);
+        return jsonb_from_text(out);
     });
 }
 
@@ -657,6 +624,6 @@ extern "C" Datum attendance_reconcile(PG_FUNCTION_ARGS) {
         ReconcileResult r = reconcile(spi);
         spi.finish();
         nlohmann::json j = {{"sessions_rederived", r.sessions_rederived}};
-        return jsonb_datum(j.dump());
+        return jsonb_from_text(j.dump());
     });
 }

@@ -2,12 +2,9 @@
 // (docs/architecture.md, "The derivation" and "The worker's loops").
 #include "pg/derive.hpp"
 
+#include "pg/crossings.hpp"
 #include "pg/settings.hpp"
-#include "pg/subtransaction.hpp"
-
-extern "C" {
-#include "storage/lock.h"
-}
+#include "pg/transactions.hpp"
 
 #include <algorithm>
 #include <set>
@@ -547,44 +544,21 @@ std::optional<int64_t> settled_high_mark(SpiSession& spi) {
     const Oid sequence = Oid(seq[1].int8());
     const bool wait = settings.fold_wait_ms > 0;
 
-    MemoryContext context = CurrentMemoryContext;
-    ResourceOwner owner = CurrentResourceOwner;
-    pg_call([] { BeginInternalSubTransaction(nullptr); });
+    SubTransaction sub;
     bool settled = false;
     try {
         if (wait)
             spi.exec("SELECT set_config('lock_timeout', $1, true)",
                      {Arg::text(std::to_string(settings.fold_wait_ms) + "ms")});
-        settled = pg_call([&] {
-            LOCKTAG tag;
-            SET_LOCKTAG_RELATION(tag, MyDatabaseId, sequence);
-            int count = 0;
-            // Holders of a lock that conflicts with SHARE: the transactions that drew ids
-            // and are still open (this one excluded). The array is palloc'd in the
-            // subtransaction's memory.
-            VirtualTransactionId* open = GetLockConflicts(&tag, ShareLock, &count);
-            for (int k = 0; k < count; ++k)
-                if (!VirtualXactLock(open[k], wait)) return false;
-            return true;
-        });
+        // The transactions that drew ids and are still open hold the sequence's lock.
+        settled = wait_for_share_conflicts(sequence, wait);
     } catch (const PgError& e) {
-        const int code = e.edata() ? e.edata()->sqlerrcode : 0;
-        if (code != ERRCODE_LOCK_NOT_AVAILABLE) {
-            pg_call([&] {
-                RollbackAndReleaseCurrentSubTransaction();
-                MemoryContextSwitchTo(context);
-                CurrentResourceOwner = owner;
-            });
-            throw;
-        }
-        settled = false;  // lock_timeout: one is still open after fold_wait
+        // Anything but lock_timeout (one is still open after fold_wait) is the fold's error;
+        // the scope rolls the subtransaction back.
+        if ((e.edata() ? e.edata()->sqlerrcode : 0) != ERRCODE_LOCK_NOT_AVAILABLE) throw;
+        settled = false;
     }
-    // Rolled back either way: that ends the SET LOCAL.
-    pg_call([&] {
-        RollbackAndReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(context);
-        CurrentResourceOwner = owner;
-    });
+    sub.rollback();  // either way: that ends the SET LOCAL
     if (!settled) return std::nullopt;
     return last;
 }
@@ -712,32 +686,25 @@ FoldResult fold(SpiSession& spi, int64_t max_events) {
     // alone, so that a failing session never keeps the others' live rows behind. A failing
     // one stays marked and is tried again by the next fold.
     const std::vector<int64_t> all(touched.begin(), touched.end());
-    const size_t step = size_t(std::max(settings.calculation_batch_size, 1));
-    for (size_t first = 0; first < all.size(); first += step) {
-        const std::vector<int64_t> ids(all.begin() + long(first),
-                                       all.begin() + long(std::min(all.size(), first + step)));
-        int flagged = 0;
-        if (in_subtransaction([&] { flagged = fold_some(ids); }).empty()) {
-            out.sessions += int(ids.size());
-            out.flagged += flagged;
-        } else {
-            for (int64_t id : ids) {
-                std::string error = in_subtransaction([&] { flagged = fold_some({id}); });
-                if (error.empty()) {
-                    ++out.sessions;
-                    out.flagged += flagged;
-                    continue;
-                }
-                ++out.failed;
-                if (!out.message.empty()) out.message += "; ";
-                out.message += "session " + std::to_string(id) + ": " + error;
-                spi.exec(
-                    "UPDATE @s.attendance_session_schedule SET needs_fold = true "
-                    "WHERE session_id = $1",
-                    {Arg::int8(id)});
-            }
-        }
-    }
+    in_batches(
+        all.size(), size_t(std::max(settings.calculation_batch_size, 1)),
+        [&](size_t first, size_t last) {
+            return std::pair<int, int>(int(last - first), fold_some({all.begin() + long(first),
+                                                                     all.begin() + long(last)}));
+        },
+        [&](std::pair<int, int> done) {
+            out.sessions += done.first;
+            out.flagged += done.second;
+        },
+        [&](size_t k, const std::string& error) {
+            ++out.failed;
+            if (!out.message.empty()) out.message += "; ";
+            out.message += "session " + std::to_string(all[k]) + ": " + error;
+            spi.exec(
+                "UPDATE @s.attendance_session_schedule SET needs_fold = true "
+                "WHERE session_id = $1",
+                {Arg::int8(all[k])});
+        });
     spi.exec(
         "UPDATE @s.attendance_fold_state SET safe_id = CASE WHEN $1 THEN greatest(safe_id, $2) "
         "ELSE safe_id END, "

@@ -2,7 +2,9 @@
 // parsing (core/webhook), person resolution (core/person), and the one row the hot path
 // appends to the log (docs/architecture.md, "The hot path").
 #include "pg/args.hpp"
+#include "pg/crossings.hpp"
 #include "pg/keys.hpp"
+#include "pg/scheduler.hpp"
 #include "pg/settings.hpp"
 #include "pg/spi.hpp"
 
@@ -98,80 +100,6 @@ bool has_fraction(const nlohmann::json& j) {
     return false;
 }
 
-// Inside pg_call: pushJsonbValue may ereport, so no frame here holds an object with a
-// destructor (iterators and references into the document only; no std::string, nor the
-// proxies of items()). Returns what the last push returned: for the outermost object, the
-// finished value.
-JsonbValue* push_jsonb(JsonbParseState** state, const nlohmann::json& j,
-                       JsonbIteratorToken scalar) {
-    JsonbValue v;
-    switch (j.type()) {
-        case nlohmann::json::value_t::object:
-            pushJsonbValue(state, WJB_BEGIN_OBJECT, nullptr);
-            for (auto it = j.cbegin(); it != j.cend(); ++it) {
-                const std::string& key = it.key();
-                JsonbValue k;
-                k.type = jbvString;
-                k.val.string.val = const_cast<char*>(key.data());
-                k.val.string.len = int(key.size());
-                pushJsonbValue(state, WJB_KEY, &k);
-                push_jsonb(state, *it, WJB_VALUE);
-            }
-            return pushJsonbValue(state, WJB_END_OBJECT, nullptr);
-        case nlohmann::json::value_t::array:
-            pushJsonbValue(state, WJB_BEGIN_ARRAY, nullptr);
-            for (const auto& value : j) push_jsonb(state, value, WJB_ELEM);
-            return pushJsonbValue(state, WJB_END_ARRAY, nullptr);
-        case nlohmann::json::value_t::string: {
-            const std::string& s = j.get_ref<const std::string&>();
-            v.type = jbvString;
-            v.val.string.val = const_cast<char*>(s.data());
-            v.val.string.len = int(s.size());
-            break;
-        }
-        case nlohmann::json::value_t::boolean:
-            v.type = jbvBool;
-            v.val.boolean = j.get<bool>();
-            break;
-        case nlohmann::json::value_t::number_integer:
-            v.type = jbvNumeric;
-            v.val.numeric = int64_to_numeric(j.get<int64_t>());
-            break;
-        case nlohmann::json::value_t::number_unsigned: {
-            char digits[24];
-            std::snprintf(digits, sizeof digits, "%" PRIu64, j.get<uint64_t>());
-            v.type = jbvNumeric;
-            v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(digits),
-                                                                ObjectIdGetDatum(InvalidOid),
-                                                                Int32GetDatum(-1)));
-            break;
-        }
-        default:  // null (a fraction never gets here: see has_fraction)
-            v.type = jbvNull;
-            break;
-    }
-    return pushJsonbValue(state, scalar, &v);
-}
-
-// Inside pg_call: sets the value at each path of `value` to the redaction marker (jsonb_set,
-// so that a value made from the text keeps everything else exactly as jsonb read it).
-// Holds only palloc'd memory across PostgreSQL calls.
-Datum redact_paths(Datum value, const std::vector<std::vector<std::string>>& paths) {
-    if (paths.empty()) return value;
-    Datum replacement = DirectFunctionCall1(jsonb_in, CStringGetDatum(core::kRedactedJson));
-    for (const auto& path : paths) {
-        Datum* elems = static_cast<Datum*>(palloc(sizeof(Datum) * path.size()));
-        for (size_t i = 0; i < path.size(); ++i)
-            elems[i] =
-                PointerGetDatum(cstring_to_text_with_len(path[i].data(), int(path[i].size())));
-        ArrayType* array =
-            construct_array(elems, int(path.size()), TEXTOID, -1, false, TYPALIGN_INT);
-        value = DirectFunctionCall4(jsonb_set, value, PointerGetDatum(array), replacement,
-                                    BoolGetDatum(false));
-    }
-    return value;
-}
-
 // The stored body: the received one with every secret LiveKit put in it replaced by the
 // redaction marker (core/redact.hpp; docs/security.md). The signature was verified over
 // the received bytes before; the derivation reads the log's columns, never the body.
@@ -179,13 +107,8 @@ Datum stored_body(const std::string& body, nlohmann::json& document) {
     const bool from_document = document.is_object() && !has_fraction(document);
     const auto secrets = document.is_object() ? core::redact_secrets(document)
                                               : std::vector<std::vector<std::string>>();
-    return pg_call([&] {
-        if (!from_document || GetDatabaseEncoding() != PG_UTF8)
-            return redact_paths(DirectFunctionCall1(jsonb_in, CStringGetDatum(body.c_str())),
-                                secrets);
-        JsonbParseState* state = nullptr;
-        return JsonbPGetDatum(JsonbValueToJsonb(push_jsonb(&state, document, WJB_VALUE)));
-    });
+    if (from_document && GetDatabaseEncoding() == PG_UTF8) return jsonb_from_json(document);
+    return jsonb_replace_paths(jsonb_from_text(body), secrets, core::kRedactedJson);
 }
 
 Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string& body,
@@ -304,8 +227,7 @@ void log_processed(const core::WebhookEvent& ev, const Outcome& out) {
         " user=" + (user_key.empty() ? "-" : user_key) + " participant_sid=" + (p ? p->sid : "-") +
         " joined_at=" + iso_ms(p ? p->joined_at_ms : std::nullopt) + " left_at=" + iso_ms(left) +
         " room=" + (ev.room ? ev.room->name : "-");
-    int level = settings.webhook_log_level;
-    pg_call([&] { ereport(level, (errmsg("%s", line.c_str()), errhidestmt(true))); });
+    log_message(settings.webhook_log_level, line, {}, true);
 }
 
 }  // namespace
@@ -363,11 +285,10 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
             core::check_token_window(*parsed, ev.created_at_s, settings.token_leeway_s,
                                      "webhook createdAt");
         if (unsigned_accepted)
-            pg_call([] {
-                ereport(WARNING, (errmsg("attendance: accepted an UNSIGNED webhook because "
-                                         "attendance.development_mode is on"),
-                                  errhint("Never enable development mode in production.")));
-            });
+            log_message(WARNING,
+                        "attendance: accepted an UNSIGNED webhook because "
+                        "attendance.development_mode is on",
+                        "Never enable development mode in production.");
         Outcome out = record(spi, ev, body, document, api_key);
         log_processed(ev, out);
         spi.finish();
@@ -380,10 +301,7 @@ extern "C" Datum attendance_ingest_webhook(PG_FUNCTION_ARGS) {
             {"log_id", out.row_id ? nlohmann::json(*out.row_id) : nlohmann::json()},
             {"reason", out.reason.empty() ? nlohmann::json() : nlohmann::json(out.reason)}};
         // Built as jsonb directly, like the stored body (no text to parse).
-        return pg_call([&] {
-            JsonbParseState* state = nullptr;
-            return JsonbPGetDatum(JsonbValueToJsonb(push_jsonb(&state, response, WJB_VALUE)));
-        });
+        return jsonb_from_json(response);
     });
 }
 
@@ -401,9 +319,7 @@ extern "C" Datum attendance_sign_webhook(PG_FUNCTION_ARGS) {
         spi.finish();
         std::string token =
             core::sign_token(body, api_key, *secret, int64_t(std::time(nullptr)), ttl);
-        return pg_call([&] {
-            return PointerGetDatum(cstring_to_text_with_len(token.data(), int(token.size())));
-        });
+        return text_datum(token);
     });
 }
 
@@ -427,14 +343,7 @@ extern "C" Datum attendance_refresh_live(PG_FUNCTION_ARGS) {
 extern "C" Datum attendance_redact_secrets(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
         Datum value = PG_GETARG_DATUM(0);
-        char* cstring = pg_call([&] {
-            Jsonb* jb = DatumGetJsonbP(value);
-            return JsonbToCString(nullptr, &jb->root, int(VARSIZE(jb)));
-        });
-        const std::string text(cstring);
-        pg_call([&] { pfree(cstring); });
-        nlohmann::json document = nlohmann::json::parse(text);
-        const auto secrets = core::redact_secrets(document);
-        return pg_call([&] { return redact_paths(value, secrets); });
+        nlohmann::json document = nlohmann::json::parse(jsonb_to_text(value));
+        return jsonb_replace_paths(value, core::redact_secrets(document), core::kRedactedJson);
     });
 }

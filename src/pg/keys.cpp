@@ -1,10 +1,6 @@
 #include "pg/keys.hpp"
 
-extern "C" {
-#include "commands/trigger.h"
-#include "utils/inval.h"
-#include "utils/snapmgr.h"
-}
+#include "pg/crossings.hpp"
 
 #include <unordered_map>
 
@@ -33,7 +29,6 @@ struct KeyCache {
 };
 
 KeyCache cache;
-bool callback_registered = false;
 
 // Runs inside PostgreSQL's invalidation processing: only a flag is written here.
 void on_relcache_invalidation(Datum, Oid relid) {
@@ -50,10 +45,7 @@ bool is_active(const CachedKey& key) {
 // Reloads every key (there are a few). Returns false when the table has no enabled
 // invalidation trigger: then nothing may be cached.
 bool reload(SpiSession& spi) {
-    if (!callback_registered) {
-        pg_call([] { CacheRegisterRelcacheCallback(on_relcache_invalidation, 0); });
-        callback_registered = true;
-    }
+    on_relation_invalidation(on_relcache_invalidation);
     // Valid from here unless an invalidation arrives while the keys are read; never valid
     // after an error half-way (the old copy must not survive it).
     cache.valid = true;
@@ -61,7 +53,7 @@ bool reload(SpiSession& spi) {
         // The newest committed state, not the calling statement's snapshot: in a
         // REPEATABLE READ transaction, or a statement that ingests many webhooks, that
         // snapshot may predate a change whose invalidation was just consumed.
-        pg_call([] { PushActiveSnapshot(GetLatestSnapshot()); });
+        LatestSnapshot latest;
         auto meta = spi.query(
             "SELECT r.oid, (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid "
             "  AND t.tgname = ANY($2) AND t.tgenabled = 'A') = 2 "
@@ -70,7 +62,6 @@ bool reload(SpiSession& spi) {
              Arg::text_array({kRowTrigger, kTruncateTrigger})},
             true);
         if (meta.empty() || meta[0][0].is_null() || !meta[0][1].truth()) {
-            pg_call([] { PopActiveSnapshot(); });
             cache.valid = false;
             return false;
         }
@@ -90,7 +81,6 @@ bool reload(SpiSession& spi) {
             k.secret = r[1].str("");
             if (!r[2].is_null()) k.retired_us = r[2].int8();
         }
-        pg_call([] { PopActiveSnapshot(); });
     } catch (...) {
         // The snapshot pushed above is popped by the abort that this error leads to.
         cache.valid = false;
@@ -104,7 +94,7 @@ bool reload(SpiSession& spi) {
 std::optional<std::string> active_secret(SpiSession& spi, const std::string& api_key) {
     // Changes committed by other backends since the last statement count now, as a
     // READ COMMITTED read of the table would see them (cheap when there are none).
-    pg_call([] { AcceptInvalidationMessages(); });
+    accept_invalidations();
     if ((cache.valid && cache.schema == spi.schema()) || reload(spi)) {
         auto it = cache.keys.find(api_key);
         if (it == cache.keys.end() || !is_active(it->second)) return std::nullopt;
@@ -128,12 +118,7 @@ using namespace attendance::pg;
 // others; nothing if it rolls back).
 extern "C" Datum attendance_keys_changed(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
-        return pg_call([&] {
-            if (!CALLED_AS_TRIGGER(fcinfo))
-                ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-                                errmsg("_attendance_keys_changed() must be called as a trigger")));
-            CacheInvalidateRelcache(reinterpret_cast<TriggerData*>(fcinfo->context)->tg_relation);
-            return PointerGetDatum(nullptr);
-        });
+        invalidate_trigger_relation(fcinfo, "_attendance_keys_changed()");
+        return PointerGetDatum(nullptr);
     });
 }

@@ -1,4 +1,7 @@
-// Module entry: PG_MODULE_MAGIC, settings, error raising, and the worker registration.
+// Module entry: PG_MODULE_MAGIC, settings (and the SQL functions that read them), error
+// raising, and the worker registration.
+#include "pg/crossings.hpp"
+#include "pg/scheduler.hpp"
 #include "pg/settings.hpp"
 
 #include "core/person.hpp"
@@ -7,6 +10,9 @@
 extern "C" {
 PG_MODULE_MAGIC;
 void _PG_init(void);
+PG_FUNCTION_INFO_V1(attendance_calculation_delay);
+PG_FUNCTION_INFO_V1(attendance_partition_interval);
+PG_FUNCTION_INFO_V1(attendance_event_retention);
 }
 
 namespace attendance::pg {
@@ -225,4 +231,34 @@ void define_settings() {
 void _PG_init(void) {
     attendance::pg::define_settings();
     attendance::pg::register_worker_if_preloaded();
+}
+
+// The settings the SQL reads, as intervals: the delay for the view attendance_sessions_due
+// (the one "due" rule); the log's for the partition maintenance (attendance_maintain_log),
+// a retention of 0 keeping everything (NULL).
+extern "C" Datum attendance_calculation_delay(PG_FUNCTION_ARGS) {
+    (void)fcinfo;
+    return attendance::pg::entry([&]() -> Datum {
+        return attendance::pg::interval_datum(int64(attendance::pg::settings.calculation_delay_s) *
+                                              USECS_PER_SEC);
+    });
+}
+
+extern "C" Datum attendance_partition_interval(PG_FUNCTION_ARGS) {
+    (void)fcinfo;
+    return attendance::pg::entry([&]() -> Datum {
+        return attendance::pg::interval_datum(
+            int64(attendance::pg::settings.partition_interval_min) * 60 * USECS_PER_SEC);
+    });
+}
+
+extern "C" Datum attendance_event_retention(PG_FUNCTION_ARGS) {
+    return attendance::pg::entry([&]() -> Datum {
+        if (attendance::pg::settings.event_retention_min <= 0) {
+            fcinfo->isnull = true;
+            return Datum(0);
+        }
+        return attendance::pg::interval_datum(int64(attendance::pg::settings.event_retention_min) *
+                                              60 * USECS_PER_SEC);
+    });
 }

@@ -1,5 +1,8 @@
-// The only way C++ in src/pg includes PostgreSQL headers, and the two crossings of the
-// C++/PostgreSQL boundary (docs/architecture.md, "The C++/PostgreSQL boundary"):
+// PostgreSQL's headers that every file of src/pg needs, and the two crossings of the
+// C++/PostgreSQL boundary (docs/architecture.md, "The C++/PostgreSQL boundary"). A file
+// that needs another header of the server includes it after this one, in an extern "C"
+// block of its own (the scheduler's files, crossings.cpp, transactions.cpp); the calls
+// themselves are named in crossings.hpp, spi.hpp and transactions.hpp:
 //   entry(f)   - every extern "C" entry point runs its body through it: any C++ exception
 //                is caught, every C++ object destroyed, then ereport(ERROR) is raised.
 //   pg_call(f) - every call into PostgreSQL that may ereport(ERROR) from C++ code with

@@ -42,9 +42,5 @@ inline constexpr const char* kLibraryVersion = attendance::kVersion;
 extern Settings settings;
 
 void define_settings();
-void register_worker_if_preloaded();  // worker.cpp
-void wake_worker_at_commit();         // worker.cpp
-void note_event_at_commit();          // worker.cpp: a logged event for the fold (no write)
-void warn_if_scheduler_absent();      // worker.cpp: NOTICE when no scheduler runs
 
 }  // namespace attendance::pg
