@@ -39,6 +39,12 @@ RETURNS interval AS 'MODULE_PATHNAME', 'attendance_partition_interval' LANGUAGE 
 CREATE FUNCTION @extschema@._attendance_event_retention()
 RETURNS interval AS 'MODULE_PATHNAME', 'attendance_event_retention' LANGUAGE C STABLE;
 
+-- Which cause stands when a cause meets a session's pending one: the library's one home of
+-- the precedence (a late webhook wins; otherwise the pending cause is kept), which the
+-- calculation's audit asks too (0.5.3).
+CREATE FUNCTION @extschema@._attendance_prevailing_cause(pending text, incoming text)
+RETURNS text AS 'MODULE_PATHNAME', 'attendance_prevailing_cause' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
 -------------------------------------------------------------------------------
 -- The rooms of a session: its main room, rooms linked to it, breakout rooms by name
 -------------------------------------------------------------------------------
@@ -328,8 +334,9 @@ $$;
 -------------------------------------------------------------------------------
 -- Flagging a calculated session for recalculation
 -------------------------------------------------------------------------------
--- A calculated session must be calculated again, for `cause`. A pending cause is kept
--- unless the new one is a late webhook (which is what the audit then says). With event_ids
+-- A calculated session must be calculated again, for `cause`. Which cause stands is
+-- _attendance_prevailing_cause's (a pending cause is kept unless the new one is a late
+-- webhook, which is what the audit then says). With event_ids
 -- (one per element of session_ids: an event of that session), only sessions whose last
 -- calculation did not see such an event are flagged; evaluated under the row lock, so a
 -- calculation committing meanwhile is judged by its own snapshot. The fold flags the
@@ -355,8 +362,8 @@ BEGIN
     END IF;
     UPDATE @extschema@.attendance_session_schedule s
     SET needs_calculation = true,
-        recalculation_cause = CASE WHEN s.needs_calculation AND s.recalculation_cause IS NOT NULL
-                                        AND $2 <> 'late webhook' THEN s.recalculation_cause ELSE $2 END,
+        recalculation_cause = @extschema@._attendance_prevailing_cause(
+            CASE WHEN s.needs_calculation THEN s.recalculation_cause END, $2),
         needs_fold = true,
         updated_at = now()
     WHERE s.session_id = ANY ($1) AND s.calculated_at IS NOT NULL

@@ -538,6 +538,13 @@ std::string format_percentage(int64_t hundredths) {
     return buf;
 }
 
+std::optional<std::string> prevailing_cause(const std::optional<std::string>& pending,
+                                            const std::optional<std::string>& incoming) {
+    if (!incoming) return pending;
+    if (!pending || *incoming == kLateWebhookCause) return incoming;
+    return pending;
+}
+
 std::string format_timestamp_ms(int64_t ms_since_epoch) {
     const int64_t days = floor_div(ms_since_epoch, kMsPerDay);
     int64_t rem = ms_since_epoch % kMsPerDay;  // no days * kMsPerDay: may overflow

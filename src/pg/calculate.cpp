@@ -23,6 +23,7 @@ PG_FUNCTION_INFO_V1(attendance_calculate_due);
 PG_FUNCTION_INFO_V1(attendance_calculate_list);
 PG_FUNCTION_INFO_V1(attendance_explain);
 PG_FUNCTION_INFO_V1(attendance_reconcile);
+PG_FUNCTION_INFO_V1(attendance_prevailing_cause);
 }
 
 namespace attendance::pg {
@@ -249,9 +250,11 @@ constexpr const char* kRemoveVanished =
 // audited as that change.
 std::string cause_of(const Derived& d, const std::string& given) {
     if (given != "manual" && given != "scheduled") return given;
-    if (d.calculated && d.unseen_events) return "late webhook";
-    if (d.calculated && d.pending_cause) return *d.pending_cause;
-    return given;
+    if (!d.calculated) return given;
+    const auto pending = core::prevailing_cause(d.pending_cause, given);
+    return *core::prevailing_cause(
+        pending,
+        d.unseen_events ? std::optional<std::string>(core::kLateWebhookCause) : std::nullopt);
 }
 
 // Calculates and stores the scheduled sessions among `ids` (cause per session, same
@@ -531,6 +534,18 @@ nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::st
 
 using namespace attendance;
 using namespace attendance::pg;
+
+// _attendance_prevailing_cause(pending, incoming): core::prevailing_cause for the flag.
+extern "C" Datum attendance_prevailing_cause(PG_FUNCTION_ARGS) {
+    return entry([&]() -> Datum {
+        const auto cause = core::prevailing_cause(opt_text_arg(fcinfo, 0), opt_text_arg(fcinfo, 1));
+        if (!cause) {
+            fcinfo->isnull = true;
+            return Datum(0);
+        }
+        return text_datum(*cause);
+    });
+}
 
 extern "C" Datum attendance_calculate_session(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {

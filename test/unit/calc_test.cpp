@@ -870,3 +870,24 @@ TEST(RoundMinutes, HalfAwayFromZeroLikePostgresRound) {
 
 }  // namespace
 }  // namespace attendance::core
+
+// Cause precedence (one home: core::prevailing_cause; _attendance_flag and the audit ask it).
+TEST(CausePrecedence, ALateWebhookWinsOverEveryCause) {
+    using attendance::core::prevailing_cause;
+    using Cause = std::optional<std::string>;
+    EXPECT_EQ(prevailing_cause(Cause("roster change"), Cause("late webhook")),
+              Cause("late webhook"));
+    EXPECT_EQ(prevailing_cause(Cause("late webhook"), Cause("roster change")),
+              Cause("late webhook"));
+    EXPECT_EQ(prevailing_cause(std::nullopt, Cause("late webhook")), Cause("late webhook"));
+}
+
+TEST(CausePrecedence, APendingCauseIsKeptOverALaterOne) {
+    using attendance::core::prevailing_cause;
+    using Cause = std::optional<std::string>;
+    EXPECT_EQ(prevailing_cause(Cause("policy change"), Cause("roster change")),
+              Cause("policy change"));
+    EXPECT_EQ(prevailing_cause(std::nullopt, Cause("session moved")), Cause("session moved"));
+    EXPECT_EQ(prevailing_cause(Cause("session moved"), std::nullopt), Cause("session moved"));
+    EXPECT_EQ(prevailing_cause(std::nullopt, std::nullopt), std::nullopt);
+}
