@@ -1,8 +1,8 @@
-// Calculation, explanation and reconciliation on top of SPI; shared by the SQL
-// functions and the background worker.
+// Calculation, explanation and reconciliation (load -> outcome -> store: docs/architecture.md,
+// "Calculation"); shared by the SQL functions and the background worker.
 #pragma once
 
-#include "pg/derive.hpp"
+#include "pg/fold.hpp"
 #include "pg/spi.hpp"
 
 #include <string>

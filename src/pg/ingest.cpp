@@ -190,25 +190,25 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
         if (!existing.empty()) {
             out.result = "duplicate";
             out.reason = "event id already recorded";
-            out.row_id = existing[0][0].int8();
+            out.row_id = existing[0]["id"].int8();
             return out;
         }
         // Not stored: its time lies in a range of the log already retired, so every
         // session it could count for is final (docs/architecture.md).
         auto retired = spi.query(
-            "SELECT retired_at::text FROM @s.attendance_retired_events "
+            "SELECT retired_at::text AS retired_at FROM @s.attendance_retired_events "
             "WHERE $1 >= range_start AND $1 < range_end ORDER BY retired_at LIMIT 1",
             {Arg::ts_ms(event_ms)}, false, 1);
         out.result = "retired";
         out.reason = retired.empty()
                          ? std::string("not stored: its time lies in a retired range of the log")
                          : "not stored: its time lies in a range of the log retired at " +
-                               retired[0][0].str("") +
+                               retired[0]["retired_at"].str() +
                                " (attendance.event_retention); every session it could count "
                                "for is final";
         return out;
     }
-    out.row_id = rows[0][0].int8();
+    out.row_id = rows[0]["id"].int8();
     if (out.result == "recorded") note_event_at_commit();
     return out;
 }

@@ -5,7 +5,7 @@
 #include "pg/args.hpp"
 #include "pg/calculate.hpp"
 #include "pg/crossings.hpp"
-#include "pg/derive.hpp"
+#include "pg/fold.hpp"
 #include "pg/settings.hpp"
 
 #include <nlohmann/json.hpp>
@@ -52,9 +52,10 @@ JobOutcome run_partitions(SpiSession& spi, int64_t) {
     // and retires partitions past attendance.event_retention (one home: the SQL).
     auto r = spi.query(
         "SELECT ((x->>'created')::int + (x->>'moved_partitions')::int + "
-        "(x->>'retired')::int)::bigint, x->>'message' FROM @s.attendance_maintain_log() x",
+        "(x->>'retired')::int)::bigint AS processed, x->>'message' AS message "
+        "FROM @s.attendance_maintain_log() x",
         {});
-    return {int(r[0][0].int8()), 0, r[0][1].str("")};
+    return {int(r[0]["processed"].int8()), 0, r[0]["message"].str()};
 }
 
 JobOutcome run_cleanup(SpiSession& spi, int64_t) {
@@ -103,10 +104,11 @@ const Job& job_named(const std::string& name) {
 std::vector<bool> jobs_due(SpiSession& spi) {
     std::string sql;
     for (const Job& job : jobs())
-        sql += std::string(sql.empty() ? "SELECT " : ", ") + (job.due_sql ? job.due_sql : "true");
+        sql += std::string(sql.empty() ? "SELECT " : ", ") + (job.due_sql ? job.due_sql : "true") +
+               " AS " + job.name;
     const Row row = spi.query(sql, {Arg::int4(settings.reconcile_interval_s)}, true)[0];
     std::vector<bool> due;
-    for (const Value& v : row) due.push_back(v.truth());
+    for (const Job& job : jobs()) due.push_back(row[job.name].truth());
     return due;
 }
 
@@ -121,7 +123,7 @@ extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
                            {Arg::text(job.name)});
-        int64_t id = r[0][0].int8();
+        int64_t id = r[0]["id"].int8();
         JobOutcome outcome = job.run(spi, 0);
         spi.exec(
             "UPDATE @s.attendance_job_runs SET status = 'succeeded', finished_at = "

@@ -56,16 +56,16 @@ bool reload(SpiSession& spi) {
         LatestSnapshot latest;
         auto meta = spi.query(
             "SELECT r.oid, (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid "
-            "  AND t.tgname = ANY($2) AND t.tgenabled = 'A') = 2 "
+            "  AND t.tgname = ANY($2) AND t.tgenabled = 'A') = 2 AS triggers "
             "FROM (SELECT pg_catalog.to_regclass($1)::oid AS oid) r",
             {Arg::text(spi.schema() + ".attendance_webhook_keys"),
              Arg::text_array({kRowTrigger, kTruncateTrigger})},
             true);
-        if (meta.empty() || meta[0][0].is_null() || !meta[0][1].truth()) {
+        if (meta.empty() || meta[0]["oid"].is_null() || !meta[0]["triggers"].truth()) {
             cache.valid = false;
             return false;
         }
-        cache.relid = Oid(meta[0][0].int8());
+        cache.relid = Oid(meta[0]["oid"].int8());
         cache.schema = spi.schema();
         cache.keys.clear();
         // retired_at may be +/-infinity: never retired / always retired.
@@ -74,12 +74,12 @@ bool reload(SpiSession& spi) {
                        "  WHEN isfinite(retired_at) "
                        "  THEN (extract(epoch FROM retired_at) * 1000000)::bigint "
                        "  WHEN retired_at > now() THEN 9223372036854775807 "
-                       "  ELSE -9223372036854775808 END "
+                       "  ELSE -9223372036854775808 END AS retired_us "
                        "FROM @s.attendance_webhook_keys",
                        {}, true)) {
-            CachedKey& k = cache.keys[r[0].str("")];
-            k.secret = r[1].str("");
-            if (!r[2].is_null()) k.retired_us = r[2].int8();
+            CachedKey& k = cache.keys[r["api_key"].str()];
+            k.secret = r["secret"].str();
+            if (!r["retired_us"].is_null()) k.retired_us = r["retired_us"].int8();
         }
     } catch (...) {
         // The snapshot pushed above is popped by the abort that this error leads to.
@@ -104,8 +104,8 @@ std::optional<std::string> active_secret(SpiSession& spi, const std::string& api
         "SELECT secret FROM @s.attendance_webhook_keys "
         "WHERE api_key = $1 AND (retired_at IS NULL OR retired_at > now())",
         {Arg::text(api_key)}, true, 1);
-    if (rows.empty() || rows[0][0].is_null()) return std::nullopt;
-    return rows[0][0].str();
+    if (rows.empty() || rows[0]["secret"].is_null()) return std::nullopt;
+    return rows[0]["secret"].str();
 }
 
 }  // namespace attendance::pg

@@ -29,7 +29,8 @@ namespace {
 std::optional<std::string> extension_schema_in_db(std::string& idle_reason, bool& citus_worker) {
     SpiSession spi("pg_catalog");
     auto rows = spi.query(
-        "SELECT quote_ident(n.nspname), e.extversion FROM pg_catalog.pg_extension e "
+        "SELECT quote_ident(n.nspname) AS schema, e.extversion AS version "
+        "FROM pg_catalog.pg_extension e "
         "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'attendance'",
         {}, true);
     if (rows.empty()) {
@@ -42,23 +43,24 @@ std::optional<std::string> extension_schema_in_db(std::string& idle_reason, bool
     // coordinator (docs/scaling.md, "Citus"). A node that belongs to no cluster yet is in
     // group 0, as a coordinator is.
     citus_worker =
-        spi.query("SELECT to_regclass('pg_catalog.pg_dist_local_group') IS NOT NULL", {},
-                  true)[0][0]
+        spi.query("SELECT to_regclass('pg_catalog.pg_dist_local_group') IS NOT NULL AS citus", {},
+                  true)[0]["citus"]
             .truth() &&
-        spi.query("SELECT groupid <> 0 FROM pg_catalog.pg_dist_local_group", {}, true)[0][0]
+        spi.query("SELECT groupid <> 0 AS worker FROM pg_catalog.pg_dist_local_group", {},
+                  true)[0]["worker"]
             .truth();
     spi.finish();
     if (citus_worker) {
         idle_reason = "this node is a Citus worker: the scheduler runs on the coordinator";
         return std::nullopt;
     }
-    if (rows[0][1].str("") != kLibraryVersion) {
-        idle_reason = "the SQL schema of attendance is version " + rows[0][1].str("?") +
+    if (rows[0]["version"].str() != kLibraryVersion) {
+        idle_reason = "the SQL schema of attendance is version " + rows[0]["version"].str("?") +
                       " but the library is " + kLibraryVersion +
                       "; run ALTER EXTENSION attendance UPDATE";
         return std::nullopt;
     }
-    return rows[0][0].str();
+    return rows[0]["schema"].str();
 }
 
 // Runs `job` in a transaction of its own, recorded in the run history (a row while it
@@ -70,7 +72,7 @@ void run_recorded(const std::string& schema, const Job& job, std::string& summar
         SpiSession spi(schema);
         auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
                            {Arg::text(name)});
-        run_id = r[0][0].int8();
+        run_id = r[0]["id"].int8();
         spi.finish();
     });
     if (!err.empty()) {
@@ -198,13 +200,12 @@ void run_once() {
     err = in_transaction([&] {
         SpiSession spi(*schema);
         auto r = spi.query(
-            "SELECT floor(extract(epoch FROM (SELECT min(due_at) FROM @s.attendance_sessions_due)) "
-            "   * 1000)::bigint, "
-            "floor(extract(epoch FROM coalesce((SELECT max(started_at) FROM @s.attendance_job_runs "
-            "   WHERE job = 'reconcile'), now()) + make_interval(secs => $1)) * 1000)::bigint",
+            "SELECT (SELECT min(due_at) FROM @s.attendance_sessions_due) AS next_due, "
+            "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs "
+            "   WHERE job = 'reconcile'), now()) + make_interval(secs => $1) AS next_reconcile",
             {Arg::int4(settings.reconcile_interval_s)}, true);
-        if (!r[0][0].is_null()) next_due = r[0][0].int8();
-        if (!r[0][1].is_null()) next_reconcile = r[0][1].int8();
+        if (const auto at = r[0]["next_due"].opt_ms()) next_due = *at;
+        if (const auto at = r[0]["next_reconcile"].opt_ms()) next_reconcile = *at;
         spi.finish();
     });
     report_run(next_due, next_reconcile, err.empty(), summary.empty() ? "nothing due" : summary);

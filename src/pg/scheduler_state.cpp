@@ -184,12 +184,12 @@ extern "C" Datum attendance_worker_status(PG_FUNCTION_ARGS) {
         }
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
         auto rows = spi.query(
-            "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]')::text FROM (SELECT "
+            "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]') AS runs FROM (SELECT "
             "id, job, status, "
             "started_at, finished_at, processed, failed, message FROM @s.attendance_job_runs ORDER "
             "BY id DESC LIMIT 5) r",
             {}, true);
-        j["last_runs"] = nlohmann::json::parse(rows[0][0].str("[]"));
+        j["last_runs"] = nlohmann::json::parse(rows[0]["runs"].str("[]"));
         spi.finish();
         return jsonb_from_text(j.dump());
     });

@@ -24,6 +24,8 @@ Oid type_oid(Arg::Kind kind) {
             return TEXTARRAYOID;
         case Arg::Kind::BoolArray:
             return BOOLARRAYOID;
+        case Arg::Kind::TimestamptzArray:
+            return TIMESTAMPTZARRAYOID;
         case Arg::Kind::Jsonb:
             return JSONBOID;
         case Arg::Kind::Null:
@@ -34,7 +36,7 @@ Oid type_oid(Arg::Kind kind) {
 
 bool is_array(Arg::Kind kind) {
     return kind == Arg::Kind::Int8Array || kind == Arg::Kind::TextArray ||
-           kind == Arg::Kind::BoolArray;
+           kind == Arg::Kind::BoolArray || kind == Arg::Kind::TimestamptzArray;
 }
 
 // A one-dimensional array Datum, palloc'd in the current memory context (call inside
@@ -42,7 +44,11 @@ bool is_array(Arg::Kind kind) {
 Datum array_datum(const Arg& p) {
     const bool text = p.kind == Arg::Kind::TextArray;
     const size_t n = text ? p.texts.size() : p.ints.size();
-    Oid element = p.kind == Arg::Kind::Int8Array ? INT8OID : text ? TEXTOID : BOOLOID;
+    const bool ts = p.kind == Arg::Kind::TimestamptzArray;
+    Oid element = p.kind == Arg::Kind::Int8Array ? INT8OID
+                  : ts                           ? TIMESTAMPTZOID
+                  : text                         ? TEXTOID
+                                                 : BOOLOID;
     if (!p.nulls.empty() && p.nulls.size() != n)
         elog(ERROR, "attendance: array argument has %zu elements but %zu null flags", n,
              p.nulls.size());
@@ -58,6 +64,8 @@ Datum array_datum(const Arg& p) {
                 cstring_to_text_with_len(p.texts[k].data(), int(p.texts[k].size())));
         else if (p.kind == Arg::Kind::Int8Array)
             elems[k] = Int64GetDatum(p.ints[k]);
+        else if (ts)
+            elems[k] = TimestampTzGetDatum(ms_to_timestamptz(p.ints[k]));
         else
             elems[k] = BoolGetDatum(p.ints[k] != 0);
     }
@@ -65,8 +73,8 @@ Datum array_datum(const Arg& p) {
     int lower[1] = {1};
     ArrayType* array =
         text ? construct_md_array(elems, nulls, 1, dims, lower, TEXTOID, -1, false, TYPALIGN_INT)
-        : p.kind == Arg::Kind::Int8Array
-            ? construct_md_array(elems, nulls, 1, dims, lower, INT8OID, 8, FLOAT8PASSBYVAL,
+        : p.kind == Arg::Kind::Int8Array || ts
+            ? construct_md_array(elems, nulls, 1, dims, lower, element, 8, FLOAT8PASSBYVAL,
                                  TYPALIGN_DOUBLE)
             : construct_md_array(elems, nulls, 1, dims, lower, BOOLOID, 1, true, TYPALIGN_CHAR);
     if (text)
@@ -181,6 +189,7 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
                 case Arg::Kind::Int8Array:
                 case Arg::Kind::TextArray:
                 case Arg::Kind::BoolArray:
+                case Arg::Kind::TimestamptzArray:
                     values[i] = array_datum(p);
                     break;
                 case Arg::Kind::Jsonb:
@@ -214,6 +223,25 @@ int64_t Value::int8() const {
     return i_;
 }
 
+std::optional<int64_t> Value::opt_ms() const {
+    if (kind_ == Kind::Null) return std::nullopt;
+    if (kind_ != Kind::Time)
+        throw core::Error(core::sqlstate::kInternal,
+                          "attendance: a timestamptz column was expected");
+    // floor division: a time before 1970 rounds towards -infinity
+    int64_t ms = i_ / 1000;
+    if (i_ % 1000 < 0) --ms;
+    return ms;
+}
+
+const Value& Row::operator[](std::string_view name) const {
+    if (names_)
+        for (size_t k = 0; k < names_->size(); ++k)
+            if ((*names_)[k] == name) return values_.at(k);
+    throw core::Error(core::sqlstate::kInternal,
+                      "attendance: the statement has no column \"" + std::string(name) + "\"");
+}
+
 bool Value::truth() const {
     if (kind_ == Kind::Null) return false;
     if (kind_ != Kind::Boolean)
@@ -237,9 +265,13 @@ std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg
     rows.reserve(processed);
     const int ncols = table->tupdesc->natts;
     std::vector<Oid> types(static_cast<size_t>(ncols));
-    for (int c = 0; c < ncols; ++c) types[size_t(c)] = SPI_gettypeid(table->tupdesc, c + 1);
+    auto names = std::make_shared<std::vector<std::string>>();
+    for (int c = 0; c < ncols; ++c) {
+        types[size_t(c)] = SPI_gettypeid(table->tupdesc, c + 1);
+        names->emplace_back(NameStr(TupleDescAttr(table->tupdesc, c)->attname));
+    }
     for (uint64_t r = 0; r < processed; ++r) {
-        Row row(static_cast<size_t>(ncols));
+        std::vector<Value> row(static_cast<size_t>(ncols));
         for (int c = 0; c < ncols; ++c) {
             bool isnull = true;
             const Oid type = types[size_t(c)];
@@ -262,6 +294,15 @@ std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg
                 case BOOLOID:
                     row[size_t(c)] = Value::boolean(DatumGetBool(d));
                     break;
+                case TIMESTAMPTZOID:
+                    // microseconds since 2000-01-01, to microseconds since 1970-01-01;
+                    // +/-infinity keeps its text (reading it as a time is then an error)
+                    if (!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d))) {
+                        row[size_t(c)] = Value::time_us(int64_t(DatumGetTimestampTz(d)) +
+                                                        kPgEpochOffsetMs * 1000);
+                        break;
+                    }
+                    [[fallthrough]];
                 default: {
                     char* v = pg_call(
                         [&] { return SPI_getvalue(table->vals[r], table->tupdesc, c + 1); });
@@ -270,7 +311,7 @@ std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg
                 }
             }
         }
-        rows.push_back(std::move(row));
+        rows.emplace_back(names, std::move(row));
     }
     pg_call([&] { SPI_freetuptable(table); });
     return rows;

@@ -5,6 +5,9 @@
 #include "pg/pg.hpp"
 
 #include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -23,7 +26,8 @@ struct Arg {
         Int8Array,
         TextArray,
         BoolArray,
-        Jsonb  // a jsonb Datum the caller built (palloc'd in its memory context)
+        TimestamptzArray,  // `ints` in Unix milliseconds
+        Jsonb              // a jsonb Datum the caller built (palloc'd in its memory context)
     } kind = Kind::Null;
     int64_t i = 0;
     std::string s;
@@ -79,6 +83,12 @@ struct Arg {
         p.datum = d;
         return p;
     }
+    static Arg ts_array(std::vector<int64_t> ms, std::vector<bool> nulls = {}) {
+        Arg p = make(Kind::TimestamptzArray);
+        p.ints = std::move(ms);
+        p.nulls = std::move(nulls);
+        return p;
+    }
     static Arg text_array(std::vector<std::string> v, std::vector<bool> nulls = {}) {
         Arg p = make(Kind::TextArray);
         p.texts = std::move(v);
@@ -87,8 +97,9 @@ struct Arg {
     }
 };
 
-// One value of a result, read as its type: integers (int2, int4, int8) and booleans straight
-// from their Datum, everything else as its text form. Nothing is parsed back from text.
+// One value of a result, read as its type: integers (int2, int4, int8), booleans and
+// timestamptz straight from their Datum, everything else (numeric, jsonb, text ...) as its
+// text form, which for those types is exact. Nothing is parsed back from text.
 class Value {
   public:
     static Value null() { return Value(); }
@@ -102,6 +113,13 @@ class Value {
         Value x;
         x.kind_ = Kind::Boolean;
         x.i_ = v;
+        return x;
+    }
+    // A timestamptz, in microseconds since the Unix epoch.
+    static Value time_us(int64_t us) {
+        Value x;
+        x.kind_ = Kind::Time;
+        x.i_ = us;
         return x;
     }
     static Value text(std::string v) {
@@ -118,6 +136,10 @@ class Value {
         if (is_null()) return std::nullopt;
         return int8();
     }
+    // A timestamptz column in Unix milliseconds, rounded down (exactly, as the derivation
+    // reads times); nothing when NULL.
+    std::optional<int64_t> opt_ms() const;
+    int64_t ms() const { return opt_ms().value_or(0); }
     // A boolean column (false when NULL).
     bool truth() const;
     // The text form of a text-like column, `otherwise` when NULL.
@@ -128,13 +150,26 @@ class Value {
     }
 
   private:
-    enum class Kind { Null, Integer, Boolean, Text } kind_ = Kind::Null;
+    enum class Kind { Null, Integer, Boolean, Time, Text } kind_ = Kind::Null;
     int64_t i_ = 0;
     std::string s_;
 };
 
-// One row of a result.
-using Row = std::vector<Value>;
+// One row of a result; its values are read by column name (the statement's names).
+class Row {
+  public:
+    Row() = default;
+    Row(std::shared_ptr<const std::vector<std::string>> names, std::vector<Value> values)
+        : names_(std::move(names)), values_(std::move(values)) {}
+    // The column of that name; an error names it when the statement has none.
+    const Value& operator[](std::string_view name) const;
+    const Value& operator[](const char* name) const { return (*this)[std::string_view(name)]; }
+    size_t size() const { return values_.size(); }
+
+  private:
+    std::shared_ptr<const std::vector<std::string>> names_;
+    std::vector<Value> values_;
+};
 
 // The quoted name of the schema that holds the function being called.
 std::string extension_schema(Oid function_oid);

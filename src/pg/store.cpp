@@ -1,0 +1,416 @@
+#include "pg/store.hpp"
+
+#include "pg/columns.hpp"
+
+#include <optional>
+#include <set>
+
+namespace attendance::pg {
+
+namespace {
+
+// ---- attendance_sessions: a session's connections --------------------------------------
+
+struct ConnectionRows : Columns {
+    Column<int64_t> session_id{*this, "session_id"};
+    Column<std::string> participant_sid{*this, "participant_sid"};
+    Column<std::string> user_key{*this, "user_key"};
+    Column<Time> join_time{*this, "join_time"};
+    Column<OptText> join_source{*this, "join_source"};
+    Column<Time> leave_time{*this, "leave_time"};
+    Column<OptText> end_reason{*this, "end_reason"};
+    Column<bool> leave_is_synthetic{*this, "leave_is_synthetic"};
+    Column<OptText> disconnect_reason{*this, "disconnect_reason"};
+    Column<OptText> join_event_id{*this, "join_event_id"};
+    Column<OptText> leave_event_id{*this, "leave_event_id"};
+    std::optional<Column<std::string>> room_name;  // 0.5.0 on
+
+    explicit ConnectionRows(bool rooms) {
+        if (rooms) room_name.emplace(*this, "room_name");
+    }
+    void add(int64_t session, const std::string& key, const core::DerivedConnection& c) {
+        session_id.add(session);
+        participant_sid.add(c.sid);
+        user_key.add(key);
+        join_time.add(c.join_ms);
+        join_source.add(c.join_source);
+        leave_time.add(c.leave_ms);
+        end_reason.add(c.end_reason);
+        leave_is_synthetic.add(c.synthetic_leave);
+        disconnect_reason.add(c.disconnect_reason);
+        join_event_id.add(c.join_event_id);
+        leave_event_id.add(c.leave_event_id);
+        if (room_name) room_name->add(c.room);
+    }
+};
+
+// What a session's derivation replaces: all its rows, or (derived for some persons) theirs.
+// A scope row (session, NULL) stands for the whole session.
+struct ScopeRows : Columns {
+    Column<int64_t> session_id{*this, "session_id"};
+    Column<OptText> user_key{*this, "user_key"};
+
+    explicit ScopeRows(const std::vector<const Derived*>& sessions) {
+        for (const Derived* s : sessions) {
+            const Derived& d = *s;
+            if (!d.input.only) {
+                session_id.add(d.input.session_id);
+                user_key.add("");
+                continue;
+            }
+            for (const std::string& key : *d.input.only) {
+                session_id.add(d.input.session_id);
+                user_key.add(key);
+            }
+        }
+    }
+};
+
+constexpr const char* kDeleteConnections = R"sql(
+DELETE FROM @s.attendance_sessions c USING {scope}
+WHERE c.session_id = s.session_id AND (s.user_key IS NULL OR c.user_key = s.user_key)
+)sql";
+
+std::string with_rows(std::string sql, const std::string& name, const std::string& rows) {
+    const std::string mark = "{" + name + "}";
+    for (size_t at = sql.find(mark); at != std::string::npos; at = sql.find(mark, at))
+        sql.replace(at, mark.size(), rows);
+    return sql;
+}
+
+void store_connections(SpiSession& spi, const std::vector<const Derived*>& sessions, bool rooms) {
+    if (sessions.empty()) return;
+    const ScopeRows scope(sessions);
+    spi.exec(with_rows(kDeleteConnections, "scope", scope.unnest("s")), scope.args());
+    ConnectionRows rows(rooms);
+    for (const Derived* s : sessions) {
+        const Derived& d = *s;
+        const auto& derivation = d.outcome.derivation;
+        for (const core::DerivedConnection& c : derivation.rowless)
+            rows.add(d.input.session_id, c.user_key, c);
+        for (const auto& [key, p] : derivation.persons)
+            for (const core::DerivedConnection& c : p.connections)
+                rows.add(d.input.session_id, key, c);
+    }
+    if (rows.empty()) return;
+    spi.exec("INSERT INTO @s.attendance_sessions (" + rows.names() + ") SELECT " +
+                 rows.names("x.") + " FROM " + rows.unnest("x"),
+             rows.args());
+}
+
+// ---- meeting_attendances: one row per person -------------------------------------------
+
+// A person's row: the live columns from the derivation, and with `calculated` the result.
+struct PersonRows : Columns {
+    Column<int64_t> session_id{*this, "session_id"};
+    Column<std::string> user_key{*this, "user_key"};
+    Column<OptInt8> user_id{*this, "user_id"};
+    Column<OptText> participant_identity{*this, "participant_identity"};
+    Column<OptText> participant_name{*this, "participant_name"};
+    Column<std::string> role{*this, "role"};
+    Column<Time> first_join_time{*this, "first_join_time"};
+    Column<Time> last_leave_time{*this, "last_leave_time"};
+    Column<int64_t> join_count{*this, "join_count"};
+    Column<int64_t> leave_count{*this, "leave_count"};
+    Column<JsonText> join_leave_cycles{*this, "join_leave_cycles"};
+    Column<int64_t> total_duration_minutes{*this, "total_duration_minutes"};
+    // the result (NULL for a live row)
+    Column<bool> calculated{*this, "calculated"};
+    Column<OptText> attendance_status{*this, "attendance_status"};
+    Column<OptText> status_rule{*this, "status_rule"};
+    Column<Numeric> attendance_percentage{*this, "attendance_percentage"};
+    Column<OptInt8> presence_ms{*this, "presence_ms"};
+    Column<OptInt8> session_duration_minutes{*this, "session_duration_minutes"};
+    Column<OptText> policy_name{*this, "policy_name"};
+    Column<bool> is_calculated{*this, "is_calculated"};
+    Column<OptText> cause{*this, "cause"};
+
+    void add(const Derived& d, const std::string& key, const core::DerivedPerson& p,
+             const core::PersonResult* result) {
+        session_id.add(d.input.session_id);
+        user_key.add(key);
+        user_id.add(p.user_id);
+        participant_identity.add(p.identity);
+        participant_name.add(p.name);
+        role.add(p.role);
+        first_join_time.add(p.first_join_ms);
+        last_leave_time.add(p.last_leave_ms);
+        join_count.add(p.join_count);
+        leave_count.add(p.leave_count);
+        join_leave_cycles.add(core::cycles_json(p).dump());
+        total_duration_minutes.add(result ? result->total_duration_minutes : p.connected_minutes);
+        calculated.add(result != nullptr);
+        attendance_status.add(result ? result->status : "");
+        status_rule.add(result ? result->rule : "");
+        attendance_percentage.add(result ? core::format_percentage(result->percentage_hundredths)
+                                         : "");
+        presence_ms.add(result ? std::optional<int64_t>(result->presence_ms) : std::nullopt);
+        const auto& w = d.input.window;
+        session_duration_minutes.add(
+            result ? std::optional<int64_t>(((w.end_ms - w.start_ms) + 30'000) / 60'000)
+                   : std::nullopt);
+        policy_name.add(result && d.input.policy ? d.input.policy->name : "");
+        is_calculated.add(result && d.input.over());
+        cause.add(result ? d.outcome.cause : "");
+    }
+};
+
+// The one merge rule of a person's row (docs/architecture.md, "Calculation"): the facts
+// (user id, identity, name) keep what is known; the live columns are the derivation's; a
+// result replaces the result columns and the role it used, and the audit records each
+// change of a calculated status or percentage (and every override); a live row leaves a
+// stored result, its role and its minutes as they are, and shows as not calculated while
+// the session is flagged ($pending). A row that would not change is not written.
+constexpr const char* kStorePersons = R"sql(
+WITH r AS (SELECT * FROM {rows}),
+-- (LATERAL with LIMIT: one index probe per result row, never a scan of the whole table)
+old AS (SELECT r.session_id, r.user_key, m.attendance_status, m.attendance_percentage,
+               m.attendance_calculated_at
+        FROM r, LATERAL (SELECT * FROM @s.meeting_attendances m
+                         WHERE m.session_id = r.session_id AND m.user_key = r.user_key LIMIT 1) m
+        WHERE r.calculated),
+audit AS (INSERT INTO @s.attendance_status_changes (session_id, user_key, old_status, new_status,
+                                                     old_percentage, new_percentage, cause, actor)
+          SELECT r.session_id, r.user_key, old.attendance_status, r.attendance_status,
+                 old.attendance_percentage, r.attendance_percentage, r.cause, session_user
+          FROM r LEFT JOIN old USING (session_id, user_key)
+          WHERE r.calculated AND (old.attendance_calculated_at IS NOT NULL OR r.status_rule = 'override')
+            AND (old.attendance_status IS DISTINCT FROM r.attendance_status
+                 OR old.attendance_percentage IS DISTINCT FROM r.attendance_percentage)
+          RETURNING 1),
+up AS (INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id,
+           participant_identity, participant_name, role, first_join_time, last_leave_time,
+           join_count, leave_count, join_leave_cycles, total_duration_minutes, attendance_status,
+           status_rule, attendance_percentage, presence_ms, session_duration_minutes, policy_name,
+           is_calculated, attendance_calculated_at{derived_role})
+       SELECT r.session_id, r.user_key, r.user_id, r.participant_identity, r.participant_name,
+              r.role, r.first_join_time, r.last_leave_time, r.join_count, r.leave_count,
+              r.join_leave_cycles, r.total_duration_minutes, r.attendance_status, r.status_rule,
+              r.attendance_percentage, r.presence_ms, r.session_duration_minutes, r.policy_name,
+              r.is_calculated, CASE WHEN r.calculated THEN now() END{r_role}
+       FROM r
+       ON CONFLICT (session_id, user_key) DO UPDATE SET
+         user_id = coalesce(excluded.user_id, m.user_id),
+         participant_identity = coalesce(excluded.participant_identity, m.participant_identity),
+         participant_name = coalesce(excluded.participant_name, m.participant_name),
+         role = CASE WHEN excluded.attendance_calculated_at IS NULL AND m.is_calculated
+                     THEN m.role ELSE excluded.role END,
+         first_join_time = excluded.first_join_time, last_leave_time = excluded.last_leave_time,
+         join_count = excluded.join_count, leave_count = excluded.leave_count,
+         join_leave_cycles = excluded.join_leave_cycles,
+         total_duration_minutes = CASE WHEN excluded.attendance_calculated_at IS NULL
+                                            AND m.attendance_calculated_at IS NOT NULL
+                                       THEN m.total_duration_minutes
+                                       ELSE excluded.total_duration_minutes END,
+         attendance_status = CASE WHEN excluded.attendance_calculated_at IS NULL
+                                  THEN m.attendance_status ELSE excluded.attendance_status END,
+         status_rule = CASE WHEN excluded.attendance_calculated_at IS NULL
+                            THEN m.status_rule ELSE excluded.status_rule END,
+         attendance_percentage = CASE WHEN excluded.attendance_calculated_at IS NULL
+                                      THEN m.attendance_percentage
+                                      ELSE excluded.attendance_percentage END,
+         presence_ms = CASE WHEN excluded.attendance_calculated_at IS NULL
+                            THEN m.presence_ms ELSE excluded.presence_ms END,
+         session_duration_minutes = CASE WHEN excluded.attendance_calculated_at IS NULL
+                                         THEN m.session_duration_minutes
+                                         ELSE excluded.session_duration_minutes END,
+         policy_name = CASE WHEN excluded.attendance_calculated_at IS NULL
+                            THEN m.policy_name ELSE excluded.policy_name END,
+         is_calculated = CASE WHEN excluded.attendance_calculated_at IS NULL
+                              THEN m.is_calculated AND m.session_id <> ALL ({pending})
+                              ELSE excluded.is_calculated END,
+         attendance_calculated_at = coalesce(excluded.attendance_calculated_at,
+                                             m.attendance_calculated_at),
+         {set_derived_role}updated_at = now()
+       WHERE excluded.attendance_calculated_at IS NOT NULL
+          OR (m.first_join_time, m.last_leave_time, m.join_count, m.leave_count,
+              m.join_leave_cycles, m.participant_name, m.participant_identity, m.user_id,
+              m.is_calculated{m_derived_role}) IS DISTINCT FROM
+             (excluded.first_join_time, excluded.last_leave_time, excluded.join_count,
+              excluded.leave_count, excluded.join_leave_cycles,
+              coalesce(excluded.participant_name, m.participant_name),
+              coalesce(excluded.participant_identity, m.participant_identity),
+              coalesce(excluded.user_id, m.user_id),
+              m.is_calculated AND m.session_id <> ALL ({pending}){excluded_derived_role})
+       RETURNING 1)
+SELECT (SELECT count(*) FROM up) AS stored, (SELECT count(*) FROM audit) AS audited
+)sql";
+
+// The one way a person's row is removed: the rows of a derivation's scope that it no longer
+// has (the session moved, a roster role became observer, a person forgotten). A row that
+// holds a result goes only with a calculation of its session ($results), audited with that
+// calculation's cause.
+constexpr const char* kRemovePersons = R"sql(
+WITH gone AS (
+  DELETE FROM @s.meeting_attendances m USING {scope}
+  WHERE m.session_id = s.session_id AND (s.user_key IS NULL OR m.user_key = s.user_key)
+    -- (a hashed subplan; NOT EXISTS over an unnest may be planned as a quadratic loop)
+    AND (m.session_id, m.user_key) NOT IN (SELECT k.session_id, k.user_key FROM {keep})
+    AND (m.attendance_calculated_at IS NULL OR m.session_id = ANY ({results}))
+  RETURNING m.session_id, m.user_key, m.attendance_status, m.attendance_percentage,
+            m.attendance_calculated_at)
+INSERT INTO @s.attendance_status_changes (session_id, user_key, old_status, new_status,
+                                          old_percentage, new_percentage, cause, actor)
+SELECT g.session_id, g.user_key, g.attendance_status, NULL, g.attendance_percentage, NULL,
+       c.cause, session_user
+FROM gone g JOIN unnest({results}, {causes}) c(session_id, cause) USING (session_id)
+WHERE g.attendance_calculated_at IS NOT NULL
+)sql";
+
+struct KeyRows : Columns {
+    Column<int64_t> session_id{*this, "session_id"};
+    Column<std::string> user_key{*this, "user_key"};
+};
+
+void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool rooms,
+                   bool results) {
+    if (sessions.empty()) return;
+    PersonRows rows;
+    KeyRows keep;
+    std::vector<int64_t> pending, result_sessions;
+    std::vector<std::string> causes;
+    for (const Derived& d : sessions) {
+        // A calculated session waiting for its recalculation: its rows show as not calculated.
+        if (d.input.calculated && (d.input.pending_cause || d.input.unseen_events))
+            pending.push_back(d.input.session_id);
+        if (results) {
+            result_sessions.push_back(d.input.session_id);
+            causes.push_back(d.outcome.cause);
+        }
+        for (const auto& [key, p] : d.outcome.derivation.persons) {
+            keep.session_id.add(d.input.session_id);
+            keep.user_key.add(key);
+            const auto r = d.outcome.results.find(key);
+            rows.add(d, key, p, results && r != d.outcome.results.end() ? &r->second : nullptr);
+        }
+    }
+    // Removed first: a row no derivation has any more.
+    std::vector<const Derived*> all;
+    for (const Derived& d : sessions) all.push_back(&d);
+    const ScopeRows scope(all);
+    const int n = int(scope.args().size());
+    std::vector<Arg> args = scope.args();
+    for (Arg& a : keep.args()) args.push_back(std::move(a));
+    args.push_back(Arg::int8_array(result_sessions));
+    args.push_back(Arg::text_array(causes));
+    std::string remove = with_rows(kRemovePersons, "scope", scope.unnest("s"));
+    remove = with_rows(remove, "keep", keep.unnest("k", n + 1));
+    remove = with_rows(remove, "results", "$" + std::to_string(n + 3) + "::bigint[]");
+    remove = with_rows(remove, "causes", "$" + std::to_string(n + 4) + "::text[]");
+    spi.exec(remove, args);
+    // Of a session derived for some persons, the rows not derived now show as not
+    // calculated too while it is flagged.
+    std::vector<int64_t> some_pending;
+    for (const Derived& d : sessions)
+        if (d.input.only && d.input.calculated && (d.input.pending_cause || d.input.unseen_events))
+            some_pending.push_back(d.input.session_id);
+    if (!some_pending.empty())
+        spi.exec(
+            "UPDATE @s.meeting_attendances SET is_calculated = false, updated_at = now() "
+            "WHERE session_id = ANY($1) AND is_calculated",
+            {Arg::int8_array(some_pending)});
+    if (rows.empty()) return;
+    const int m = int(rows.args().size());
+    std::string store = with_rows(kStorePersons, "rows", rows.unnest("x"));
+    store = with_rows(store, "pending", "$" + std::to_string(m + 1) + "::bigint[]");
+    // the role the derivation gives now, whatever the stored result's (a calculation that
+    // reads what the fold stored takes it from here); an earlier version's schema has none
+    store = with_rows(store, "derived_role", rooms ? ", derived_role" : "");
+    store = with_rows(store, "r_role", rooms ? ", r.role" : "");
+    store =
+        with_rows(store, "set_derived_role", rooms ? "derived_role = excluded.derived_role, " : "");
+    store = with_rows(store, "m_derived_role", rooms ? ", m.derived_role" : "");
+    store = with_rows(store, "excluded_derived_role", rooms ? ", excluded.derived_role" : "");
+    std::vector<Arg> store_args = rows.args();
+    store_args.push_back(Arg::int8_array(pending));
+    spi.query(store, store_args);
+}
+
+// ---- the schedule's derived columns ----------------------------------------------------
+
+struct RoomFinishedRows : Columns {
+    Column<int64_t> session_id{*this, "session_id"};
+    Column<Time> room_finished_at{*this, "room_finished_at"};
+};
+
+constexpr const char* kStoreRoomFinished = R"sql(
+UPDATE @s.attendance_session_schedule s SET room_finished_at = x.room_finished_at
+FROM {rows} WHERE s.session_id = x.session_id
+  AND s.room_finished_at IS DISTINCT FROM x.room_finished_at
+)sql";
+
+struct CalculatedRows : Columns {
+    Column<int64_t> session_id{*this, "session_id"};
+    Column<bool> is_final{*this, "is_final"};
+    Column<Time> room_finished_at{*this, "room_finished_at"};
+};
+
+// A calculated session: when, with which snapshot (what it saw of the log), the latest
+// room_finished of its rooms; calculated again while its results are not final.
+constexpr const char* kStoreCalculated = R"sql(
+UPDATE @s.attendance_session_schedule s
+SET calculated_at = now(), calculated_snapshot = {snapshot}::pg_snapshot,
+    room_finished_at = x.room_finished_at, needs_calculation = NOT x.is_final,
+    recalculation_cause = NULL, failed_attempts = 0, last_error = NULL, next_attempt_at = NULL,
+    updated_at = now()
+FROM {rows} WHERE s.session_id = x.session_id
+)sql";
+
+// Low-attendance alerts of the courses these sessions belong to, once for the batch and in
+// its transaction: every path that stores results comes through here.
+constexpr const char* kEvaluateAlerts = R"sql(
+SELECT @s._attendance_evaluate_alerts($1::bigint[], $2::text[])
+)sql";
+
+constexpr const char* kNotify = R"sql(
+SELECT pg_notify('attendance_calculated', x::text) FROM unnest($1::bigint[]) x
+)sql";
+
+}  // namespace
+
+void store_fold(SpiSession& spi, const std::vector<Derived>& sessions, bool rooms_schema) {
+    std::vector<const Derived*> all;
+    for (const Derived& d : sessions) all.push_back(&d);
+    store_connections(spi, all, rooms_schema);
+    // The latest room_finished of each scheduled session's rooms, as a calculation writes
+    // it (a calculation that reads what the fold stored takes it from here).
+    RoomFinishedRows finished;
+    for (const Derived& d : sessions)
+        if (d.input.scheduled) {
+            finished.session_id.add(d.input.session_id);
+            finished.room_finished_at.add(d.outcome.derivation.room_finished_ms);
+        }
+    if (!finished.empty())
+        spi.exec(with_rows(kStoreRoomFinished, "rows", finished.unnest("x")), finished.args());
+    store_persons(spi, sessions, rooms_schema, false);
+}
+
+void store_calculation(SpiSession& spi, const std::vector<Derived>& sessions, bool rooms_schema,
+                       const std::string& snapshot) {
+    if (sessions.empty()) return;
+    // (connections read from the store as they are need not be written again)
+    std::vector<const Derived*> changed;
+    for (const Derived& d : sessions)
+        if (!d.input.store_current) changed.push_back(&d);
+    store_connections(spi, changed, rooms_schema);
+    store_persons(spi, sessions, rooms_schema, true);
+    CalculatedRows calculated;
+    std::vector<int64_t> ids;
+    std::vector<std::string> causes;
+    for (const Derived& d : sessions) {
+        calculated.session_id.add(d.input.session_id);
+        calculated.is_final.add(d.input.over());
+        calculated.room_finished_at.add(d.outcome.derivation.room_finished_ms);
+        ids.push_back(d.input.session_id);
+        causes.push_back(d.outcome.cause);
+    }
+    std::vector<Arg> args = calculated.args();
+    args.push_back(Arg::text(snapshot));
+    spi.exec(with_rows(with_rows(kStoreCalculated, "rows", calculated.unnest("x")), "snapshot",
+                       "$" + std::to_string(calculated.args().size() + 1)),
+             args);
+    spi.query(kEvaluateAlerts, {Arg::int8_array(ids), Arg::text_array(causes)});
+    spi.query(kNotify, {Arg::int8_array(ids)});
+}
+
+}  // namespace attendance::pg
