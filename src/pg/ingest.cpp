@@ -80,13 +80,30 @@ std::string iso_ms(std::optional<int64_t> ms) {
 // partition, the only place such a row could go, skips it). Which session the event counts for, who
 // attends and in which role are decided when deriving, against the schedule and roster as
 // they are then.
-constexpr const char* kAppend =
-    "INSERT INTO @s.meeting_attendance_events (event_id, event_type, event_timestamp, "
-    "session_id, room_name, room_sid, participant_sid, participant_identity, user_id, user_key, "
-    "participant_name, role, participant_kind, joined_at, result, reason, api_key, "
-    "disconnect_reason, duration_minutes, development_event, raw_webhook_data) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-    "$19, $20, $21) ON CONFLICT DO NOTHING RETURNING id";
+constexpr const char* kAppend = R"sql(
+INSERT INTO @s.meeting_attendance_events (event_id, event_type, event_timestamp, session_id,
+  room_name, room_sid, participant_sid, participant_identity, user_id, user_key,
+  participant_name, role, participant_kind, joined_at, result, reason, api_key,
+  disconnect_reason, duration_minutes, development_event, raw_webhook_data)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21)
+ON CONFLICT DO NOTHING RETURNING id
+)sql";
+
+// A redelivery's first delivery, by its room (one shard on a Citus cluster), and without it.
+constexpr const char* kLoggedInRoom = R"sql(
+SELECT id FROM @s.meeting_attendance_events
+WHERE event_id = $1 AND event_timestamp = $2 AND room_name = $3
+)sql";
+constexpr const char* kLogged = R"sql(
+SELECT id FROM @s.meeting_attendance_events WHERE event_id = $1 AND event_timestamp = $2
+)sql";
+
+// When the range of the log holding a time was retired.
+constexpr const char* kRetiredRange = R"sql(
+SELECT retired_at::text AS retired_at FROM @s.attendance_retired_events
+WHERE $1 >= range_start AND $1 < range_end ORDER BY retired_at LIMIT 1
+)sql";
 
 // The stored body as jsonb, built from the document the parser already made (the same
 // bytes are not parsed a second time). A number with a fraction or an exponent keeps
@@ -178,15 +195,11 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
         // By its room first: on a Citus cluster that is the one shard holding it
         // (docs/scaling.md, "Citus"); then without it, for a row logged without a room before
         // 0.5.2 (NULL, not '') on one node.
-        auto existing = spi.query(
-            "SELECT id FROM @s.meeting_attendance_events WHERE event_id = $1 AND "
-            "event_timestamp = $2 AND room_name = $3",
-            {Arg::text(ev.id), Arg::ts_ms(event_ms), Arg::text(room_name)}, false, 1);
+        auto existing =
+            spi.query(kLoggedInRoom, {Arg::text(ev.id), Arg::ts_ms(event_ms), Arg::text(room_name)},
+                      false, 1);
         if (existing.empty())
-            existing = spi.query(
-                "SELECT id FROM @s.meeting_attendance_events WHERE event_id = $1 AND "
-                "event_timestamp = $2",
-                {Arg::text(ev.id), Arg::ts_ms(event_ms)}, false, 1);
+            existing = spi.query(kLogged, {Arg::text(ev.id), Arg::ts_ms(event_ms)}, false, 1);
         if (!existing.empty()) {
             out.result = "duplicate";
             out.reason = "event id already recorded";
@@ -195,10 +208,7 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
         }
         // Not stored: its time lies in a range of the log already retired, so every
         // session it could count for is final (docs/architecture.md).
-        auto retired = spi.query(
-            "SELECT retired_at::text AS retired_at FROM @s.attendance_retired_events "
-            "WHERE $1 >= range_start AND $1 < range_end ORDER BY retired_at LIMIT 1",
-            {Arg::ts_ms(event_ms)}, false, 1);
+        auto retired = spi.query(kRetiredRange, {Arg::ts_ms(event_ms)}, false, 1);
         out.result = "retired";
         out.reason = retired.empty()
                          ? std::string("not stored: its time lies in a retired range of the log")

@@ -17,6 +17,30 @@ PG_FUNCTION_INFO_V1(attendance_fold);
 
 namespace attendance::pg {
 
+const char* const kRunStarted = R"sql(
+INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id
+)sql";
+
+const char* const kRunFinished = R"sql(
+UPDATE @s.attendance_job_runs
+SET status = $2, finished_at = clock_timestamp(), processed = $3, failed = $4,
+    message = nullif($5, '')
+WHERE id = $1
+)sql";
+
+namespace {
+
+// The log's maintenance: partitions created ahead, rows moved out of the default partition,
+// partitions retired.
+constexpr const char* kMaintainLog = R"sql(
+SELECT ((x->>'created')::int + (x->>'moved_partitions')::int + (x->>'retired')::int)::bigint
+         AS processed,
+       x->>'message' AS message
+FROM @s.attendance_maintain_log() x
+)sql";
+
+}  // namespace
+
 namespace {
 
 JobOutcome run_fold(SpiSession& spi, int64_t fold_cap) {
@@ -50,11 +74,7 @@ JobOutcome run_reconcile(SpiSession& spi, int64_t) {
 JobOutcome run_partitions(SpiSession& spi, int64_t) {
     // Creates the log's partitions ahead, moves stray rows out of the default partition
     // and retires partitions past attendance.event_retention (one home: the SQL).
-    auto r = spi.query(
-        "SELECT ((x->>'created')::int + (x->>'moved_partitions')::int + "
-        "(x->>'retired')::int)::bigint AS processed, x->>'message' AS message "
-        "FROM @s.attendance_maintain_log() x",
-        {});
+    auto r = spi.query(kMaintainLog);
     return {int(r[0]["processed"].int8()), 0, r[0]["message"].str()};
 }
 
@@ -121,16 +141,10 @@ extern "C" Datum attendance_run_job(PG_FUNCTION_ARGS) {
     return entry([&]() -> Datum {
         const Job& job = job_named(text_arg(fcinfo, 0, "job"));
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
-        auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
-                           {Arg::text(job.name)});
-        int64_t id = r[0]["id"].int8();
+        const int64_t id = spi.query(kRunStarted, {Arg::text(job.name)})[0]["id"].int8();
         JobOutcome outcome = job.run(spi, 0);
-        spi.exec(
-            "UPDATE @s.attendance_job_runs SET status = 'succeeded', finished_at = "
-            "clock_timestamp(), processed = $2, "
-            "failed = $3, message = nullif($4, '') WHERE id = $1",
-            {Arg::int8(id), Arg::int4(outcome.processed), Arg::int4(outcome.failed),
-             Arg::text(outcome.message)});
+        spi.exec(kRunFinished, {Arg::int8(id), Arg::text("succeeded"), Arg::int4(outcome.processed),
+                                Arg::int4(outcome.failed), Arg::text(outcome.message)});
         spi.finish();
         return Int64GetDatum(id);
     });

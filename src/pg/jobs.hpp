@@ -34,6 +34,11 @@ const std::vector<Job>& jobs();
 // The job of that name; 22023 naming the jobs for any other.
 const Job& job_named(const std::string& name);
 
+// The run history (attendance_job_runs): a job's row while it runs ($1 the job; returns
+// its id), and its outcome ($1 id, $2 status, $3 processed, $4 failed, $5 message).
+extern const char* const kRunStarted;
+extern const char* const kRunFinished;
+
 // Which jobs are due now, one flag per entry of jobs() (the fold's is always true), read
 // in one statement.
 std::vector<bool> jobs_due(SpiSession& spi);

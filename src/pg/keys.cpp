@@ -12,6 +12,30 @@ namespace attendance::pg {
 
 namespace {
 
+// The keys table and whether both its invalidation triggers are enabled.
+constexpr const char* kKeysTable = R"sql(
+SELECT r.oid, (SELECT count(*) FROM pg_catalog.pg_trigger t
+               WHERE t.tgrelid = r.oid AND t.tgname = ANY($2) AND t.tgenabled = 'A') = 2
+         AS triggers
+FROM (SELECT pg_catalog.to_regclass($1)::oid AS oid) r
+)sql";
+
+// Every key; retired_at may be +/-infinity: never retired / always retired.
+constexpr const char* kKeys = R"sql(
+SELECT api_key, secret,
+       CASE WHEN retired_at IS NULL THEN NULL
+            WHEN isfinite(retired_at) THEN (extract(epoch FROM retired_at) * 1000000)::bigint
+            WHEN retired_at > now() THEN 9223372036854775807
+            ELSE -9223372036854775808 END AS retired_us
+FROM @s.attendance_webhook_keys
+)sql";
+
+// Without a cache (no enabled triggers): the key's secret if it is active now.
+constexpr const char* kActiveSecret = R"sql(
+SELECT secret FROM @s.attendance_webhook_keys
+WHERE api_key = $1 AND (retired_at IS NULL OR retired_at > now())
+)sql";
+
 // Row triggers (logical replication's apply fires only those) and one for TRUNCATE.
 constexpr const char* kRowTrigger = "attendance_webhook_keys_changed";
 constexpr const char* kTruncateTrigger = "attendance_webhook_keys_truncated";
@@ -54,13 +78,10 @@ bool reload(SpiSession& spi) {
         // REPEATABLE READ transaction, or a statement that ingests many webhooks, that
         // snapshot may predate a change whose invalidation was just consumed.
         LatestSnapshot latest;
-        auto meta = spi.query(
-            "SELECT r.oid, (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.oid "
-            "  AND t.tgname = ANY($2) AND t.tgenabled = 'A') = 2 AS triggers "
-            "FROM (SELECT pg_catalog.to_regclass($1)::oid AS oid) r",
-            {Arg::text(spi.schema() + ".attendance_webhook_keys"),
-             Arg::text_array({kRowTrigger, kTruncateTrigger})},
-            true);
+        auto meta = spi.query(kKeysTable,
+                              {Arg::text(spi.schema() + ".attendance_webhook_keys"),
+                               Arg::text_array({kRowTrigger, kTruncateTrigger})},
+                              true);
         if (meta.empty() || meta[0]["oid"].is_null() || !meta[0]["triggers"].truth()) {
             cache.valid = false;
             return false;
@@ -69,14 +90,7 @@ bool reload(SpiSession& spi) {
         cache.schema = spi.schema();
         cache.keys.clear();
         // retired_at may be +/-infinity: never retired / always retired.
-        for (const auto& r :
-             spi.query("SELECT api_key, secret, CASE WHEN retired_at IS NULL THEN NULL "
-                       "  WHEN isfinite(retired_at) "
-                       "  THEN (extract(epoch FROM retired_at) * 1000000)::bigint "
-                       "  WHEN retired_at > now() THEN 9223372036854775807 "
-                       "  ELSE -9223372036854775808 END AS retired_us "
-                       "FROM @s.attendance_webhook_keys",
-                       {}, true)) {
+        for (const auto& r : spi.query(kKeys, {}, true)) {
             CachedKey& k = cache.keys[r["api_key"].str()];
             k.secret = r["secret"].str();
             if (!r["retired_us"].is_null()) k.retired_us = r["retired_us"].int8();
@@ -100,10 +114,7 @@ std::optional<std::string> active_secret(SpiSession& spi, const std::string& api
         if (it == cache.keys.end() || !is_active(it->second)) return std::nullopt;
         return it->second.secret;
     }
-    auto rows = spi.query(
-        "SELECT secret FROM @s.attendance_webhook_keys "
-        "WHERE api_key = $1 AND (retired_at IS NULL OR retired_at > now())",
-        {Arg::text(api_key)}, true, 1);
+    auto rows = spi.query(kActiveSecret, {Arg::text(api_key)}, true, 1);
     if (rows.empty() || rows[0]["secret"].is_null()) return std::nullopt;
     return rows[0]["secret"].str();
 }

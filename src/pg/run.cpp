@@ -26,13 +26,45 @@ namespace attendance::pg {
 
 namespace {
 
+// The extension in this database: its schema (quoted) and version.
+constexpr const char* kInstalled = R"sql(
+SELECT quote_ident(n.nspname) AS schema, e.extversion AS version
+FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname = 'attendance'
+)sql";
+
+// A Citus worker: its group is not the coordinator's (0).
+constexpr const char* kHasCitus = R"sql(
+SELECT to_regclass('pg_catalog.pg_dist_local_group') IS NOT NULL AS citus
+)sql";
+constexpr const char* kCitusWorker = R"sql(
+SELECT groupid <> 0 AS worker FROM pg_catalog.pg_dist_local_group
+)sql";
+
+// Runs left 'running' by a crash or kill are marked failed (only one run at a time).
+constexpr const char* kInterrupted = R"sql(
+UPDATE @s.attendance_job_runs
+SET status = 'failed', finished_at = clock_timestamp(),
+    message = 'interrupted: the scheduler stopped before the run finished'
+WHERE status = 'running' AND pid IS DISTINCT FROM pg_backend_pid()
+)sql";
+
+// A fold is a row of the run history only when it fails.
+constexpr const char* kFoldFailed = R"sql(
+INSERT INTO @s.attendance_job_runs (job, status, finished_at, processed, failed, message)
+VALUES ('fold', 'failed', clock_timestamp(), $2, $3, $1)
+)sql";
+
+// When the scheduler is next due: the first session due, and the next reconciliation.
+constexpr const char* kNextDue = R"sql(
+SELECT (SELECT min(due_at) FROM @s.attendance_sessions_due) AS next_due,
+       coalesce((SELECT max(started_at) FROM @s.attendance_job_runs WHERE job = 'reconcile'),
+                now()) + make_interval(secs => $1) AS next_reconcile
+)sql";
+
 std::optional<std::string> extension_schema_in_db(std::string& idle_reason, bool& citus_worker) {
     SpiSession spi("pg_catalog");
-    auto rows = spi.query(
-        "SELECT quote_ident(n.nspname) AS schema, e.extversion AS version "
-        "FROM pg_catalog.pg_extension e "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'attendance'",
-        {}, true);
+    auto rows = spi.query(kInstalled, {}, true);
     if (rows.empty()) {
         spi.finish();
         idle_reason = "extension attendance is not installed in database \"" +
@@ -42,13 +74,8 @@ std::optional<std::string> extension_schema_in_db(std::string& idle_reason, bool
     // A Citus worker holds shards; the scheduler runs once for the cluster, on the
     // coordinator (docs/scaling.md, "Citus"). A node that belongs to no cluster yet is in
     // group 0, as a coordinator is.
-    citus_worker =
-        spi.query("SELECT to_regclass('pg_catalog.pg_dist_local_group') IS NOT NULL AS citus", {},
-                  true)[0]["citus"]
-            .truth() &&
-        spi.query("SELECT groupid <> 0 AS worker FROM pg_catalog.pg_dist_local_group", {},
-                  true)[0]["worker"]
-            .truth();
+    citus_worker = spi.query(kHasCitus, {}, true)[0]["citus"].truth() &&
+                   spi.query(kCitusWorker, {}, true)[0]["worker"].truth();
     spi.finish();
     if (citus_worker) {
         idle_reason = "this node is a Citus worker: the scheduler runs on the coordinator";
@@ -70,9 +97,7 @@ void run_recorded(const std::string& schema, const Job& job, std::string& summar
     int64_t run_id = 0;
     std::string err = in_transaction([&] {
         SpiSession spi(schema);
-        auto r = spi.query("INSERT INTO @s.attendance_job_runs (job) VALUES ($1) RETURNING id",
-                           {Arg::text(name)});
-        run_id = r[0]["id"].int8();
+        run_id = spi.query(kRunStarted, {Arg::text(name)})[0]["id"].int8();
         spi.finish();
     });
     if (!err.empty()) {
@@ -91,12 +116,8 @@ void run_recorded(const std::string& schema, const Job& job, std::string& summar
     const std::string message = err.empty() ? outcome.message : err;
     in_transaction([&] {
         SpiSession spi(schema);
-        spi.exec(
-            "UPDATE @s.attendance_job_runs SET status = $2, finished_at = clock_timestamp(), "
-            "processed = $3, "
-            "failed = $4, message = nullif($5, '') WHERE id = $1",
-            {Arg::int8(run_id), Arg::text(status), Arg::int4(outcome.processed),
-             Arg::int4(outcome.failed), Arg::text(message)});
+        spi.exec(kRunFinished, {Arg::int8(run_id), Arg::text(status), Arg::int4(outcome.processed),
+                                Arg::int4(outcome.failed), Arg::text(message)});
         spi.finish();
     });
     summary += name + " " + status + " (" + std::to_string(outcome.processed) + " processed, " +
@@ -130,11 +151,8 @@ void run_fold(const std::string& schema, std::string& summary) {
         summary += "fold failed: " + why + "; ";
         in_transaction([&] {
             SpiSession spi(schema);
-            spi.exec(
-                "INSERT INTO @s.attendance_job_runs (job, status, finished_at, processed, failed, "
-                "message) VALUES ('fold', 'failed', clock_timestamp(), $2, $3, $1)",
-                {Arg::text(why), Arg::int4(folded.processed),
-                 Arg::int4(std::max(folded.failed, 1))});
+            spi.exec(kFoldFailed, {Arg::text(why), Arg::int4(folded.processed),
+                                   Arg::int4(std::max(folded.failed, 1))});
             spi.finish();
         });
         log_message(WARNING, "attendance scheduler: fold failed: " + why);
@@ -160,11 +178,7 @@ void run_once() {
         schema = extension_schema_in_db(idle_reason, citus_worker);
         if (!schema) return;
         SpiSession spi(*schema);
-        // Runs left 'running' by a crash or kill are marked failed (only one run at a time).
-        spi.exec(
-            "UPDATE @s.attendance_job_runs SET status = 'failed', finished_at = clock_timestamp(), "
-            "message = 'interrupted: the scheduler stopped before the run finished' "
-            "WHERE status = 'running' AND pid IS DISTINCT FROM pg_backend_pid()");
+        spi.exec(kInterrupted);
         spi.finish();
     });
     if (!err.empty() || !schema) {
@@ -199,11 +213,7 @@ void run_once() {
     int64 next_due = -1, next_reconcile = -1;
     err = in_transaction([&] {
         SpiSession spi(*schema);
-        auto r = spi.query(
-            "SELECT (SELECT min(due_at) FROM @s.attendance_sessions_due) AS next_due, "
-            "coalesce((SELECT max(started_at) FROM @s.attendance_job_runs "
-            "   WHERE job = 'reconcile'), now()) + make_interval(secs => $1) AS next_reconcile",
-            {Arg::int4(settings.reconcile_interval_s)}, true);
+        auto r = spi.query(kNextDue, {Arg::int4(settings.reconcile_interval_s)}, true);
         if (const auto at = r[0]["next_due"].opt_ms()) next_due = *at;
         if (const auto at = r[0]["next_reconcile"].opt_ms()) next_reconcile = *at;
         spi.finish();

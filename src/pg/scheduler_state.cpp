@@ -26,6 +26,13 @@ namespace attendance::pg {
 
 namespace {
 
+// The run history's last five rows, newest first.
+constexpr const char* kLastRuns = R"sql(
+SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]') AS runs
+FROM (SELECT id, job, status, started_at, finished_at, processed, failed, message
+      FROM @s.attendance_job_runs ORDER BY id DESC LIMIT 5) r
+)sql";
+
 SchedulerState* shared = nullptr;
 shmem_request_hook_type prev_shmem_request_hook = nullptr;
 shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
@@ -183,12 +190,7 @@ extern "C" Datum attendance_worker_status(PG_FUNCTION_ARGS) {
             j["running"] = false;
         }
         SpiSession spi(extension_schema(fcinfo->flinfo->fn_oid));
-        auto rows = spi.query(
-            "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id DESC), '[]') AS runs FROM (SELECT "
-            "id, job, status, "
-            "started_at, finished_at, processed, failed, message FROM @s.attendance_job_runs ORDER "
-            "BY id DESC LIMIT 5) r",
-            {}, true);
+        auto rows = spi.query(kLastRuns, {}, true);
         j["last_runs"] = nlohmann::json::parse(rows[0]["runs"].str("[]"));
         spi.finish();
         return jsonb_from_text(j.dump());

@@ -71,6 +71,10 @@ DELETE FROM @s.attendance_sessions c USING {scope}
 WHERE c.session_id = s.session_id AND (s.user_key IS NULL OR c.user_key = s.user_key)
 )sql";
 
+constexpr const char* kInsertConnections = R"sql(
+INSERT INTO @s.attendance_sessions ({names}) SELECT * FROM {rows}
+)sql";
+
 std::string with_rows(std::string sql, const std::string& name, const std::string& rows) {
     const std::string mark = "{" + name + "}";
     for (size_t at = sql.find(mark); at != std::string::npos; at = sql.find(mark, at))
@@ -93,9 +97,9 @@ void store_connections(SpiSession& spi, const std::vector<const Derived*>& sessi
                 rows.add(d.input.session_id, key, c);
     }
     if (rows.empty()) return;
-    spi.exec("INSERT INTO @s.attendance_sessions (" + rows.names() + ") SELECT " +
-                 rows.names("x.") + " FROM " + rows.unnest("x"),
-             rows.args());
+    spi.exec(
+        with_rows(with_rows(kInsertConnections, "names", rows.names()), "rows", rows.unnest("x")),
+        rows.args());
 }
 
 // ---- meeting_attendances: one row per person -------------------------------------------
@@ -257,6 +261,11 @@ FROM gone g JOIN unnest({results}, {causes}) c(session_id, cause) USING (session
 WHERE g.attendance_calculated_at IS NOT NULL
 )sql";
 
+constexpr const char* kShowPending = R"sql(
+UPDATE @s.meeting_attendances SET is_calculated = false, updated_at = now()
+WHERE session_id = ANY($1) AND is_calculated
+)sql";
+
 struct KeyRows : Columns {
     Column<int64_t> session_id{*this, "session_id"};
     Column<std::string> user_key{*this, "user_key"};
@@ -304,11 +313,7 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
     for (const Derived& d : sessions)
         if (d.input.only && d.input.calculated && (d.input.pending_cause || d.input.unseen_events))
             some_pending.push_back(d.input.session_id);
-    if (!some_pending.empty())
-        spi.exec(
-            "UPDATE @s.meeting_attendances SET is_calculated = false, updated_at = now() "
-            "WHERE session_id = ANY($1) AND is_calculated",
-            {Arg::int8_array(some_pending)});
+    if (!some_pending.empty()) spi.exec(kShowPending, {Arg::int8_array(some_pending)});
     if (rows.empty()) return;
     const int m = int(rows.args().size());
     std::string store = with_rows(kStorePersons, "rows", rows.unnest("x"));
