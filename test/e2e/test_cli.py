@@ -32,7 +32,7 @@ TMP = tempfile.mkdtemp(prefix="attendancectl-e2e-")
 
 
 def env(**extra):
-    return environ(PGDATABASE=DB, NO_COLOR=None, **extra)
+    return environ(**{"PGDATABASE": DB, "NO_COLOR": None, **extra})
 
 
 # attendancectl with stdout/stderr piped (never a terminal), against this suite's database
