@@ -44,7 +44,7 @@ def measure(binary, new_flags, seconds, rate, valid_rate):
     RUNS[0] += 1
     tp.PROXY = binary
     flags = ["--reject-rate", "0"] if new_flags else []  # every request judged, none rate-limited
-    start = ta.start_proxy if new_flags else tp.Proxy  # a 0.4.1 proxy first reads the key names
+    start = ta.start_proxy if new_flags else tp.start_proxy  # a 0.4.1 proxy first reads the key names
     proxy = start("bench-abuse", f"dbname={ta.DB}", *flags)
     calls0, rollbacks0 = ta.ingest_calls(), ta.rollbacks()
     hooks = ta.signed("bn%d" % RUNS[0], int(2 * seconds * valid_rate))
@@ -63,7 +63,7 @@ def measure(binary, new_flags, seconds, rate, valid_rate):
         out, _ = gen.communicate(timeout=seconds + 120)
         flood_b = json.loads(out.strip().splitlines()[-1])
     finally:
-        proxy.terminate(30)
+        proxy.stop(30)
     ta.backends_gone()
     secs = flood_a["seconds"]
     ok_alone = [v[3] for v in alone if v[1] == 200]

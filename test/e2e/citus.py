@@ -13,7 +13,9 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ha import OS_USER, PG_BIN, free_port, sql, wait_until  # noqa: F401 (re-exported)
+from ha import OS_USER  # noqa: E402
+# bench/citus_bench.py takes PG_BIN and wait_until from here too
+from pgtest import PG_BIN, free_port, sql, wait_until  # noqa: E402,F401 (re-exported)
 
 SETTINGS = {
     "listen_addresses": "'127.0.0.1'",

@@ -2,22 +2,25 @@
 failover benchmark (bench/failover.py): a monitor and two data nodes, each with its own
 free port and data directory under one temporary directory, run as an unprivileged user
 (PostgreSQL refuses root), with pg_autoctl's XDG directories pointed inside it. Also
-attendance-proxy in front of the pair and a load that behaves as LiveKit does.
+a load that behaves as LiveKit does, through attendance-proxy (pgtest.Proxy) in front of
+the pair.
 Python standard library only. Every wait is bounded; stop() leaves nothing behind."""
-import http.client
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
-PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# The shared helpers (test/e2e/pgtest.py); bench/failover.py takes them from here too.
+from pgtest import PG_BIN, Proxy, Timeout, free_port, sql, wait_until  # noqa: E402,F401 (re-exported)
+
 OS_USER = os.environ.get("PG_OS_USER", "postgres")
-WEBHOOK = "/webhooks/livekit"
 
 # The monitor's health checks, tuned so that a dead primary is noticed within about
 # 2 s instead of 20-30 s (pg_auto_failover's defaults; docs/scaling.md says why).
@@ -42,16 +45,6 @@ SMALL = {
     "wal_keep_size": "'256MB'",
     "fsync": "off",
 }
-
-
-class Timeout(Exception):
-    pass
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children_of(pid):
@@ -84,33 +77,6 @@ def alive(pid):
         return False
     except PermissionError:
         return True
-
-
-def wait_until(predicate, timeout, what, interval=0.2):
-    """Polls predicate until it returns a truthy value (returned) or timeout passes."""
-    deadline = time.time() + timeout
-    last = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last = value
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        if time.time() >= deadline:
-            raise Timeout(f"{what}: not within {timeout} s (last: {last!r})")
-        time.sleep(interval)
-
-
-def sql(port, query, db="postgres", user="postgres", timeout=30, check=True):
-    proc = subprocess.run(
-        [f"{PG_BIN}/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-         "-p", str(port), "-U", user, "-d", db, "-c", query],
-        capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"psql on port {port} failed: {proc.stderr.strip()} (SQL: {query[:200]})")
-    return proc.stdout.strip()
 
 
 class Node:
@@ -385,57 +351,6 @@ class Formation:
 
 
 # ---- attendance-proxy and the load ----------------------------------------------------
-
-class Proxy:
-    def __init__(self, binary, conninfo, logpath, *extra):
-        self.port = None
-        self.logpath = logpath
-        for _ in range(5):  # another program may take the probed port first
-            port = free_port()
-            with open(logpath, "a") as log:
-                self.proc = subprocess.Popen(
-                    [binary, "--listen", "127.0.0.1", "--port", str(port), "--conninfo", conninfo, *extra],
-                    stdout=log, stderr=subprocess.STDOUT)
-            deadline = time.time() + 15
-            while time.time() < deadline and self.proc.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        self.port = port
-                        return
-                except OSError:
-                    time.sleep(0.05)
-            self.stop()
-        raise RuntimeError(f"attendance-proxy did not start; see {logpath}")
-
-    def get(self, path, timeout=10):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            r = conn.getresponse()
-            return r.status, r.read().decode(errors="replace")
-        finally:
-            conn.close()
-
-    def post(self, body, token, timeout=30):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("POST", WEBHOOK, body=body,
-                         headers={"Authorization": token, "Content-Type": "application/webhook+json"})
-            r = conn.getresponse()
-            return r.status, r.read().decode(errors="replace")
-        finally:
-            conn.close()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
 
 def sign(port, prefix, n, room, joined_ms, key):
     """n distinct participant_joined webhooks for `room`, signed on the primary (port):

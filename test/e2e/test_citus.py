@@ -23,15 +23,11 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import citus  # noqa: E402
 import ha  # noqa: E402
-from pgtest import FAILURES, case, finish, psql  # noqa: E402
+from pgtest import FAILURES, PG_BIN, PROXY, ROOT, Proxy, case, ctl, finish, psql, wait_until  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from gen_workload import Signer  # noqa: E402
 
-BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
-PROXY = os.path.join(BUILD, "attendance-proxy")
-CTL = os.path.join(BUILD, "attendancectl")
 KEY, SECRET = "APIcitus", "citus-secret-0123456789abcdef0123"
 SINGLE_DB = "e2e_citus_single"  # the one-node side, in the runner's cluster
 SESSIONS = (23001, 23002, 23003)
@@ -226,7 +222,7 @@ try:
                      "'attendance_session_schedule'::regclass") == "0"
         # on a worker it refuses, with its SQLSTATE
         w = cluster.workers[0]
-        p = subprocess.run([f"{citus.PG_BIN}/psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(w.port), "-U", "postgres",
+        p = subprocess.run([f"{PG_BIN}/psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(w.port), "-U", "postgres",
                             "-v", "VERBOSITY=verbose", "-c", "SELECT attendance_distribute()"],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode != 0 and "55000" in p.stderr and "Citus worker" in p.stderr, p.stderr
@@ -245,12 +241,12 @@ try:
     @case("the scheduler runs on the coordinator and stands down on every worker")
     def _():
         # (each scheduler ran once before the extension existed: the state asserted is waited for)
-        citus.wait_until(lambda: c.sql("SELECT count(*) FROM attendance_job_runs WHERE job = 'partitions' "
-                                       "AND status = 'succeeded'") != "0", 90, "a run of the coordinator's scheduler")
-        citus.wait_until(lambda: json.loads(c.sql("SELECT attendance_worker_status()"))["last_run_ok"] is True,
-                         90, "the coordinator's scheduler ran well")
+        wait_until(lambda: c.sql("SELECT count(*) FROM attendance_job_runs WHERE job = 'partitions' "
+                                 "AND status = 'succeeded'") != "0", 90, "a run of the coordinator's scheduler")
+        wait_until(lambda: json.loads(c.sql("SELECT attendance_worker_status()"))["last_run_ok"] is True,
+                   90, "the coordinator's scheduler ran well")
         for w in cluster.workers:
-            status = citus.wait_until(
+            status = wait_until(
                 lambda w=w: (lambda s: s if "Citus worker" in (s.get("last_run_message") or "") else None)(
                     json.loads(w.sql("SELECT attendance_worker_status()"))),
                 90, f"the scheduler of {w.name} stands down")
@@ -279,8 +275,8 @@ try:
             psql(f"SELECT attendance_ingest_webhook('{q}', '{signer.sign(b)}')", db=SINGLE_DB)
         # the cluster: through the proxy, to the coordinator
         c.sql(inputs_sql())
-        proxy = ha.Proxy(PROXY, f"host=127.0.0.1 port={c.port} user=postgres dbname=postgres",
-                         os.path.join(cluster.base, "proxy.log"))
+        proxy = Proxy(PROXY, f"host=127.0.0.1 port={c.port} user=postgres dbname=postgres",
+                      os.path.join(cluster.base, "proxy.log"))
         for b in bodies:
             status, text = proxy.post(b.encode(), signer.sign(b))
             assert status == 200, (status, text)
@@ -306,8 +302,7 @@ try:
         events = {}
         for side, env in (("one", {"PGDATABASE": SINGLE_DB}),
                           ("cluster", {"PGHOST": "127.0.0.1", "PGPORT": str(c.port), "PGDATABASE": "postgres"})):
-            out = subprocess.run([CTL, "events", "--session", "23001", "--last", "100", "--json"], capture_output=True,
-                                 text=True, timeout=60, env={**os.environ, **env})
+            out = ctl("events", "--session", "23001", "--last", "100", "--json", **env)
             assert out.returncode == 0, out.stderr
             events[side] = [{k: v for k, v in e.items() if k not in ("id", "received_at")} for e in json.loads(out.stdout)]
         assert events["one"] == events["cluster"], events
@@ -350,7 +345,7 @@ try:
             # partition of its own and retires the old one (30 days' retention). (The
             # scheduler's own maintenance, which keeps everything, may run meanwhile: a call
             # that found it running is made again.)
-            citus.wait_until(lambda run=run: not json.loads(run(
+            wait_until(lambda run=run: not json.loads(run(
                 "SET attendance.event_retention = '30d'; SELECT attendance_maintain_log()"))["skipped"],
                 120, "a maintenance run")
             got.append(run(f"SELECT count(*) FROM attendance_retired_events WHERE range_start <= to_timestamp({old_t}) "
@@ -380,9 +375,9 @@ try:
         hooks = [h for k in range(20)
                  for h in ha.sign(c.port, f"citusload{k}", 20, f"citus-load-{k}", (T0 + 3600) * 1000, KEY)]
         load = ha.Load(proxy, hooks, threads=3, pause=0.01)
-        citus.wait_until(lambda: load.acked_after(0) >= 100, 120, "100 webhooks acknowledged")
+        wait_until(lambda: load.acked_after(0) >= 100, 120, "100 webhooks acknowledged")
         cluster.restart(cluster.workers[0])
-        citus.wait_until(lambda: len(load.answers) == len(hooks), 300, "every webhook answered once")
+        wait_until(lambda: len(load.answers) == len(hooks), 300, "every webhook answered once")
         load.stop()
         load.resend(timeout=120)
         stored = set(c.sql("SELECT event_id FROM meeting_attendance_events WHERE room_name LIKE 'citus-load-%'")

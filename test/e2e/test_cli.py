@@ -2,6 +2,7 @@
 """attendancectl against the test cluster, in its own database e2e_cli: every command,
 its output with real values, --json, exit codes, colours, --watch under a pty, keys,
 sign, and replay over SQL and (when the proxy is built) over HTTP."""
+import functools
 import json
 import os
 import pty
@@ -13,15 +14,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, psql, run_checked, start_on_free_port, wait_for  # noqa: E402
+import pgtest  # noqa: E402
+from pgtest import CTL, PROXY, ROOT, case, environ, finish, psql  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
-CTL = os.path.join(BUILD, "attendancectl")
-PROXY = os.path.join(BUILD, "attendance-proxy")
 FIXTURES = os.path.join(ROOT, "test", "fixtures", "livekit")
 SESSION_456 = os.path.join(FIXTURES, "session-456.jsonl")
 SPACED_456 = os.path.join(FIXTURES, "session-456.spaced.jsonl")
@@ -35,20 +32,12 @@ TMP = tempfile.mkdtemp(prefix="attendancectl-e2e-")
 
 
 def env(**extra):
-    e = dict(os.environ)
-    e["PGDATABASE"] = DB
-    e.pop("NO_COLOR", None)
-    e.update({k: str(v) for k, v in extra.items()})
-    return e
+    return environ(**{"PGDATABASE": DB, "NO_COLOR": None, **extra})
 
 
-def ctl(*args, check_rc=None, stdin=None, timeout=60, **extra_env):
-    """Runs attendancectl with stdout/stderr piped (never a terminal)."""
-    return run_checked([CTL, *args], check_rc, stdin=stdin, env=env(**extra_env), timeout=timeout)
-
-
-def sql(query):
-    return psql(query, db=DB)
+# attendancectl with stdout/stderr piped (never a terminal), against this suite's database
+ctl = functools.partial(pgtest.ctl, PGDATABASE=DB, NO_COLOR=None)
+sql = functools.partial(psql, db=DB)
 
 
 def table_rows(text):
@@ -469,36 +458,16 @@ def _():
 
 # ---- replay over HTTP through attendance-proxy (only when it is built) ------------------
 def start_proxy(db):
-    """Starts attendance-proxy on a free port (another one if the port is taken before
-    the proxy binds it). Returns (process, port); (None, None) if it is not built."""
+    """Starts attendance-proxy (pgtest.Proxy), ready once /healthz says 200. None if it is
+    not built."""
     if not os.access(PROXY, os.X_OK):
-        return None, None
+        return None
     # The proxy's own connection runs in replay mode (superuser), so the archived,
     # expired fixture tokens are accepted as with --replay-mode.
     conninfo = f"dbname={db} options='-c attendance.replay_mode=on'"
-
-    def start(port):
-        proc = subprocess.Popen([PROXY, "--port", str(port), "--conninfo", conninfo],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
-
-        def healthy():
-            if proc.poll() is not None:
-                return "exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    return "up" if r.status == 200 else None
-            except Exception:
-                return None
-        if wait_for(healthy, 30) == "up":
-            return proc
-        proc.kill()
-        proc.wait()
-        return None
-    proc, port = start_on_free_port(start)
-    if proc is None:
-        raise RuntimeError("attendance-proxy is built but did not start on any of 5 free ports")
-    print(f"note: attendance-proxy on port {port}", flush=True)
-    return proc, port
+    proxy = pgtest.Proxy(PROXY, conninfo, os.path.join(TMP, "proxy.log"), env=env(), healthy=True, timeout=30)
+    print(f"note: attendance-proxy on port {proxy.port}", flush=True)
+    return proxy
 
 
 HTTP_DB = "e2e_cli_http"
@@ -509,14 +478,14 @@ psql("SELECT attendance_schedule_session(456, 'session-456', '2025-11-14 14:30:0
      "SELECT attendance_expect(456, 7, 'teacher'); "
      "SELECT attendance_expect(456, u) FROM unnest(ARRAY[12, 19, 23, 31, 40]) u; "
      "SELECT attendance_add_webhook_key('APIfixture', 'fixture-secret-0123456789abcdef0123')", db=HTTP_DB)
-proxy, proxy_port = start_proxy(HTTP_DB)
+proxy = start_proxy(HTTP_DB)
 if proxy is None:
     print("note: replay over HTTP not tested: attendance-proxy is not built", flush=True)
 else:
     try:
         @case("replay session-456 over HTTP through attendance-proxy: same summary")
         def _():
-            url = f"http://127.0.0.1:{proxy_port}/webhooks/livekit"
+            url = f"http://127.0.0.1:{proxy.port}/webhooks/livekit"
             p = ctl("replay", SESSION_456, "--url", url, check_rc=0, PGDATABASE=HTTP_DB)
             assert SUMMARY_456 in p.stdout, p.stdout
             assert f"over HTTP to {url}" in p.stdout, p.stdout
@@ -528,12 +497,7 @@ else:
             assert p.returncode == 1, (p.returncode, p.stdout)
             assert re.search(r"HTTP 401 \(28000\)", p.stdout), p.stdout
     finally:
-        proxy.send_signal(signal.SIGTERM)
-        try:
-            proxy.wait(10)
-        except subprocess.TimeoutExpired:
-            proxy.kill()
-            proxy.wait()
+        proxy.stop(10)
 
 psql(f"DROP DATABASE IF EXISTS {HTTP_DB} WITH (FORCE)")
 shutil.rmtree(TMP, ignore_errors=True)

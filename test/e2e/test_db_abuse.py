@@ -11,6 +11,7 @@ the database, against the test cluster (docs/security.md):
   scheduler's own first `partitions` run, all under way at once, never deadlock or fail;
   each run creates what is missing, or waits, or skips and says so, and every partition is
   made once (in database postgres, the scheduler's: attendance.database_name)."""
+import functools
 import json
 import os
 import re
@@ -24,8 +25,7 @@ DB = "e2e_db_abuse"
 NOBODY, PROXY, READER = "e2e_abuse_nobody", "e2e_abuse_proxy", "e2e_abuse_reader"
 
 
-def sql(query):
-    return psql(query, db=DB)
+sql = functools.partial(psql, db=DB)
 
 
 def as_role(role, query, db=DB):

@@ -14,16 +14,10 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, psql, run_checked, start_on_free_port  # noqa: E402
+from pgtest import PROXY, ROOT, Proxy, case, ctl, finish, psql, run_checked  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
-PROXY = os.path.join(BUILD, "attendance-proxy")
-CTL = os.path.join(BUILD, "attendancectl")
 EXAMPLE = os.path.join(ROOT, "examples", "school_app.py")
 ROLES_SQL = os.path.join(ROOT, "examples", "roles.sql")
 GUIDE = os.path.join(ROOT, "docs", "integration.md")
@@ -88,38 +82,6 @@ def section(output, number):
     return m.group(1)
 
 
-class Proxy:
-    def __init__(self):
-        self.proc = None
-        self.log = open(os.path.join(TMP, "proxy.log"), "w")
-
-    def start(self, port):
-        self.proc = subprocess.Popen(
-            [PROXY, "--listen", "127.0.0.1", "--port", str(port), "--conninfo",
-             f"dbname=postgres user={PROXY_ROLE}"], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                return False  # e.g. the port was taken meanwhile
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-                    if r.status == 200:
-                        return True
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        return False
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 # ---- setup: the operator's part -----------------------------------------------------------
 drop_everything()
 psql("SET client_min_messages = warning; CREATE EXTENSION attendance")
@@ -129,17 +91,21 @@ psql(f"CREATE ROLE {WEB} LOGIN IN ROLE school_app, school_override")
 psql(f"CREATE ROLE {SCHEDULER} LOGIN IN ROLE school_app")
 psql(f"CREATE ROLE {DPO} LOGIN IN ROLE school_privacy")
 psql(f"CREATE ROLE {PROXY_ROLE} LOGIN IN ROLE attendance_ingest")
-proxy = Proxy()
-started, port = start_on_free_port(proxy.start)
+proxy = proxy_error = None
+try:
+    proxy = Proxy(PROXY, f"dbname=postgres user={PROXY_ROLE}", os.path.join(TMP, "proxy.log"),
+                  healthy=True, timeout=30)
+except RuntimeError as e:  # the first case reports it
+    proxy_error = e
 OUTPUT = ""
 
 try:
     @case("the example runs as the application's role against attendance-proxy and exits 0")
     def _():
         global OUTPUT
-        assert started, f"attendance-proxy did not start: {open(proxy.log.name).read()[-1000:]}"
+        assert proxy is not None, f"attendance-proxy did not start: {proxy_error}"
         p = run_checked([PYTHON, EXAMPLE, "--dsn", f"dbname=postgres user={WEB}",
-                         "--webhook-url", f"http://127.0.0.1:{port}/webhooks/livekit",
+                         "--webhook-url", f"http://127.0.0.1:{proxy.port}/webhooks/livekit",
                          "--api-key", KEY, "--api-secret", SECRET, "--timeout", "180"], 0, timeout=400)
         OUTPUT = p.stdout
         print(OUTPUT, flush=True)
@@ -226,12 +192,12 @@ try:
 
     @case("the application's role reads exports and the timeline with attendancectl")
     def _():
-        env = dict(os.environ, PGUSER=WEB, PGDATABASE="postgres")
-        rows = json.loads(run_checked([CTL, "export", "--session", "456", "--format", "json"], 0, env=env).stdout)
+        rows = json.loads(ctl("export", "--session", "456", "--format", "json", check_rc=0,
+                              PGUSER=WEB, PGDATABASE="postgres").stdout)
         got = {r["user_id"]: (r["status"], float(r["percentage"])) for r in rows}
         assert got[19] == ("excused", 33.33) and got[40] == ("late", 61.85), got
         page = os.path.join(TMP, "456.html")
-        run_checked([CTL, "timeline", "456", "--html", page], 0, env=env)
+        ctl("timeline", "456", "--html", page, check_rc=0, PGUSER=WEB, PGDATABASE="postgres")
         html = open(page, encoding="utf-8").read()
         assert "PA_late40xxxxx1" in html and "Late Student" in html, html[:300]
 
@@ -324,7 +290,8 @@ try:
         assert rules(report) == "1", rules(report)
         assert rules("SELECT attendance_status FROM meeting_attendances WHERE session_id = 9") == "absent"
 finally:
-    proxy.stop()
+    if proxy is not None:
+        proxy.stop()
     drop_everything()
     psql(f"DROP DATABASE IF EXISTS {RULES_DB} WITH (FORCE)")
 

@@ -6,6 +6,7 @@ breaks round-trip) and JSON, the same numbers as attendance_course_report, error
 codes, and NOTIFY attendance_low_attendance when an alert is raised and when a late
 webhook clears it."""
 import csv
+import functools
 import io
 import json
 import os
@@ -15,11 +16,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, psql, run_checked  # noqa: E402
+import pgtest  # noqa: E402
+from pgtest import case, finish, psql  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
-CTL = os.path.join(BUILD, "attendancectl")
 DB = "e2e_export"
 TMP = tempfile.mkdtemp(prefix="attendancectl-export-")
 ARABIC = "أحمد علي"
@@ -28,13 +27,9 @@ FORMULA = '=HYPERLINK("http://x.example","grade")'
 NAMES = {1: ARABIC, 2: TRICKY, 3: "Carol", 4: FORMULA, 5: "@SUM(A1)"}
 
 
-def ctl(*args, check_rc=None):
-    """attendancectl's output as bytes (the CSV's line ends are checked)."""
-    return run_checked([CTL, *args], check_rc, text=False, env=dict(os.environ, PGDATABASE=DB))
-
-
-def sql(query):
-    return psql(query, db=DB)
+# attendancectl's output as bytes (the CSV's line ends are checked)
+ctl = functools.partial(pgtest.ctl, text=False, PGDATABASE=DB)
+sql = functools.partial(psql, db=DB)
 
 
 def attend(session, user, join_min, leave_min):

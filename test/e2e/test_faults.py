@@ -6,18 +6,19 @@ retries it), and the proxy and the scheduler must carry on by themselves.
 Uses the runner's cluster (ATTENDANCE_PGDIR, PG* variables) and its own database."""
 import http.client
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, pg_ctl, psql, wait_for, wait_ready  # noqa: E402
-from test_proxy import Proxy, free_port  # noqa: E402,F401
+from pgtest import FAILURES, PROXY, Proxy, case, finish, pg_ctl, psql, wait_for, wait_ready  # noqa: E402
 
 DB = "e2e_faults"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TMP = tempfile.mkdtemp(prefix="attendance-e2e-faults.")
 
 
 def setup():
@@ -79,7 +80,8 @@ def check_answers(answers):
 
 
 setup()
-proxy = Proxy("faults", f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} user=postgres dbname={DB}",
+proxy = Proxy(PROXY, f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} user=postgres dbname={DB}",
+              os.path.join(TMP, "proxy.log"), "--max-body-bytes", "65536", "--keepalive-timeout", "2",
               "--pool-size", "4", "--pool-timeout-ms", "2000")
 
 
@@ -101,12 +103,7 @@ def _():
 
 
 def proxy_healthy():
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-    try:
-        conn.request("GET", "/healthz")
-        return conn.getresponse().status == 200
-    finally:
-        conn.close()
+    return proxy.get("/healthz", timeout=10)[0] == 200
 
 
 @case("the postmaster killed with -9 under load, then restarted: every 200 is logged")
@@ -134,12 +131,7 @@ def _():
 @case("after recovery the proxy answers 200 and the scheduler runs, by themselves")
 def _():
     (event_id, body, token), = signed("after", 1)
-    def post():
-        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-        conn.request("POST", "/webhooks/livekit", body=body,
-                     headers={"Authorization": token, "Content-Type": "application/webhook+json"})
-        return conn.getresponse().status
-    assert wait_for(lambda: post() == 200, 30), "the proxy did not recover"
+    assert wait_for(lambda: proxy.post(body, token, timeout=10)[0] == 200, 30), "the proxy did not recover"
     assert wait_for(lambda: '"running": true' in psql("SELECT attendance_worker_status()", db=DB), 30)
 
 
@@ -164,9 +156,13 @@ def _():
     assert set(answers.values()) == {200}, set(answers.values())
 
 
-proxy.terminate()
+proxy.stop()
 if subprocess.run(["pg_isready", "-q"]).returncode != 0:
     pg_ctl("start")
 wait_ready(60)
 psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+if FAILURES:
+    print(f"    proxy log kept in {TMP}", flush=True)
+else:
+    shutil.rmtree(TMP, ignore_errors=True)
 finish()

@@ -4,8 +4,8 @@
 Needs (as scripts/test.sh provides): ATTENDANCE_BUILD_DIR (attendance-proxy inside),
 ATTENDANCE_PGDIR (the throwaway cluster: data dir and server.log), and PGHOST, PGPORT,
 PGUSER for a superuser. Creates and drops its own databases (e2e_proxy, e2e_proxy_sql).
-Prints one line per case, "PASS name" or "FAIL name: why"; exits 1 if any failed.
-Python standard library only.
+Prints one line per case, "PASS name" or "FAIL name: why" (pgtest.py's reporting); exits 1
+if any failed. Python standard library only.
 """
 import http.client
 import json
@@ -20,50 +20,24 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
-PROXY = os.path.join(BUILD, "attendance-proxy")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pgtest  # noqa: E402
+from pgtest import PG_BIN, PROXY, ROOT, WEBHOOK, check, note, report, run_case  # noqa: E402
+
 PGDIR = os.environ.get("ATTENDANCE_PGDIR", "")
-PGBIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 FIXTURES = os.path.join(ROOT, "test", "fixtures", "livekit")
 DB = "e2e_proxy"
 DB_SQL = "e2e_proxy_sql"
 KEY = "APIfixture"
 SECRET = "fixture-secret-0123456789abcdef0123"
-WEBHOOK = "/webhooks/livekit"
 MAX_BODY = 65536
 LOGDIR = tempfile.mkdtemp(prefix="attendance-e2e-proxy.")
-
-results = []
-
-
-def report(name, error=None):
-    results.append((name, error))
-    print(f"PASS {name}" if error is None else f"FAIL {name}: {error}", flush=True)
-
-
-def note(text):
-    print(f"  # {text}", flush=True)
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, why):
-    if not cond:
-        raise Failure(why)
-
 
 # ---- PostgreSQL -----------------------------------------------------------------------
 
 def psql(sql, db=DB):
-    """Runs SQL with psql (-At, tab-separated); returns stdout; raises on error."""
-    p = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                        "-d", db], input=sql, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise Failure(f"psql failed: {p.stderr.strip()[:500]}")
-    return p.stdout
+    """Runs SQL as a psql script (tab-separated); returns stdout; raises on error."""
+    return pgtest.psql(sql, db, script=True)
 
 
 def scalar(sql, db=DB):
@@ -71,14 +45,7 @@ def scalar(sql, db=DB):
 
 
 def pg_ctl(action):
-    cmd = [os.path.join(PGBIN, "pg_ctl"), "-D", os.path.join(PGDIR, "data"), "-l",
-           os.path.join(PGDIR, "server.log"), "-w", "-t", "60"]
-    if action == "stop":
-        cmd += ["-m", "fast"]
-    cmd.append(action)
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return pgtest.pg_ctl(action, ["-m", "fast"] if action == "stop" else [])
 
 
 def pg_running():
@@ -150,12 +117,6 @@ def sign(body):
 
 # ---- the proxy ------------------------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def request(port, method, path, body=None, headers=None, timeout=30):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -173,43 +134,11 @@ def post(port, body, token, timeout=30):
     return request(port, "POST", WEBHOOK, body, headers, timeout)
 
 
-class Proxy:
-    def __init__(self, name, conninfo, *extra):
-        self.port = free_port()
-        self.logpath = os.path.join(LOGDIR, f"{name}.log")
-        self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen(
-            [PROXY, "--listen", "127.0.0.1", "--port", str(self.port), "--conninfo", conninfo,
-             "--max-body-bytes", str(MAX_BODY), "--keepalive-timeout", "2", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise Failure(f"proxy exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                request(self.port, "GET", "/healthz", timeout=5)
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise Failure("proxy did not start listening")
-
-    def tail(self, n=15):
-        if not self.log.closed:
-            self.log.flush()
-        with open(self.logpath, errors="replace") as f:
-            return " | ".join(f.read().splitlines()[-n:])
-
-    def terminate(self, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            self.log.close()
+def start_proxy(name, conninfo, *extra):
+    """attendance-proxy (pgtest.Proxy) with this suite's body limit and keep-alive timeout,
+    logging to LOGDIR/<name>.log."""
+    return pgtest.Proxy(PROXY, conninfo, os.path.join(LOGDIR, f"{name}.log"),
+                        "--max-body-bytes", str(MAX_BODY), "--keepalive-timeout", "2", *extra)
 
 
 def fixture(name):
@@ -391,20 +320,22 @@ def test_connection_killed_mid_request(proxy):
             b'"participant":{"sid":"PA_kill_1","identity":"user-9002","state":"ACTIVE",'
             b'"joinedAtMs":"1763131000123"},"id":"EV_kill_1","createdAt":"1763131000"}')
     token = sign(body)
-    locker = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", DB], stdin=subprocess.PIPE,
+    locker = subprocess.Popen([os.path.join(PG_BIN, "psql"), "-X", "-q", "-d", DB], stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     answer = {}
     try:
         locker.stdin.write("BEGIN; LOCK TABLE meeting_attendance_events IN ACCESS EXCLUSIVE MODE;\n")
         locker.stdin.flush()
-        wait_for(lambda: scalar("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-                                " WHERE c.relname = 'meeting_attendance_events' AND l.granted"
-                                " AND l.mode = 'AccessExclusiveLock'") == "1", "the table lock")
+        pgtest.wait_until(lambda: scalar("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                                         " WHERE c.relname = 'meeting_attendance_events' AND l.granted"
+                                         " AND l.mode = 'AccessExclusiveLock'") == "1",
+                          20, "the table lock", interval=0.05)
         t = threading.Thread(target=lambda: answer.update(r=post(proxy.port, body, token)))
         t.start()
         waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()" \
                   " AND application_name = 'attendance-proxy' AND wait_event_type = 'Lock'"
-        wait_for(lambda: scalar(waiting) != "", "the proxy's statement to wait on the lock")
+        pgtest.wait_until(lambda: scalar(waiting) != "", 20, "the proxy's statement to wait on the lock",
+                          interval=0.05)
         scalar(f"SELECT pg_terminate_backend(pid) FROM ({waiting}) w")
         t.join(30)
     finally:
@@ -423,20 +354,11 @@ def test_connection_killed_mid_request(proxy):
     check(status == 200 and json.loads(text)["result"] == "recorded", f"retry: {status} {text[:200]!r}")
 
 
-def wait_for(cond, what, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise Failure(f"timed out waiting for {what}")
-
-
 def test_sigterm_under_load(conninfo):
     """Load from 4 clients; a table lock holds some requests inside the database; SIGTERM;
     the proxy must wait for them, answer them after their commit, and exit 0."""
     pairs = sign_bulk("term", 3000)
-    proxy = Proxy("sigterm", conninfo)
+    proxy = start_proxy("sigterm", conninfo)
     acked, answered, failed = [], {}, []
     lock = threading.Lock()
     next_item = iter(pairs)
@@ -467,15 +389,15 @@ def test_sigterm_under_load(conninfo):
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
         t.start()
-    wait_for(lambda: len(acked) >= 300, "300 acknowledged webhooks")
-    locker = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", DB], stdin=subprocess.PIPE,
+    pgtest.wait_until(lambda: len(acked) >= 300, 20, "300 acknowledged webhooks", interval=0.05)
+    locker = subprocess.Popen([os.path.join(PG_BIN, "psql"), "-X", "-q", "-d", DB], stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     try:
         locker.stdin.write("BEGIN; LOCK TABLE meeting_attendance_events IN ACCESS EXCLUSIVE MODE;\n")
         locker.stdin.flush()
         waiting = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                    " AND application_name = 'attendance-proxy' AND wait_event_type = 'Lock'")
-        wait_for(lambda: int(scalar(waiting)) >= 2, "requests held inside the database")
+        pgtest.wait_until(lambda: int(scalar(waiting)) >= 2, 20, "requests held inside the database", interval=0.05)
         with lock:
             sigterm_at[0] = time.time()
         proxy.proc.send_signal(signal.SIGTERM)
@@ -487,7 +409,7 @@ def test_sigterm_under_load(conninfo):
         locker.wait(30)
     for t in threads:
         t.join(60)
-    rc = proxy.terminate(30)
+    rc = proxy.stop(30)
     check(rc == 0, f"proxy exit status {rc}: {proxy.tail()}")
     stored = set(psql("SELECT event_id FROM meeting_attendance_events WHERE event_id LIKE 'EV_term_%'").split())
     lost = [e for e, _, _ in acked if e not in stored]
@@ -575,10 +497,10 @@ def main():
     for var in ("ATTENDANCE_PGDIR", "PGHOST", "PGPORT"):
         if not os.environ.get(var):
             report("setup", f"{var} is not set")
-            return 1
+            return
     if not os.access(PROXY, os.X_OK):
         report("setup", f"{PROXY} not built")
-        return 1
+        return
     note(f"proxy logs in {LOGDIR}")
     proxy = replay = None
     try:
@@ -589,11 +511,11 @@ def main():
             # the expiry check; signatures and body hashes are still verified. Tokens
             # signed now go through a proxy without it (replay mode checks nbf against
             # the webhook's createdAt, which the generated bodies set in the past).
-            replay = Proxy("replay", f"dbname={DB} options='-c attendance.replay_mode=on'")
-            proxy = Proxy("main", f"dbname={DB}")
+            replay = start_proxy("replay", f"dbname={DB} options='-c attendance.replay_mode=on'")
+            proxy = start_proxy("main", f"dbname={DB}")
         except Exception as e:  # noqa: BLE001
-            report("setup", str(e))
-            return 1
+            report("setup", pgtest.describe(e))
+            return
 
         cases = [
             ("fixtures_replayed_through_proxy", lambda: test_fixture_replay(replay)),
@@ -609,17 +531,14 @@ def main():
         ]
         for name, fn in cases:
             try:
-                fn()
-                report(name)
-            except Exception as e:  # noqa: BLE001
-                report(name, f"{type(e).__name__}: {e}" if not isinstance(e, Failure) else str(e))
+                run_case(name, fn)
             finally:
                 ensure_pg_running()
             if proxy.proc.poll() is not None and name != cases[-1][0]:
                 report("proxy_alive", f"the main proxy exited with {proxy.proc.returncode}: {proxy.tail()}")
                 break
 
-        rc, rc_replay = proxy.terminate(30), replay.terminate(30)
+        rc, rc_replay = proxy.stop(30), replay.stop(30)
         report("clean_exit_on_sigterm",
                None if rc == 0 and rc_replay == 0 else f"exit status {rc}/{rc_replay}: {proxy.tail()}")
     finally:
@@ -632,14 +551,12 @@ def main():
                 psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
             except Exception:  # noqa: BLE001
                 pass
-    failed = sum(1 for _, e in results if e is not None)
-    if failed:
+    if pgtest.FAILURES:
         note(f"proxy logs kept in {LOGDIR}")
     else:
         shutil.rmtree(LOGDIR, ignore_errors=True)
-    print(f"{len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    pgtest.finish()

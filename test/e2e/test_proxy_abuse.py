@@ -21,7 +21,7 @@
 Loopback only (127.0.0.x are distinct sources on Linux), bounded in count and time. Needs
 what test_proxy.py needs (ATTENDANCE_BUILD_DIR, ATTENDANCE_PGDIR, PGHOST, PGPORT, PGUSER).
 Creates and drops the databases e2e_abuse and e2e_abuse_disk. Prints "PASS name" /
-"FAIL name: why"; exits 1 if any failed.
+"FAIL name: why" (pgtest.py's reporting); exits 1 if any failed.
 
 Also runs as its own load generators (separate processes, so that the measuring process is
 not slowed by their work): --flood PORT RATE SECONDS and --hog PORT N SECONDS.
@@ -42,7 +42,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pgtest  # noqa: E402
 import test_proxy as tp  # noqa: E402
+from pgtest import Failure, check, note, report, run_case, wait_for  # noqa: E402
 
 DB = "e2e_abuse"
 DB_DISK = "e2e_abuse_disk"
@@ -53,19 +55,6 @@ HOG = 12000             # idle connections one client holds
 HOG_SECONDS = 25
 P99_BOUND_S = 1.0       # generous, for a shared 2-core machine; measured figures are printed
 SELF = os.path.abspath(__file__)
-
-results = []
-check = tp.check
-Failure = tp.Failure
-
-
-def report(name, error=None):
-    results.append((name, error))
-    print(f"PASS {name}" if error is None else f"FAIL {name}: {error}", flush=True)
-
-
-def note(text):
-    print(f"  # {text}", flush=True)
 
 
 def raise_nofile():
@@ -206,19 +195,6 @@ def b64url(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
-def wait_until(predicate, timeout, interval=0.2):
-    """Bounded polling: True as soon as predicate() is, False after timeout."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if predicate():
-                return True
-        except (OSError, Failure):
-            pass
-        time.sleep(interval)
-    return False
-
-
 def forged_token(body, iss=tp.KEY, secret=b"not-the-secret", ttl=600):
     """What an attacker who knows a key name can make: well-formed, valid now, the body's
     hash, and a MAC under the wrong secret (with the right secret: a good token)."""
@@ -320,9 +296,9 @@ def metrics(port, source="127.0.0.9"):
 def start_proxy(name, conninfo, *flags):
     """A proxy that has read the key names and settings once (before that it judges
     nothing itself: every request goes to the database)."""
-    proxy = tp.Proxy(name, conninfo, *flags)
-    if not wait_until(lambda: metrics(proxy.port)["attendance_proxy_key_names"] >= 0, 30):
-        proxy.terminate(30)
+    proxy = tp.start_proxy(name, conninfo, *flags)
+    if not wait_for(lambda: metrics(proxy.port)["attendance_proxy_key_names"] >= 0, 30):
+        proxy.stop(30)
         raise Failure(f"{name} did not read the key names within 30 s: {proxy.tail()}")
     return proxy
 
@@ -346,7 +322,7 @@ def function_calls(name, db=DB):
 
 
 def backends_gone(db=DB):
-    return wait_until(
+    return wait_for(
         lambda: tp.scalar(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'"
                           " AND application_name = 'attendance-proxy'", "postgres") == "0", 30)
 
@@ -450,7 +426,7 @@ def test_unsigned_flood():
         flood_b = json.loads(out.strip().splitlines()[-1])
         m2 = metrics(proxy.port)
     finally:
-        rc = proxy.terminate(30)
+        rc = proxy.stop(30)
     check(rc == 0, f"proxy exit status {rc}")
     check(backends_gone(), "the proxy's database sessions did not end")
     calls = ingest_calls() - calls_before
@@ -530,13 +506,13 @@ def test_forged_budget():
         # After Retry-After the source is heard again.
         wait = int(headers.get("retry-after", "1"))
         check(1 <= wait <= 5, f"Retry-After {wait}")  # a rejection's worth of the rate
-        ok = wait_until(lambda: client.exchange(raw_post(b3, t3))[0] == 200, 15)
+        ok = wait_for(lambda: client.exchange(raw_post(b3, t3))[0] == 200, 15)
         check(ok, "the source was not heard again after its Retry-After")
-        summary = wait_until(lambda: "rejected" in proxy.tail(200) and "not logged one by one" in proxy.tail(200), 20)
+        summary = wait_for(lambda: "rejected" in proxy.tail(200) and "not logged one by one" in proxy.tail(200), 20)
         m = metrics(proxy.port)
     finally:
         client.close()
-        proxy.terminate(30)
+        proxy.stop(30)
     check(backends_gone(), "the proxy's database sessions did not end")
     # Each forged token that reached the database is one rejection in PostgreSQL's log
     # (a failed call is not counted in pg_stat_user_functions).
@@ -592,7 +568,7 @@ def test_key_names_followed():
             st, _, _ = Client(proxy.port).exchange(raw_post(body2, forged_token(body2, "APInew", new_secret.encode())))
             m = metrics(proxy.port)
             return st == 401 and m.get('attendance_proxy_rejected_total{reason="unknown_key"}', 0) == before_n + 1
-        check(wait_until(refused_here, 20), "a retired key was still sent to the database after 20 s")
+        check(wait_for(refused_here, 20), "a retired key was still sent to the database after 20 s")
         note(f"a key added was accepted at once; a retired one refused by the proxy after {time.time() - t0:.1f} s")
         # Development mode (set for the proxy's sessions): an unsigned webhook goes on to the
         # extension, which accepts it; the signed path is unchanged.
@@ -603,8 +579,8 @@ def test_key_names_followed():
         status, _, answer = Client(proxy.port).exchange(raw_post(dev_body, None))
         check(status == 401, f"without development mode: {status} {answer!r}")
     finally:
-        proxy.terminate(30)
-        dev.terminate(30)
+        proxy.stop(30)
+        dev.stop(30)
 
     # A flood of made-up key names: each refused by the proxy, none by the database, and
     # the names read again at most 5 at once and 10 a second (plus one every 5 s).
@@ -622,7 +598,7 @@ def test_key_names_followed():
         client.close()
         m1 = metrics(flood.port)
     finally:
-        flood.terminate(30)
+        flood.stop(30)
     refused = m1['attendance_proxy_rejected_total{reason="unknown_key"}'] - \
         m0.get('attendance_proxy_rejected_total{reason="unknown_key"}', 0)
     reads = m1["attendance_proxy_key_name_reads_total"] - m0["attendance_proxy_key_name_reads_total"]
@@ -637,7 +613,7 @@ def test_key_names_followed():
 def hog_case(name, *flags):
     """One client (127.0.0.1) holds HOG idle connections, reopened as they are closed;
     valid webhooks from 127.0.0.2 meanwhile: >= 99 % answered 2xx."""
-    proxy = tp.Proxy(name, f"dbname={DB}", *flags)
+    proxy = tp.start_proxy(name, f"dbname={DB}", *flags)
     hooks = signed(f"hg{name[-1]}", 400)
     gen = subprocess.Popen([sys.executable, SELF, "--hog", str(proxy.port), str(HOG), str(HOG_SECONDS)],
                            stdout=subprocess.PIPE, text=True)
@@ -653,7 +629,7 @@ def hog_case(name, *flags):
         if gen.poll() is None:
             gen.kill()
             gen.wait()
-        rc = proxy.terminate(60)
+        rc = proxy.stop(60)
     ok = [a for a in answers if a[1] is not None and 200 <= a[1] < 300]
     share = len(ok) / len(answers)
     check(len(answers) == len(hooks), f"{len(answers)} of {len(hooks)} webhooks sent")
@@ -672,7 +648,7 @@ def test_readiness_read_only():
     """A read-only database: /readyz 503 'database refuses writes', /healthz 200, webhooks
     503; back to ready when it is writable again."""
     tp.psql(f"ALTER DATABASE {DB} SET default_transaction_read_only = on", "postgres")
-    proxy = tp.Proxy("abuse-ready", f"dbname={DB}")
+    proxy = tp.start_proxy("abuse-ready", f"dbname={DB}")
     try:
         status, headers, body = Client(proxy.port, "127.0.0.7").exchange(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
         check(status == 503 and json.loads(body) == {"error": "database refuses writes", "sqlstate": None},
@@ -694,10 +670,10 @@ def test_readiness_read_only():
             nonlocal checks
             checks += 1
             return Client(proxy.port, "127.0.0.7").exchange(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
-        check(wait_until(ready_now, 20), "/readyz did not come back to 200 once the database was writable")
+        check(wait_for(ready_now, 20), "/readyz did not come back to 200 once the database was writable")
         # The refused webhook, retried as LiveKit would, is stored (a pooled connection opened
         # while the database was read-only is replaced when it fails).
-        check(wait_until(lambda: Client(proxy.port, "127.0.0.7").exchange(raw_post(b1, t1))[0] == 200, 20),
+        check(wait_for(lambda: Client(proxy.port, "127.0.0.7").exchange(raw_post(b1, t1))[0] == 200, 20),
               "the refused webhook was not stored when retried")
         # Many readiness checks at once: one probe answers all that come within a second.
         codes = []
@@ -712,7 +688,7 @@ def test_readiness_read_only():
         checks += 20
         check(codes == [200] * 20, f"/readyz answers {codes}")
     finally:
-        proxy.terminate(30)
+        proxy.stop(30)
     check(backends_gone(), "the proxy's database sessions did not end")
     probes = function_calls("attendance_write_probe") - probes_before
     bound = checks - 20 + burst + 2
@@ -741,7 +717,7 @@ def test_readiness_disk_full():
                 f"SELECT attendance_add_webhook_key('{tp.KEY}', '{tp.SECRET}');"
                 f"ALTER DATABASE {DB_DISK} SET attendance.webhook_log_level = 'off';", DB_DISK)
         hooks = signed("dsk", 3000, db=DB_DISK)
-        proxy = tp.Proxy("abuse-disk", f"dbname={DB_DISK}")
+        proxy = tp.start_proxy("abuse-disk", f"dbname={DB_DISK}")
         client = Client(proxy.port, "127.0.0.8")
         acked, refused = [], None
         for event_id, body, token in hooks[:20]:  # before the disk is full
@@ -771,7 +747,7 @@ def test_readiness_disk_full():
         check(status == 200, f"/healthz with a full disk: {status}")
         check("53100" in proxy.tail(40), "the log does not name the cause (53100)")
         os.unlink(filler)
-        ready = wait_until(lambda: Client(proxy.port, "127.0.0.8").exchange(
+        ready = wait_for(lambda: Client(proxy.port, "127.0.0.8").exchange(
             b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200, 20)
         check(ready, "/readyz did not come back to 200 with room on the disk")
         status, _, answer = client.exchange(raw_post(refused[1], refused[2]))
@@ -785,7 +761,7 @@ def test_readiness_disk_full():
              " /readyz 200 and the retry stored; nothing acknowledged lost")
     finally:
         if proxy is not None:
-            proxy.terminate(30)
+            proxy.stop(30)
         try:
             tp.psql(f"DROP DATABASE IF EXISTS {DB_DISK} WITH (FORCE)", "postgres")
             tp.psql("DROP TABLESPACE IF EXISTS attendance_e2e_small", "postgres")
@@ -802,7 +778,7 @@ def main():
     for var in ("ATTENDANCE_PGDIR", "PGHOST", "PGPORT"):
         if not os.environ.get(var):
             report("setup", f"{var} is not set")
-            return 1
+            return
     limit = raise_nofile()
     try:
         try:
@@ -810,8 +786,8 @@ def main():
             # Counts of the ingestion function's calls, for the load-independent assertions.
             tp.psql(f"ALTER DATABASE {DB} SET track_functions = 'all'", "postgres")
         except Exception as e:  # noqa: BLE001
-            report("setup", str(e))
-            return 1
+            report("setup", pgtest.describe(e))
+            return
         cases = [
             ("unsigned_flood_reaches_no_database_call", test_unsigned_flood),
             ("forged_tokens_budget_then_429_per_source", test_forged_budget),
@@ -829,24 +805,17 @@ def main():
             note(f"open-file limit {limit}: the idle-hog cases are left out")
             cases = [c for c in cases if "hog" not in c[0]]
         for name, fn in cases:
-            try:
-                fn()
-                report(name)
-            except Exception as e:  # noqa: BLE001
-                report(name, f"{type(e).__name__}: {e}" if not isinstance(e, Failure) else str(e))
+            run_case(name, fn)
     finally:
         for db in (DB, DB_DISK):
             try:
                 tp.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
             except Exception:  # noqa: BLE001
                 pass
-    failed = sum(1 for _, e in results if e is not None)
-    if not failed:
+    if not pgtest.FAILURES:
         shutil.rmtree(tp.LOGDIR, ignore_errors=True)
     else:
         note(f"proxy logs kept in {tp.LOGDIR}")
-    print(f"{len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":
@@ -856,4 +825,5 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--hog":
         hog(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
         sys.exit(0)
-    sys.exit(main())
+    main()
+    pgtest.finish()

@@ -3,7 +3,8 @@
 
 Loopback only, bounded in count and time. Needs what test_proxy.py needs
 (ATTENDANCE_BUILD_DIR, ATTENDANCE_PGDIR, PGHOST, PGPORT, PGUSER). Creates and drops the
-database e2e_hostile. Prints "PASS name" / "FAIL name: why"; exits 1 if any failed.
+database e2e_hostile. Prints "PASS name" / "FAIL name: why" (pgtest.py's reporting); exits 1
+if any failed.
 """
 import json
 import os
@@ -15,7 +16,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pgtest  # noqa: E402
 import test_proxy as tp  # noqa: E402
+from pgtest import Failure, check, note, report, run_case  # noqa: E402
 
 DB = "e2e_hostile"
 # A valid webhook's answer time that no slow or idle client may push it past. Generous
@@ -24,21 +27,6 @@ P99_BOUND_S = 1.0
 IDLE = 1000
 SLOW = 64
 VALID = 200
-
-results = []
-
-
-def report(name, error=None):
-    results.append((name, error))
-    print(f"PASS {name}" if error is None else f"FAIL {name}: {error}", flush=True)
-
-
-def note(text):
-    print(f"  # {text}", flush=True)
-
-
-check = tp.check
-Failure = tp.Failure
 
 
 def signed(prefix, n):
@@ -553,7 +541,7 @@ def test_framing(proxy):
 def test_unavailable_body_reveals_nothing():
     """A 503 says 'database unavailable' and nothing more; the cause is in the log."""
     port = os.environ["PGPORT"]
-    bad = tp.Proxy("hostile-badrole", f"host=127.0.0.1 port={port} dbname={DB} user=nosuchrole")
+    bad = tp.start_proxy("hostile-badrole", f"host=127.0.0.1 port={port} dbname={DB} user=nosuchrole")
     try:
         status, headers, body = tp.post(bad.port, b"{}", "x")
         check(status == 503, f"status {status} {body[:200]!r}")
@@ -566,7 +554,7 @@ def test_unavailable_body_reveals_nothing():
               f"/healthz {status} {body!r}")
         check("nosuchrole" in bad.tail(50), "the log does not say why the database was unavailable")
     finally:
-        bad.terminate(30)
+        bad.stop(30)
 
 
 # ---- main -----------------------------------------------------------------------------
@@ -575,7 +563,7 @@ def main():
     for var in ("ATTENDANCE_PGDIR", "PGHOST", "PGPORT"):
         if not os.environ.get(var):
             report("setup", f"{var} is not set")
-            return 1
+            return
     proxies = []
     try:
         try:
@@ -584,20 +572,20 @@ def main():
             # the attack comes from one address, above the per-source limit of a default
             # proxy: here the event-driven I/O itself is measured (the limits have
             # test_proxy_abuse.py)
-            attacked = tp.Proxy("hostile-attack", f"dbname={DB}", "--read-timeout", "60",
-                                "--keepalive-timeout", "60", "--max-connections-per-source", "5000")
+            attacked = tp.start_proxy("hostile-attack", f"dbname={DB}", "--read-timeout", "60",
+                                      "--keepalive-timeout", "60", "--max-connections-per-source", "5000")
             proxies.append(attacked)
-            strict = tp.Proxy("hostile-timeouts", f"dbname={DB}", "--read-timeout", "2")
+            strict = tp.start_proxy("hostile-timeouts", f"dbname={DB}", "--read-timeout", "2")
             proxies.append(strict)
-            capped = tp.Proxy("hostile-cap", f"dbname={DB}", "--max-connections", "40",
-                              "--max-connections-per-source", "0")
+            capped = tp.start_proxy("hostile-cap", f"dbname={DB}", "--max-connections", "40",
+                                    "--max-connections-per-source", "0")
             proxies.append(capped)
-            per_source = tp.Proxy("hostile-per-source", f"dbname={DB}", "--max-connections-per-source", "5",
-                                  "--trusted-sources", "127.0.0.3")
+            per_source = tp.start_proxy("hostile-per-source", f"dbname={DB}", "--max-connections-per-source", "5",
+                                        "--trusted-sources", "127.0.0.3")
             proxies.append(per_source)
         except Exception as e:  # noqa: BLE001
-            report("setup", str(e))
-            return 1
+            report("setup", pgtest.describe(e))
+            return
         cases = [
             ("idle_1000_and_slow_drip_64_valid_webhooks_all_200", lambda: test_idle_and_slow_drip(attacked)),
             ("slow_drip_closed_at_request_deadline_idle_at_keepalive", lambda: test_request_deadline(strict)),
@@ -608,12 +596,8 @@ def main():
             ("unavailable_503_body_reveals_nothing", test_unavailable_body_reveals_nothing),
         ]
         for name, fn in cases:
-            try:
-                fn()
-                report(name)
-            except Exception as e:  # noqa: BLE001
-                report(name, f"{type(e).__name__}: {e}" if not isinstance(e, Failure) else str(e))
-        codes = [p.terminate(30) for p in proxies]
+            run_case(name, fn)
+        codes = [p.stop(30) for p in proxies]
         report("clean_exit_on_sigterm", None if codes == [0] * len(proxies) else f"exit statuses {codes}")
     finally:
         for p in proxies:
@@ -623,14 +607,12 @@ def main():
             tp.psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
         except Exception:  # noqa: BLE001
             pass
-    failed = sum(1 for _, e in results if e is not None)
-    if not failed:
+    if not pgtest.FAILURES:
         shutil.rmtree(tp.LOGDIR, ignore_errors=True)
     else:
         note(f"proxy logs kept in {tp.LOGDIR}")
-    print(f"{len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    pgtest.finish()

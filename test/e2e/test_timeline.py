@@ -3,6 +3,7 @@
 themselves, and renders in headless Chromium (Debian's `chromium`, installed by
 scripts/deps.sh chromium when missing) with one lane per person and a picture that is not
 blank. Needs the throwaway cluster of scripts/test.sh (PGHOST/PGPORT) and the CMake build."""
+import functools
 import json
 import os
 import re
@@ -15,31 +16,17 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from pgtest import case, finish, psql, run_checked, wait_for  # noqa: E402
+import pgtest  # noqa: E402
+from pgtest import ROOT, case, finish, psql, wait_for  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("ATTENDANCE_BUILD_DIR", os.path.join(ROOT, "build"))
-CTL = os.path.join(BUILD, "attendancectl")
 SESSION_456 = os.path.join(ROOT, "test", "fixtures", "livekit", "session-456.jsonl")
 DB = "e2e_timeline"
 TMP = tempfile.mkdtemp(prefix="attendance-timeline-")
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
 ARABIC = "أحمد محمد"
 
-
-def env():
-    e = dict(os.environ)
-    e["PGDATABASE"] = DB
-    e["PGTZ"] = "UTC"
-    return e
-
-
-def ctl(*args, check_rc=None):
-    return run_checked([CTL, *args], check_rc, env=env(), timeout=120)
-
-
-def sql(query):
-    return psql(query, db=DB)
+ctl = functools.partial(pgtest.ctl, timeout=120, PGDATABASE=DB, PGTZ="UTC")
+sql = functools.partial(psql, db=DB)
 
 
 def chromium():
