@@ -30,6 +30,7 @@ namespace {
 // worker without a database connection ignores by default: without this handler
 // WaitForBackgroundWorkerStartup/Shutdown would sleep until something else set the latch.
 void launcher_sigusr1(SIGNAL_ARGS) {
+    (void)postgres_signal_arg;
     int save_errno = errno;
     SetLatch(MyLatch);
     errno = save_errno;
