@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/intervals.hpp"
+// Explain traces format their timestamps with core/timefmt.hpp (here for this header's users too).
+#include "core/timefmt.hpp"
 
 namespace attendance::core {
 
@@ -146,9 +148,5 @@ int64_t round_minutes(int64_t ms);
 
 // 9499 -> "94.99", 10000 -> "100.00", 0 -> "0.00", -5 -> "-0.05".
 std::string format_percentage(int64_t hundredths);
-
-// 1763130734300 -> "2025-11-14T14:32:14.300Z" (proleptic Gregorian, UTC; works for any
-// int64, years outside 0000-9999 are printed with more digits / a leading '-').
-std::string format_timestamp_ms(int64_t ms_since_epoch);
 
 }  // namespace attendance::core

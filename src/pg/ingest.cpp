@@ -61,14 +61,7 @@ const char* log_verb(EventKind kind) {
 }
 
 std::string iso_ms(std::optional<int64_t> ms) {
-    if (!ms) return "-";
-    std::time_t s = std::time_t(*ms / 1000);
-    std::tm tm{};
-    gmtime_r(&s, &tm);
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, int(*ms % 1000));
-    return buf;
+    return ms ? core::format_timestamp_ms(*ms) : std::string("-");
 }
 
 // The hot path (docs/architecture.md): one row appended to the log, idempotent on the
