@@ -1,6 +1,8 @@
 -- The baseline a team would write by hand: the same rules as the attendance extension
--- (DESIGN §4, §5) in plain PL/pgSQL, with pgcrypto for the signature. Same tables,
--- same columns, same indexes as the extension's, in schema bench_baseline.
+-- (the webhook checks of docs/security.md, "Forged webhooks"; the reading of a body of
+-- docs/integration.md, "LiveKit's side"; the calculation's rules of src/core/calc.hpp and
+-- docs/decisions.md, "Calculation") in plain PL/pgSQL, with pgcrypto for the signature.
+-- Same tables, same columns, same indexes as the extension's, in schema bench_baseline.
 --
 --   bench_baseline.ingest_webhook(body, authorization) -> jsonb
 --       verify the HS256 token (hmac/digest from pgcrypto), parse the body with jsonb,

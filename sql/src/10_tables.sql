@@ -269,9 +269,9 @@ CREATE TABLE @extschema@.meeting_attendance_events (
     created_at           timestamptz NOT NULL DEFAULT now(),
     -- What the derivation reads of a leave or an abort (LiveKit's disconnectReason).
     disconnect_reason    text,
-    -- The seed's column: for participant_left, the minutes from its joinedAt to its
-    -- createdAt, rounded (written by ingestion; not a generated column, whose expression
-    -- PostgreSQL would rebuild for every INSERT).
+    -- A column of the application the extension replaces: for participant_left, the
+    -- minutes from its joinedAt to its createdAt, rounded (written by ingestion; not a
+    -- generated column, whose expression PostgreSQL would rebuild for every INSERT).
     duration_minutes     integer,
     -- A hand-written body accepted in development mode without createdAt (its time is its
     -- join time or its receipt time; the reason says which).

@@ -4,7 +4,7 @@
 -------------------------------------------------------------------------------
 
 -- The per-session report an application reads after NOTIFY attendance_calculated (the
--- seed synced this per student).
+-- application the extension replaces synced this per student).
 CREATE VIEW @extschema@.attendance_session_report AS
 SELECT m.session_id, s.room_name, s.starts_at, s.ends_at, m.user_id, m.user_key, m.participant_name, m.role,
        m.first_join_time AS enter_time, m.last_leave_time AS leave_time,

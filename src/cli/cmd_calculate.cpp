@@ -73,8 +73,7 @@ int calculate_due(Context& ctx) {
     if (any_failed) {
         Result f = ctx.db().exec(
             "SELECT session_id, failed_attempts, coalesce(last_error, '') "
-            "FROM attendance_session_schedule WHERE needs_calculation AND failed_attempts > 0 "
-            "ORDER BY session_id");
+            "FROM attendance_sessions_due WHERE failed_attempts > 0 ORDER BY session_id");
         Table t{{"Session", "Attempts", "Last Error"}, {Align::Right, Align::Right}, {}};
         for (int i = 0; i < f.rows(); ++i) {
             t.rows.push_back({f.get(i, 0), f.get(i, 1), Cell(f.get(i, 2), Color::Red)});

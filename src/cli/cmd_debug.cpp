@@ -1,5 +1,6 @@
-// debug: the seed's `attendance:debug` screen. Recent webhooks, attendance not yet
-// calculated, and the scheduler; --watch redraws it in place until Ctrl-C.
+// debug: the `attendance:debug` screen of the application the extension replaces
+// (docs/attendancectl.md). Recent webhooks, attendance not yet calculated, and the
+// scheduler; --watch redraws it in place until Ctrl-C.
 #include "cli/cli.hpp"
 #include "cli/terminal.hpp"
 

@@ -42,11 +42,14 @@ constexpr const char* kEventsText =
     ATTENDANCECTL_DURATION("v.connection_duration") ", coalesce(v.reason, ''), "
     "v.session_id IS NULL FROM (";
 
-// The schedule with each session's calculation state.
+// The schedule with each session's calculation state, as the view attendance_sessions_due
+// (the one home of the due rule, docs/sql.md) says: a session it does not list is
+// calculated; one it lists is due once its due_at has come (what the scheduler takes),
+// else provisional, a session waiting for the retry after a failure too.
 constexpr const char* kSessions =
     "SELECT q.* FROM (SELECT s.session_id, s.room_name, s.starts_at, s.ends_at, s.policy_name, "
-    "CASE WHEN NOT s.needs_calculation THEN 'calculated' "
-    "WHEN d.due_at <= now() OR s.failed_attempts > 0 THEN 'due' ELSE 'provisional' END AS status, "
+    "CASE WHEN d.session_id IS NULL THEN 'calculated' "
+    "WHEN d.due_at <= now() THEN 'due' ELSE 'provisional' END AS status, "
     "d.due_at, s.calculated_at, s.recalculation_cause, "
     "s.failed_attempts, s.last_error, s.room_finished_at, "
     "(SELECT count(*) FROM attendance_roster r WHERE r.session_id = s.session_id) AS roster, "
@@ -154,11 +157,14 @@ Command sessions_command() {
             "the session schedule and where each session stands",
             "Lists attendance_session_schedule, latest start first (default 50), with a status:\n"
             "  calculated   attendance is final (nothing left to calculate)\n"
-            "  due          the session ended and its calculation delay passed: the scheduler\n"
-            "               (or `attendancectl calculate`) calculates it now; also a calculated\n"
-            "               session waiting for recalculation (late webhook, roster change...),\n"
-            "               and one whose calculation failed, waiting for its retry (Due)\n"
-            "  provisional  not due yet (upcoming or in progress): numbers are provisional\n"
+            "  due          its due time (Due, from attendance_sessions_due) has come: the\n"
+            "               session ended and its calculation delay passed, or the retry after\n"
+            "               a failed calculation is due; the scheduler (or `attendancectl\n"
+            "               calculate`) calculates it now. Also a calculated session waiting\n"
+            "               for recalculation (late webhook, roster change...)\n"
+            "  provisional  not due yet: upcoming, in progress, in its calculation delay, or\n"
+            "               waiting for the retry after a failure (Due says when); numbers are\n"
+            "               provisional\n"
             "plus the roster size, the people seen, and notes (recalculation cause, failures).",
             {{"status", 0, ArgKind::Required, "STATUS", "only sessions with this status"},
              {"last", 'n', ArgKind::Required, "N", "how many (default 50)"}},

@@ -141,9 +141,10 @@ Command sign_command() {
             "print a ready-to-run curl command with a signed webhook (manual webhook test)",
             "Signs the exact bytes of BODY_FILE (- for stdin) with attendance_sign_webhook(body,\n"
             "API_KEY) and prints a curl command that posts it with Content-Type\n"
-            "application/webhook+json and the Authorization token, like the seed's \"Manual\n"
-            "Webhook Test\". The token is valid for --ttl seconds (default 600); its expiry is\n"
-            "printed on stderr so that stdout can be piped to sh.",
+            "application/webhook+json and the Authorization token, like the \"Manual Webhook\n"
+            "Test\" of the application the extension replaces. The token is valid for --ttl\n"
+            "seconds (default 600); its expiry is printed on stderr so that stdout can be piped\n"
+            "to sh.",
             {{"key", 'k', ArgKind::Required, "API_KEY", "the key to sign with (required)"},
              {"url", 0, ArgKind::Required, "URL",
               "where curl posts (default http://127.0.0.1:8080/webhooks/livekit)"},

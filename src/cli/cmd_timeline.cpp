@@ -5,6 +5,8 @@
 // the derivation is never re-done here.
 #include "cli/cli.hpp"
 
+#include "core/timefmt.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -12,7 +14,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <string>
 #include <vector>
 
@@ -108,24 +109,10 @@ std::string fmt(double v) {
     return buf;
 }
 
-// HH:MM of a Unix time in ms, shifted by the session's UTC offset.
-std::string clock_text(int64_t at_ms, int64_t offset_s) {
-    std::time_t t = std::time_t(at_ms / 1000 + offset_s);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%02d:%02d", tm.tm_hour, tm.tm_min);
-    return buf;
-}
-
-std::string clock_seconds(int64_t at_ms, int64_t offset_s) {
-    std::time_t t = std::time_t(at_ms / 1000 + offset_s);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return buf;
-}
+// Clock texts (HH:MM, HH:MM:SS) in the session's UTC offset: the core's, like every
+// timestamp text of the project.
+using attendance::core::format_clock_hm;
+using attendance::core::format_clock_hms;
 
 constexpr const char* kStyle = R"(
 body{font-family:"DejaVu Sans","Noto Sans","Noto Sans Arabic",Arial,sans-serif;margin:24px;color:#1d2733;background:#fff}
@@ -208,7 +195,7 @@ int run_timeline(Context& ctx, const Args& args) {
         svg += "<line class=\"grid\" x1=\"" + x + "\" y1=\"" + fmt(top - 6) + "\" x2=\"" + x +
                "\" y2=\"" + fmt(chart_bottom) + "\"/>";
         svg += "<text class=\"tick\" x=\"" + x + "\" y=\"" + fmt(top - 12) +
-               "\" text-anchor=\"middle\">" + clock_text(at, offset_s) + "</text>\n";
+               "\" text-anchor=\"middle\">" + format_clock_hm(at, offset_s) + "</text>\n";
     }
     // every other lane tinted, under the window and the bars
     for (size_t i = 0; i < persons.size(); i += 2)
@@ -261,8 +248,8 @@ int run_timeline(Context& ctx, const Args& args) {
             const int64_t until = leave ? *leave : std::max(now, *join);
             const double x0 = x_of(*join), x1 = std::max(x_of(until), x0 + 2);
             const std::string tip =
-                str(c, "sid") + ": " + clock_seconds(*join, offset_s) + " – " +
-                (leave ? clock_seconds(*leave, offset_s) : std::string("still connected")) +
+                str(c, "sid") + ": " + format_clock_hms(*join, offset_s) + " – " +
+                (leave ? format_clock_hms(*leave, offset_s) : std::string("still connected")) +
                 (kind == "reconciled" ? " (leave lost, closed by reconciliation)" : "") +
                 (kind == "aborted" ? " (aborted, never counts)" : "") +
                 (str(c, "join_source") == "rebuilt_from_leave" ? " (join rebuilt from leave)" : "");

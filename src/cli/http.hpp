@@ -1,6 +1,6 @@
 // The HTTP side of `attendancectl replay --url`: the URL's checks and a keep-alive
-// client, which is cpp-httplib's (libcpp-httplib, the library attendance-proxy serves
-// with). http:// only: the proxy speaks plain HTTP (put TLS in front of it).
+// client, which is cpp-httplib's (libcpp-httplib; attendance-proxy serves with Boost.Beast,
+// docs/proxy.md). http:// only: the proxy speaks plain HTTP (put TLS in front of it).
 #pragma once
 
 #include <memory>

@@ -1,5 +1,7 @@
 #include "core/calc.hpp"
 
+#include "core/timefmt.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <stdexcept>
@@ -15,7 +17,6 @@ __extension__ typedef __int128 i128;
 
 constexpr int64_t kFullBp = 10000;  // 100.00 %
 constexpr int64_t kMsPerMinute = 60 * 1000;
-constexpr int64_t kMsPerDay = 24 * 60 * 60 * 1000;
 
 void validate_window(const SessionWindow& w) {
     if (w.end_ms <= w.start_ms) {
@@ -133,11 +134,6 @@ const char* effective_end_source(const SessionWindow& w) {
         source = "as_of";
     }
     return source;
-}
-
-int64_t floor_div(int64_t a, int64_t b) {
-    const int64_t q = a / b;
-    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
 nlohmann::json ts_or_null(const std::optional<int64_t>& ms) {
@@ -543,38 +539,6 @@ std::optional<std::string> prevailing_cause(const std::optional<std::string>& pe
     if (!incoming) return pending;
     if (!pending || *incoming == kLateWebhookCause) return incoming;
     return pending;
-}
-
-std::string format_timestamp_ms(int64_t ms_since_epoch) {
-    const int64_t days = floor_div(ms_since_epoch, kMsPerDay);
-    int64_t rem = ms_since_epoch % kMsPerDay;  // no days * kMsPerDay: may overflow
-    if (rem < 0) {
-        rem += kMsPerDay;  // [0, kMsPerDay)
-    }
-    const int64_t millis = rem % 1000;
-    rem /= 1000;
-    const int64_t sec = rem % 60;
-    rem /= 60;
-    const int64_t min = rem % 60;
-    const int64_t hour = rem / 60;
-
-    // civil_from_days (H. Hinnant), proleptic Gregorian.
-    const int64_t z = days + 719468;
-    const int64_t era = floor_div(z, 146097);
-    const int64_t doe = z - era * 146097;
-    const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const int64_t mp = (5 * doy + 2) / 153;
-    const int64_t day = doy - (153 * mp + 2) / 5 + 1;
-    const int64_t month = mp < 10 ? mp + 3 : mp - 9;
-    const int64_t year = yoe + era * 400 + (month <= 2 ? 1 : 0);
-
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "%s%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", year < 0 ? "-" : "",
-                  static_cast<long long>(year < 0 ? -year : year), static_cast<int>(month),
-                  static_cast<int>(day), static_cast<int>(hour), static_cast<int>(min),
-                  static_cast<int>(sec), static_cast<int>(millis));
-    return buf;
 }
 
 }  // namespace attendance::core

@@ -147,17 +147,13 @@ int64_t round_minutes(int64_t ms);
 // 9499 -> "94.99", 10000 -> "100.00", 0 -> "0.00", -5 -> "-0.05".
 std::string format_percentage(int64_t hundredths);
 
-// The one home of cause precedence (docs/architecture.md, "Rules and their homes"): the
+// The one home of cause precedence (docs/architecture.md, "One home for each rule"): the
 // cause that stands when `incoming` meets a session whose pending cause is `pending`. A
 // late webhook wins over every cause; otherwise the pending cause is kept; nothing
 // incoming keeps the pending one. The flag (_attendance_flag, through
-// _attendance_prevailing_cause) and the calculation's audit (calculate.cpp) both ask it.
+// _attendance_prevailing_cause) and the calculation's audit (core::audit_cause) both ask it.
 inline constexpr const char* kLateWebhookCause = "late webhook";
 std::optional<std::string> prevailing_cause(const std::optional<std::string>& pending,
                                             const std::optional<std::string>& incoming);
-
-// 1763130734300 -> "2025-11-14T14:32:14.300Z" (proleptic Gregorian, UTC; works for any
-// int64, years outside 0000-9999 are printed with more digits / a leading '-').
-std::string format_timestamp_ms(int64_t ms_since_epoch);
 
 }  // namespace attendance::core

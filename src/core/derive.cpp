@@ -1,6 +1,7 @@
 #include "core/derive.hpp"
 
 #include "core/reconcile.hpp"
+#include "core/timefmt.hpp"
 
 #include <algorithm>
 #include <set>

@@ -76,7 +76,8 @@ struct DerivedPerson {
     std::string identity, name;
     std::string role = "student";                // roster, else the events' role, else student
     std::vector<DerivedConnection> connections;  // sorted by join (open-ended last), sid
-    // The live summary (the seed's uncalculated columns).
+    // The live summary: the columns meeting_attendances fills before calculation (those of
+    // the application the extension replaces, docs/sql.md).
     std::optional<int64_t> first_join_ms;
     std::optional<int64_t> last_leave_ms;  // empty while any connection is open
     int join_count = 0;
@@ -132,7 +133,8 @@ SessionDerivation derive_persons(const std::vector<LoggedEvent>& events,
                                  const DeriveContext& context,
                                  const std::set<std::string>& user_keys);
 
-// The person's connections as the seed's join_leave_cycles JSON array.
+// The person's connections as meeting_attendances.join_leave_cycles, a JSON array (the
+// shape the application the extension replaces stored).
 nlohmann::json cycles_json(const DerivedPerson& person);
 
 // Whether an event is one of a participant's connection (join, leave, abort): the events

@@ -12,6 +12,7 @@
 #include "pg/settings.hpp"
 
 #include "core/calc.hpp"
+#include "core/timefmt.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -11,6 +11,7 @@
 #include "core/calc.hpp"
 #include "core/person.hpp"
 #include "core/redact.hpp"
+#include "core/timefmt.hpp"
 #include "core/token.hpp"
 #include "core/webhook.hpp"
 
@@ -63,14 +64,7 @@ const char* log_verb(EventKind kind) {
 }
 
 std::string iso_ms(std::optional<int64_t> ms) {
-    if (!ms) return "-";
-    std::time_t s = std::time_t(*ms / 1000);
-    std::tm tm{};
-    gmtime_r(&s, &tm);
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, int(*ms % 1000));
-    return buf;
+    return ms ? core::format_timestamp_ms(*ms) : std::string("-");
 }
 
 // The hot path (docs/architecture.md): one row appended to the log, idempotent on the
@@ -162,7 +156,8 @@ Outcome record(SpiSession& spi, const core::WebhookEvent& ev, const std::string&
     std::optional<int64_t> joined_ms = p ? p->joined_at_ms : std::nullopt;
     const std::string disconnect =
         p && p->disconnect_reason != "UNKNOWN_REASON" ? p->disconnect_reason : "";
-    // The seed's duration_minutes: how long the connection a leave closes lasted.
+    // duration_minutes (a column of the application the extension replaces): how long the
+    // connection a leave closes lasted.
     std::optional<int64_t> duration_minutes;
     if (ev.kind == EventKind::ParticipantLeft && joined_ms)
         duration_minutes = core::round_minutes(event_ms - *joined_ms);

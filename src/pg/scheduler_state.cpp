@@ -8,6 +8,7 @@
 #include "pg/spi.hpp"
 
 #include "core/calc.hpp"
+#include "core/timefmt.hpp"
 
 extern "C" {
 #include "storage/ipc.h"

@@ -1,9 +1,10 @@
 #include "proxy/text.hpp"
 
+#include "core/timefmt.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
-#include <ctime>
 
 namespace attendance::proxy {
 
@@ -199,15 +200,7 @@ std::optional<std::string> request_path(std::string_view target) {
 
 std::string iso8601_utc(std::chrono::system_clock::time_point t) {
     using namespace std::chrono;
-    const auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
-    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<int>(ms % 1000));
-    return buf;
+    return core::format_timestamp_ms(floor<milliseconds>(t.time_since_epoch()).count());
 }
 
 }  // namespace attendance::proxy

@@ -33,7 +33,7 @@ bool valid_host(std::string_view value);
 // an invalid authority): a malformed request.
 std::optional<std::string> request_path(std::string_view target);
 
-// 2025-11-14T14:30:00.123Z
+// 2025-11-14T14:30:00.123Z: core::format_timestamp_ms of the time rounded down to the ms.
 std::string iso8601_utc(std::chrono::system_clock::time_point t);
 
 }  // namespace attendance::proxy

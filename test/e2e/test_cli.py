@@ -310,7 +310,40 @@ def _():
     assert p.returncode == 4 and "no attendance for user nobody" in p.stderr, (p.returncode, p.stderr)
 
 
-@case("calculate (all due): processed/failed, exit 1 when a session fails")
+def view_due(session):
+    """What the view attendance_sessions_due says of a session: (due now, due_at as text)."""
+    row = sql(f"SELECT due_at <= now(), to_char(due_at, 'YYYY-MM-DD HH24:MI:SS') "
+              f"FROM attendance_sessions_due WHERE session_id = {session}")
+    assert row, f"attendance_sessions_due does not list {session}"
+    due, due_at = row.split("|")
+    return due == "t", due_at
+
+
+def assert_sessions_label_as_view(session):
+    """A session with a failed calculation whose retry is an hour away is not due by the view,
+    and attendancectl sessions says provisional (table, --json, --status); once the retry time
+    has come, both say due. (Before, the CLI called every session with a failure due.)"""
+    sql(f"UPDATE attendance_session_schedule SET next_attempt_at = now() + interval '1 hour' "
+        f"WHERE session_id = {session}")
+    assert sql(f"SELECT failed_attempts > 0 FROM attendance_session_schedule WHERE session_id = {session}") == "t"
+    due, due_at = view_due(session)
+    assert not due, f"the view says {session} is due"
+    row = table_rows(ctl("sessions", str(session), check_rc=0).stdout)[0]
+    assert (row[5], row[6]) == ("provisional", due_at), row
+    assert json.loads(ctl("sessions", str(session), "--json", check_rc=0).stdout)[0]["status"] == "provisional"
+    listed = lambda status: [r[0] for r in table_rows(ctl("sessions", "--status", status, check_rc=0).stdout)]
+    assert str(session) not in listed("due") and str(session) in listed("provisional")
+    sql(f"UPDATE attendance_session_schedule SET next_attempt_at = now() - interval '1 second' "
+        f"WHERE session_id = {session}")
+    due, due_at = view_due(session)
+    assert due, f"the view says {session} is not due"
+    row = table_rows(ctl("sessions", str(session), check_rc=0).stdout)[0]
+    assert (row[5], row[6]) == ("due", due_at), row
+    assert str(session) in listed("due") and str(session) not in listed("provisional")
+
+
+@case("calculate (all due): processed/failed, exit 1 when a session fails; while its retry is "
+      "in the future attendancectl sessions and attendance_sessions_due agree it is not due")
 def _():
     p = ctl("calculate", check_rc=0)
     assert re.match(r"processed \d+, failed 0", p.stdout), p.stdout
@@ -325,7 +358,8 @@ def _():
         p = ctl("calculate", check_rc=1)
         assert "failed 1" in p.stdout and "boom in session 457" in p.stdout, p.stdout
         rows = table_rows(ctl("sessions", "457", check_rc=0).stdout)
-        assert rows[0][5] == "due" and "1 failed: " in rows[0][10], rows
+        assert "1 failed: " in rows[0][10] and "boom in session 457" in rows[0][10], rows
+        assert_sessions_label_as_view(457)
     finally:
         sql("DROP TRIGGER IF EXISTS fail_457 ON meeting_attendances; DROP FUNCTION IF EXISTS public.fail_457()")
     ctl("calculate", "457", check_rc=0)

@@ -60,7 +60,7 @@ SELECT count(*) AS still_unmatched FROM attendance_unmatched_events WHERE event_
 SELECT participant_sid, session_id FROM attendance_sessions WHERE participant_sid = 'PA_unk1';
 SELECT session_id, user_key, participant_name, first_join_time, join_count FROM meeting_attendances WHERE user_key = '77';
 
--- 5. the seed's manual curl test: snake_case field names, numbers instead of strings
+-- 5. the manual curl test of the application the extension replaces: snake_case field names, numbers instead of strings
 SET client_min_messages = error;
 SELECT attendance_ingest_webhook(
   '{"event": "participant_joined", "id": "EV_snake1", "created_at": 1763131000,' ||

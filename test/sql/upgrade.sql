@@ -96,7 +96,7 @@ WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'attendance') A
   AND c.oid <> ALL ((SELECT extconfig FROM pg_extension WHERE extname = 'attendance')::oid[]) ORDER BY 1;
 SELECT count(*) AS partitions, count(d.objid) AS in_the_extension
 FROM _attendance_log_partitions() p LEFT JOIN pg_depend d ON d.objid = p.partition AND d.deptype = 'e';
--- what the derivation reads of old rows was filled from their bodies; the seed's column
+-- what the derivation reads of old rows was filled from their bodies; duration_minutes is the replaced application's column
 SELECT event_id, disconnect_reason, duration_minutes FROM meeting_attendance_events
 WHERE event_type IN ('participant_left', 'participant_connection_aborted') ORDER BY event_timestamp, event_id;
 -- the update derived nothing (the fold the 0.2.0 -> 0.3.0 and 0.3.0 -> 0.4.0 scripts call

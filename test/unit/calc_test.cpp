@@ -583,17 +583,6 @@ TEST(CalcFormat, FormatPercentage) {
     EXPECT_EQ(format_percentage(-5), "-0.05");
 }
 
-TEST(CalcFormat, FormatTimestamp) {
-    EXPECT_EQ(format_timestamp_ms(at(14, 32, 14, 300)), "2025-11-14T14:32:14.300Z");
-    EXPECT_EQ(format_timestamp_ms(0), "1970-01-01T00:00:00.000Z");
-    EXPECT_EQ(format_timestamp_ms(-1), "1969-12-31T23:59:59.999Z");
-    EXPECT_EQ(format_timestamp_ms(951782400000), "2000-02-29T00:00:00.000Z");
-    EXPECT_EQ(format_timestamp_ms(1709251199999), "2024-02-29T23:59:59.999Z");
-    EXPECT_EQ(format_timestamp_ms(253402300799999), "9999-12-31T23:59:59.999Z");
-    EXPECT_FALSE(format_timestamp_ms(INT64_MIN).empty());
-    EXPECT_FALSE(format_timestamp_ms(INT64_MAX).empty());
-}
-
 // --- the worked example (test/fixtures/livekit/README.md, session-456) -----------------------
 
 const SessionWindow kExample{S, E, at(15, 15, 40), at(15, 20)};

@@ -130,6 +130,13 @@ TEST(ProxyText, OneLineCollapsesLibpqMessages) {
 TEST(ProxyText, Iso8601) {
     const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(1763130300123));
     EXPECT_EQ(ap::iso8601_utc(t), "2025-11-14T14:25:00.123Z");
+    // a finer clock is rounded down to the millisecond, before 1970 too
+    using std::chrono::microseconds;
+    EXPECT_EQ(
+        ap::iso8601_utc(std::chrono::system_clock::time_point(microseconds(1763130300123999))),
+        "2025-11-14T14:25:00.123Z");
+    EXPECT_EQ(ap::iso8601_utc(std::chrono::system_clock::time_point(microseconds(-1))),
+              "1969-12-31T23:59:59.999Z");
 }
 
 // ---- request targets and Host (RFC 9112 section 3.2) -----------------------------------
