@@ -181,7 +181,7 @@ extern "C" void attendance_launcher_main(Datum) {
     try {
         launcher_loop();
     } catch (const std::exception& e) {
-        // The loop only calls PostgreSQL through pg_call; anything here ends the
+        // An exception here (none is expected: the loop runs no SQL) ends the
         // launcher, and the postmaster restarts it.
         static char message[512];
         std::snprintf(message, sizeof message, "%s", e.what());
