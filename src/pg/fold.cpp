@@ -274,7 +274,8 @@ FoldResult fold(SpiSession& spi, int64_t max_events) {
             if (!out.message.empty()) out.message += "; ";
             out.message += "session " + std::to_string(all[k]) + ": " + error;
             spi.exec(kMarkFailed, {Arg::int8(all[k])});
-        });
+        },
+        true);
     spi.exec(kFoldDone,
              {Arg::boolean(out.complete), Arg::int8(high), Arg::int4(int32_t(out.events)),
               Arg::int4(out.sessions), Arg::int8(lag_ms)});

@@ -1,5 +1,6 @@
 #include "pg/spi.hpp"
 
+#include <limits>
 #include <unordered_map>
 
 namespace attendance::pg {
@@ -225,6 +226,8 @@ int64_t Value::int8() const {
 
 std::optional<int64_t> Value::opt_ms() const {
     if (kind_ == Kind::Null) return std::nullopt;
+    if (kind_ == Kind::Text)
+        throw core::Error("22008", "timestamp out of range for attendance: " + s_);
     if (kind_ != Kind::Time)
         throw core::Error(core::sqlstate::kInternal,
                           "attendance: a timestamptz column was expected");
@@ -296,8 +299,11 @@ std::vector<Row> SpiSession::query(const std::string& sql, const std::vector<Arg
                     break;
                 case TIMESTAMPTZOID:
                     // microseconds since 2000-01-01, to microseconds since 1970-01-01;
-                    // +/-infinity keeps its text (reading it as a time is then an error)
-                    if (!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d))) {
+                    // +/-infinity (and a time past the year 294246) keeps its text: reading it
+                    // as a time is then an error that says so
+                    if (!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d)) &&
+                        DatumGetTimestampTz(d) <=
+                            std::numeric_limits<int64_t>::max() - kPgEpochOffsetMs * 1000) {
                         row[size_t(c)] = Value::time_us(int64_t(DatumGetTimestampTz(d)) +
                                                         kPgEpochOffsetMs * 1000);
                         break;

@@ -44,23 +44,28 @@ struct ConnectionRows : Columns {
     }
 };
 
-// What a session's derivation replaces: all its rows, or (derived for some persons) theirs.
-// A scope row (session, NULL) stands for the whole session.
+// What a session's derivation replaces: all its rows (whole), or (derived for some persons)
+// theirs. vanished: of the persons derived, only those the derivation no longer has (the
+// rows a derivation for some persons removes).
 struct ScopeRows : Columns {
     Column<int64_t> session_id{*this, "session_id"};
-    Column<OptText> user_key{*this, "user_key"};
+    Column<std::string> user_key{*this, "user_key"};
+    Column<bool> whole{*this, "whole"};
 
-    explicit ScopeRows(const std::vector<const Derived*>& sessions) {
+    ScopeRows(const std::vector<const Derived*>& sessions, bool vanished) {
         for (const Derived* s : sessions) {
             const Derived& d = *s;
             if (!d.input.only) {
                 session_id.add(d.input.session_id);
                 user_key.add("");
+                whole.add(true);
                 continue;
             }
             for (const std::string& key : *d.input.only) {
+                if (vanished && d.outcome.derivation.persons.count(key)) continue;
                 session_id.add(d.input.session_id);
                 user_key.add(key);
+                whole.add(false);
             }
         }
     }
@@ -68,7 +73,7 @@ struct ScopeRows : Columns {
 
 constexpr const char* kDeleteConnections = R"sql(
 DELETE FROM @s.attendance_sessions c USING {scope}
-WHERE c.session_id = s.session_id AND (s.user_key IS NULL OR c.user_key = s.user_key)
+WHERE c.session_id = s.session_id AND (s.whole OR c.user_key = s.user_key)
 )sql";
 
 constexpr const char* kInsertConnections = R"sql(
@@ -84,7 +89,7 @@ std::string with_rows(std::string sql, const std::string& name, const std::strin
 
 void store_connections(SpiSession& spi, const std::vector<const Derived*>& sessions, bool rooms) {
     if (sessions.empty()) return;
-    const ScopeRows scope(sessions);
+    const ScopeRows scope(sessions, false);
     spi.exec(with_rows(kDeleteConnections, "scope", scope.unnest("s")), scope.args());
     ConnectionRows rows(rooms);
     for (const Derived* s : sessions) {
@@ -127,7 +132,7 @@ struct PersonRows : Columns {
     Column<OptInt8> session_duration_minutes{*this, "session_duration_minutes"};
     Column<OptText> policy_name{*this, "policy_name"};
     Column<bool> is_calculated{*this, "is_calculated"};
-    Column<OptText> cause{*this, "cause"};
+    Column<std::string> cause{*this, "cause"};
 
     void add(const Derived& d, const std::string& key, const core::DerivedPerson& p,
              const core::PersonResult* result) {
@@ -247,7 +252,7 @@ SELECT (SELECT count(*) FROM up) AS stored, (SELECT count(*) FROM audit) AS audi
 constexpr const char* kRemovePersons = R"sql(
 WITH gone AS (
   DELETE FROM @s.meeting_attendances m USING {scope}
-  WHERE m.session_id = s.session_id AND (s.user_key IS NULL OR m.user_key = s.user_key)
+  WHERE m.session_id = s.session_id AND (s.whole OR m.user_key = s.user_key)
     -- (a hashed subplan; NOT EXISTS over an unnest may be planned as a quadratic loop)
     AND (m.session_id, m.user_key) NOT IN (SELECT k.session_id, k.user_key FROM {keep})
     AND (m.attendance_calculated_at IS NULL OR m.session_id = ANY ({results}))
@@ -293,10 +298,11 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
             rows.add(d, key, p, results && r != d.outcome.results.end() ? &r->second : nullptr);
         }
     }
-    // Removed first: a row no derivation has any more.
+    // Removed first: a row no derivation has any more (nothing to do when every person a
+    // derivation for some persons derived is still there).
     std::vector<const Derived*> all;
     for (const Derived& d : sessions) all.push_back(&d);
-    const ScopeRows scope(all);
+    const ScopeRows scope(all, true);
     const int n = int(scope.args().size());
     std::vector<Arg> args = scope.args();
     for (Arg& a : keep.args()) args.push_back(std::move(a));
@@ -306,7 +312,7 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
     remove = with_rows(remove, "keep", keep.unnest("k", n + 1));
     remove = with_rows(remove, "results", "$" + std::to_string(n + 3) + "::bigint[]");
     remove = with_rows(remove, "causes", "$" + std::to_string(n + 4) + "::text[]");
-    spi.exec(remove, args);
+    if (!scope.empty()) spi.exec(remove, args);
     // Of a session derived for some persons, the rows not derived now show as not
     // calculated too while it is flagged.
     std::vector<int64_t> some_pending;

@@ -15,17 +15,18 @@ SubTransaction::SubTransaction() : context_(CurrentMemoryContext), owner_(Curren
 
 void SubTransaction::release() {
     if (!open_) return;
-    open_ = false;
+    // Still open if the release fails: the caller's rollback() then rolls it back.
     pg_call([this] {
         ReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(context_);
         CurrentResourceOwner = owner_;
     });
+    open_ = false;
 }
 
 void SubTransaction::rollback() {
     if (!open_) return;
-    open_ = false;
+    open_ = false;  // a failed rollback is not tried again: the transaction's abort ends it
     pg_call([this] {
         RollbackAndReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(context_);

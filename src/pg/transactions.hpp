@@ -61,13 +61,15 @@ std::string in_subtransaction(F&& f) {
 // never stops the others (the calculation and the fold: docs/architecture.md, "The
 // worker's loops"). work(first, last) does items [first, last) and returns what done()
 // is told after its subtransaction is kept; failed(k, error) is told of an item that
-// failed alone.
+// failed alone. retry_lone: a batch of one item that fails is tried once more alone (the
+// fold: a lock timeout or deadlock may pass); otherwise a batch of one is run alone only.
 template <typename Work, typename Done, typename Failed>
-void in_batches(size_t n, size_t step, Work&& work, Done&& done, Failed&& failed) {
+void in_batches(size_t n, size_t step, Work&& work, Done&& done, Failed&& failed,
+                bool retry_lone = false) {
     if (step == 0) step = 1;
     for (size_t first = 0; first < n; first += step) {
         const size_t last = std::min(n, first + step);
-        if (last - first > 1) {
+        if (last - first > 1 || retry_lone) {
             decltype(work(first, last)) result{};
             if (in_subtransaction([&] { result = work(first, last); }).empty()) {
                 done(result);
