@@ -47,12 +47,20 @@ class Columns {
                 (k ? ", $" : "$") + std::to_string(first + int(k)) + "::" + columns_[k].type + "[]";
         return out + ") AS " + alias + "(" + names() + ")";
     }
-    // The arguments, in the order of unnest().
+    // The arguments, in the order of unnest(): a copy, or (take) moved out, which leaves the
+    // columns empty (for the one statement that writes them: a batch's rows are large).
     std::vector<Arg> args() const {
         std::vector<Arg> out;
         for (const auto& c : columns_) out.push_back(c.arg);
         return out;
     }
+    std::vector<Arg> take() {
+        std::vector<Arg> out;
+        out.reserve(columns_.size());
+        for (auto& c : columns_) out.push_back(std::move(c.arg));
+        return out;
+    }
+    size_t width() const { return columns_.size(); }
     size_t rows() const { return columns_.empty() ? 0 : length(columns_.front().arg); }
     bool empty() const { return rows() == 0; }
 

@@ -44,36 +44,42 @@ struct ConnectionRows : Columns {
     }
 };
 
-// What a session's derivation replaces: all its rows (whole), or (derived for some persons)
-// theirs. vanished: of the persons derived, only those the derivation no longer has (the
-// rows a derivation for some persons removes).
-struct ScopeRows : Columns {
+// What a session's derivation replaces: all its rows (a whole session), or (derived for
+// some persons) theirs. vanished: of the persons derived, only those the derivation no
+// longer has (the rows a derivation for some persons removes). Two shapes, so that each
+// statement reads the table by its index: a whole session by session_id = ANY, a person by
+// (session_id, user_key).
+struct PersonKeys : Columns {
     Column<int64_t> session_id{*this, "session_id"};
     Column<std::string> user_key{*this, "user_key"};
-    Column<bool> whole{*this, "whole"};
+};
+struct Scope {
+    std::vector<int64_t> sessions;
+    PersonKeys persons;
 
-    ScopeRows(const std::vector<const Derived*>& sessions, bool vanished) {
-        for (const Derived* s : sessions) {
+    Scope(const std::vector<const Derived*>& derived, bool vanished) {
+        for (const Derived* s : derived) {
             const Derived& d = *s;
             if (!d.input.only) {
-                session_id.add(d.input.session_id);
-                user_key.add("");
-                whole.add(true);
+                sessions.push_back(d.input.session_id);
                 continue;
             }
             for (const std::string& key : *d.input.only) {
                 if (vanished && d.outcome.derivation.persons.count(key)) continue;
-                session_id.add(d.input.session_id);
-                user_key.add(key);
-                whole.add(false);
+                persons.session_id.add(d.input.session_id);
+                persons.user_key.add(key);
             }
         }
     }
 };
 
+// {from} and {which}: the rows of whole sessions, or of persons (docs: Scope above).
+constexpr const char* kWholeSessions = "m.session_id = ANY ($1::bigint[])";
+constexpr const char* kPersonsFrom = " USING {persons}";
+constexpr const char* kPersons = "m.session_id = p.session_id AND m.user_key = p.user_key";
+
 constexpr const char* kDeleteConnections = R"sql(
-DELETE FROM @s.attendance_sessions c USING {scope}
-WHERE c.session_id = s.session_id AND (s.whole OR c.user_key = s.user_key)
+DELETE FROM @s.attendance_sessions m{from} WHERE {which}
 )sql";
 
 constexpr const char* kInsertConnections = R"sql(
@@ -87,10 +93,21 @@ std::string with_rows(std::string sql, const std::string& name, const std::strin
     return sql;
 }
 
+// The statement for one shape of a scope, and its first arguments.
+std::string scoped(std::string sql, bool whole, const PersonKeys& persons) {
+    sql = with_rows(sql, "from", whole ? "" : kPersonsFrom);
+    sql = with_rows(sql, "which", whole ? kWholeSessions : kPersons);
+    return with_rows(sql, "persons", persons.unnest("p"));
+}
+
 void store_connections(SpiSession& spi, const std::vector<const Derived*>& sessions, bool rooms) {
     if (sessions.empty()) return;
-    const ScopeRows scope(sessions, false);
-    spi.exec(with_rows(kDeleteConnections, "scope", scope.unnest("s")), scope.args());
+    const Scope scope(sessions, false);
+    if (!scope.sessions.empty())
+        spi.exec(scoped(kDeleteConnections, true, scope.persons),
+                 {Arg::int8_array(scope.sessions)});
+    if (!scope.persons.empty())
+        spi.exec(scoped(kDeleteConnections, false, scope.persons), scope.persons.args());
     ConnectionRows rows(rooms);
     for (const Derived* s : sessions) {
         const Derived& d = *s;
@@ -104,7 +121,7 @@ void store_connections(SpiSession& spi, const std::vector<const Derived*>& sessi
     if (rows.empty()) return;
     spi.exec(
         with_rows(with_rows(kInsertConnections, "names", rows.names()), "rows", rows.unnest("x")),
-        rows.args());
+        rows.take());
 }
 
 // ---- meeting_attendances: one row per person -------------------------------------------
@@ -251,8 +268,8 @@ SELECT (SELECT count(*) FROM up) AS stored, (SELECT count(*) FROM audit) AS audi
 // calculation's cause.
 constexpr const char* kRemovePersons = R"sql(
 WITH gone AS (
-  DELETE FROM @s.meeting_attendances m USING {scope}
-  WHERE m.session_id = s.session_id AND (s.whole OR m.user_key = s.user_key)
+  DELETE FROM @s.meeting_attendances m{from}
+  WHERE {which}
     -- (a hashed subplan; NOT EXISTS over an unnest may be planned as a quadratic loop)
     AND (m.session_id, m.user_key) NOT IN (SELECT k.session_id, k.user_key FROM {keep})
     AND (m.attendance_calculated_at IS NULL OR m.session_id = ANY ({results}))
@@ -271,18 +288,19 @@ UPDATE @s.meeting_attendances SET is_calculated = false, updated_at = now()
 WHERE session_id = ANY($1) AND is_calculated
 )sql";
 
-struct KeyRows : Columns {
-    Column<int64_t> session_id{*this, "session_id"};
-    Column<std::string> user_key{*this, "user_key"};
-};
-
 void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool rooms,
                    bool results) {
     if (sessions.empty()) return;
     PersonRows rows;
-    KeyRows keep;
+    PersonKeys keep;
     std::vector<int64_t> pending, result_sessions;
     std::vector<std::string> causes;
+    // Removed first: a row no derivation has any more (nothing to do when every person a
+    // derivation for some persons derived is still there).
+    std::vector<const Derived*> all;
+    for (const Derived& d : sessions) all.push_back(&d);
+    const Scope scope(all, true);
+    const bool removing = !scope.sessions.empty() || !scope.persons.empty();
     for (const Derived& d : sessions) {
         // A calculated session waiting for its recalculation: its rows show as not calculated.
         if (d.input.calculated && (d.input.pending_cause || d.input.unseen_events))
@@ -292,27 +310,29 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
             causes.push_back(d.outcome.cause);
         }
         for (const auto& [key, p] : d.outcome.derivation.persons) {
-            keep.session_id.add(d.input.session_id);
-            keep.user_key.add(key);
+            if (removing) {
+                keep.session_id.add(d.input.session_id);
+                keep.user_key.add(key);
+            }
             const auto r = d.outcome.results.find(key);
             rows.add(d, key, p, results && r != d.outcome.results.end() ? &r->second : nullptr);
         }
     }
-    // Removed first: a row no derivation has any more (nothing to do when every person a
-    // derivation for some persons derived is still there).
-    std::vector<const Derived*> all;
-    for (const Derived& d : sessions) all.push_back(&d);
-    const ScopeRows scope(all, true);
-    const int n = int(scope.args().size());
-    std::vector<Arg> args = scope.args();
-    for (Arg& a : keep.args()) args.push_back(std::move(a));
-    args.push_back(Arg::int8_array(result_sessions));
-    args.push_back(Arg::text_array(causes));
-    std::string remove = with_rows(kRemovePersons, "scope", scope.unnest("s"));
-    remove = with_rows(remove, "keep", keep.unnest("k", n + 1));
-    remove = with_rows(remove, "results", "$" + std::to_string(n + 3) + "::bigint[]");
-    remove = with_rows(remove, "causes", "$" + std::to_string(n + 4) + "::text[]");
-    if (!scope.empty()) spi.exec(remove, args);
+    auto remove = [&](bool whole) {
+        std::vector<Arg> args =
+            whole ? std::vector<Arg>{Arg::int8_array(scope.sessions)} : scope.persons.args();
+        const int n = int(args.size());
+        for (Arg& a : keep.args()) args.push_back(std::move(a));
+        args.push_back(Arg::int8_array(result_sessions));
+        args.push_back(Arg::text_array(causes));
+        std::string sql = scoped(kRemovePersons, whole, scope.persons);
+        sql = with_rows(sql, "keep", keep.unnest("k", n + 1));
+        sql = with_rows(sql, "results", "$" + std::to_string(n + 3) + "::bigint[]");
+        sql = with_rows(sql, "causes", "$" + std::to_string(n + 4) + "::text[]");
+        spi.exec(sql, args);
+    };
+    if (!scope.sessions.empty()) remove(true);
+    if (!scope.persons.empty()) remove(false);
     // Of a session derived for some persons, the rows not derived now show as not
     // calculated too while it is flagged.
     std::vector<int64_t> some_pending;
@@ -321,7 +341,7 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
             some_pending.push_back(d.input.session_id);
     if (!some_pending.empty()) spi.exec(kShowPending, {Arg::int8_array(some_pending)});
     if (rows.empty()) return;
-    const int m = int(rows.args().size());
+    const int m = int(rows.width());
     std::string store = with_rows(kStorePersons, "rows", rows.unnest("x"));
     store = with_rows(store, "pending", "$" + std::to_string(m + 1) + "::bigint[]");
     // the role the derivation gives now, whatever the stored result's (a calculation that
@@ -332,7 +352,7 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
         with_rows(store, "set_derived_role", rooms ? "derived_role = excluded.derived_role, " : "");
     store = with_rows(store, "m_derived_role", rooms ? ", m.derived_role" : "");
     store = with_rows(store, "excluded_derived_role", rooms ? ", excluded.derived_role" : "");
-    std::vector<Arg> store_args = rows.args();
+    std::vector<Arg> store_args = rows.take();
     store_args.push_back(Arg::int8_array(pending));
     spi.query(store, store_args);
 }
@@ -415,11 +435,13 @@ void store_calculation(SpiSession& spi, const std::vector<Derived>& sessions, bo
         ids.push_back(d.input.session_id);
         causes.push_back(d.outcome.cause);
     }
-    std::vector<Arg> args = calculated.args();
+    const size_t width = calculated.width();
+    const std::string calculated_sql =
+        with_rows(with_rows(kStoreCalculated, "rows", calculated.unnest("x")), "snapshot",
+                  "$" + std::to_string(width + 1));
+    std::vector<Arg> args = calculated.take();
     args.push_back(Arg::text(snapshot));
-    spi.exec(with_rows(with_rows(kStoreCalculated, "rows", calculated.unnest("x")), "snapshot",
-                       "$" + std::to_string(calculated.args().size() + 1)),
-             args);
+    spi.exec(calculated_sql, args);
     spi.query(kEvaluateAlerts, {Arg::int8_array(ids), Arg::text_array(causes)});
     spi.query(kNotify, {Arg::int8_array(ids)});
 }
