@@ -18,11 +18,12 @@ std::string audit_cause(const SessionInput& in, const std::string& given) {
         pending, in.unseen_events ? std::optional<std::string>(kLateWebhookCause) : std::nullopt);
 }
 
-SessionOutcome outcome_of(const SessionInput& in, const std::optional<std::string>& calculate_as,
+SessionOutcome outcome_of(SessionInput& in, const std::optional<std::string>& calculate_as,
                           bool verify) {
     SessionOutcome out;
     if (in.from_store) {
-        out.derivation = assemble(in.stored_persons, in.stored_roles, in.context);
+        out.derivation = assemble(std::move(in.stored_persons), in.stored_roles, in.context);
+        in.stored_persons.clear();
         out.derivation.room_finished_ms = in.room_finished_ms;
         if (verify) {
             const SessionDerivation logged = derive(in.events, in.context);

@@ -65,7 +65,9 @@ std::string audit_cause(const SessionInput& in, const std::string& given);
 // must be scheduled and have its policy); nothing for the fold (derivation only).
 // verify: a session read from what the fold stored is derived from its events too (which
 // the loader then read) and a difference is an error (attendance.verify_calculation).
-SessionOutcome outcome_of(const SessionInput& in,
+// The stored persons are moved into the derivation (a batch's connections are many):
+// in.stored_persons is left empty; nothing else of `in` changes.
+SessionOutcome outcome_of(SessionInput& in,
                           const std::optional<std::string>& calculate_as = std::nullopt,
                           bool verify = false);
 

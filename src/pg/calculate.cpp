@@ -92,11 +92,13 @@ BatchResult calculate_batch(SpiSession& spi, const std::vector<int64_t>& ids,
     Batch batch = load_batch(spi, ids, options);
     std::vector<Derived> sessions;
     BatchResult out;
+    sessions.reserve(batch.sessions.size());
     for (core::SessionInput& in : batch.sessions) {
         if (!in.scheduled) continue;
         Derived& d = sessions.emplace_back();
-        d.outcome = core::outcome_of(in, given.at(in.session_id), settings.verify_calculation);
         d.input = std::move(in);
+        d.outcome =
+            core::outcome_of(d.input, given.at(d.input.session_id), settings.verify_calculation);
         out.persons += int(d.outcome.derivation.persons.size());
     }
     store_calculation(spi, sessions, batch.rooms_schema, batch.snapshot);
@@ -203,7 +205,7 @@ nlohmann::json explain_person(SpiSession& spi, int64_t session_id, const std::st
     if (batch.sessions.empty() || !batch.sessions.front().scheduled)
         throw core::Error("42704", "session " + std::to_string(session_id) +
                                        " is not scheduled (see attendance_schedule_session)");
-    const core::SessionInput& s = batch.sessions.front();
+    core::SessionInput& s = batch.sessions.front();
     const core::SessionOutcome outcome = core::outcome_of(s);
     auto it = outcome.derivation.persons.find(user_key);
     if (it == outcome.derivation.persons.end() && s.events_retired_at) {

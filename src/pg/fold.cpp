@@ -123,11 +123,12 @@ std::vector<int64_t> derive_and_store(SpiSession& spi, const std::vector<int64_t
     options.only = only;
     Batch batch = load_batch(spi, ids, options);
     std::vector<Derived> sessions;
+    sessions.reserve(batch.sessions.size());
     std::vector<int64_t> late;
     for (core::SessionInput& in : batch.sessions) {
         Derived& d = sessions.emplace_back();
-        d.outcome = core::outcome_of(in);
         d.input = std::move(in);
+        d.outcome = core::outcome_of(d.input);
         if (d.input.calculated && d.input.unseen_events) late.push_back(d.input.session_id);
     }
     store_fold(spi, sessions, batch.rooms_schema);
