@@ -181,13 +181,9 @@ struct PersonRows : Columns {
     }
 };
 
-// The one merge rule of a person's row (docs/architecture.md, "Calculation"): the facts
-// (user id, identity, name) keep what is known; the live columns are the derivation's; a
-// result replaces the result columns and the role it used, and the audit records each
-// change of a calculated status or percentage (and every override); a live row leaves a
-// stored result, its role and its minutes as they are, and shows as not calculated while
-// the session is flagged ($pending). A row that would not change is not written.
-constexpr const char* kStorePersons = R"sql(
+// A calculation's audit of the rows it is about to store ({rows} as r): each change of a
+// calculated status or percentage, and every override, with the batch's cause.
+constexpr const char* kAuditResults = R"sql(
 WITH r AS (SELECT * FROM {rows}),
 -- (LATERAL with LIMIT: one index probe per result row, never a scan of the whole table)
 old AS (SELECT r.session_id, r.user_key, m.attendance_status, m.attendance_percentage,
@@ -203,8 +199,18 @@ audit AS (INSERT INTO @s.attendance_status_changes (session_id, user_key, old_st
           WHERE r.calculated AND (old.attendance_calculated_at IS NOT NULL OR r.status_rule = 'override')
             AND (old.attendance_status IS DISTINCT FROM r.attendance_status
                  OR old.attendance_percentage IS DISTINCT FROM r.attendance_percentage)
-          RETURNING 1),
-up AS (INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id,
+          RETURNING 1)
+)sql";
+
+// The one merge rule of a person's row (docs/architecture.md, "Calculation"): the facts
+// (user id, identity, name) keep what is known; the live columns are the derivation's; a
+// result replaces the result columns and the role it used, and the audit records each
+// change of a calculated status or percentage (and every override); a live row leaves a
+// stored result, its role and its minutes as they are, and shows as not calculated while
+// the session is flagged ($pending). A row that would not change is not written.
+// {r}: the rows (a calculation's come after kAuditResults, the fold's from their arrays).
+constexpr const char* kStorePersons = R"sql(
+INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id,
            participant_identity, participant_name, role, first_join_time, last_leave_time,
            join_count, leave_count, join_leave_cycles, total_duration_minutes, attendance_status,
            status_rule, attendance_percentage, presence_ms, session_duration_minutes, policy_name,
@@ -214,7 +220,7 @@ up AS (INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id,
               r.join_leave_cycles, r.total_duration_minutes, r.attendance_status, r.status_rule,
               r.attendance_percentage, r.presence_ms, r.session_duration_minutes, r.policy_name,
               r.is_calculated, CASE WHEN r.calculated THEN now() END{r_role}
-       FROM r
+       FROM {r}
        ON CONFLICT (session_id, user_key) DO UPDATE SET
          user_id = coalesce(excluded.user_id, m.user_id),
          participant_identity = coalesce(excluded.participant_identity, m.participant_identity),
@@ -258,8 +264,6 @@ up AS (INSERT INTO @s.meeting_attendances AS m (session_id, user_key, user_id,
               coalesce(excluded.participant_identity, m.participant_identity),
               coalesce(excluded.user_id, m.user_id),
               m.is_calculated AND m.session_id <> ALL ({pending}){excluded_derived_role})
-       RETURNING 1)
-SELECT (SELECT count(*) FROM up) AS stored, (SELECT count(*) FROM audit) AS audited
 )sql";
 
 // The one way a person's row is removed: the rows of a derivation's scope that it no longer
@@ -342,7 +346,11 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
     if (!some_pending.empty()) spi.exec(kShowPending, {Arg::int8_array(some_pending)});
     if (rows.empty()) return;
     const int m = int(rows.width());
-    std::string store = with_rows(kStorePersons, "rows", rows.unnest("x"));
+    // A calculation's rows go through kAuditResults first; the fold's are read straight from
+    // their arrays.
+    std::string store = results ? with_rows(kAuditResults, "rows", rows.unnest("x")) +
+                                      with_rows(kStorePersons, "r", "r")
+                                : with_rows(kStorePersons, "r", rows.unnest("r"));
     store = with_rows(store, "pending", "$" + std::to_string(m + 1) + "::bigint[]");
     // the role the derivation gives now, whatever the stored result's (a calculation that
     // reads what the fold stored takes it from here); an earlier version's schema has none
@@ -354,7 +362,7 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
     store = with_rows(store, "excluded_derived_role", rooms ? ", excluded.derived_role" : "");
     std::vector<Arg> store_args = rows.take();
     store_args.push_back(Arg::int8_array(pending));
-    spi.query(store, store_args);
+    spi.exec(store, store_args);
 }
 
 // ---- the schedule's derived columns ----------------------------------------------------
