@@ -151,18 +151,28 @@ RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
       AND NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule s WHERE s.session_id = $4);
 $$;
 
+-- The times whose events a session may count for, whatever their kind: its window, widened by
+-- attendance.max_connection_age before the start (a connection that began that early may
+-- still be open) and the tolerance after the end. The one home of that reach (0.5.3): the
+-- match below, and retention, which keeps a partition a session not yet final may still
+-- receive webhooks for (30_jobs.sql).
+CREATE FUNCTION @extschema@._attendance_session_reach(starts_at timestamptz, ends_at timestamptz)
+RETURNS tstzrange LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.tstzrange(
+        $1 - @extschema@._attendance_setting_interval('attendance.max_connection_age', '6 hours'),
+        $2 + @extschema@._attendance_setting_interval('attendance.early_join_tolerance', '15 minutes'));
+$$;
+
 -- The sessions an event at this time may count for, whatever its kind: a session of its room
--- whose window, widened by attendance.max_connection_age before the start (a connection that
--- began that early may still be open) and the tolerance after the end, holds it. A superset
--- of _attendance_claims, for the one caller that must not miss a session: retention keeps a
--- partition while a session its events may count for is not final.
+-- whose reach (_attendance_session_reach) holds it. A superset of _attendance_claims, for the
+-- one caller that must not miss a session: retention keeps a partition while a session its
+-- events may count for is not final.
 CREATE FUNCTION @extschema@._attendance_match(room_name text, at timestamptz, room_session bigint)
 RETURNS SETOF bigint LANGUAGE sql STABLE ROWS 1 AS $$
     SELECT s.session_id
     FROM @extschema@._attendance_room_sessions($1, $3) r
     JOIN @extschema@.attendance_session_schedule s ON s.session_id = r
-    WHERE $2 >= s.starts_at - @extschema@._attendance_setting_interval('attendance.max_connection_age', '6 hours')
-      AND $2 < s.ends_at + @extschema@._attendance_setting_interval('attendance.early_join_tolerance', '15 minutes')
+    WHERE $2 <@ @extschema@._attendance_session_reach(s.starts_at, s.ends_at)
     UNION ALL
     SELECT $3 WHERE $3 IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM @extschema@.attendance_session_schedule s WHERE s.session_id = $3);

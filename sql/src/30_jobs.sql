@@ -245,9 +245,9 @@ BEGIN
             SELECT coalesce(array_agg(s.session_id ORDER BY s.session_id), '{}') INTO blocking
             FROM @extschema@.attendance_session_schedule s
             WHERE (s.session_id = ANY (touched)
-                   -- a session scheduled in the range (give or take an hour) whose webhooks
-                   -- have not come, or not all: retiring the range would make them "retired"
-                   OR tstzrange(s.starts_at - interval '1 hour', s.ends_at + interval '1 hour')
+                   -- a session whose reach meets the range and whose webhooks have not come,
+                   -- or not all: retiring the range would make them "retired"
+                   OR @extschema@._attendance_session_reach(s.starts_at, s.ends_at)
                       && tstzrange(p.range_start, p.range_end))
               AND (s.calculated_at IS NULL OR s.needs_calculation OR s.needs_fold);
             IF cardinality(blocking) > 0 THEN

@@ -47,10 +47,11 @@ FROM regexp_split_to_table(:'fx', E'\n') WITH ORDINALITY AS t(line, n), LATERAL 
      LATERAL attendance_ingest_webhook(l->>'body', l->>'authorization') r
 WHERE line <> '' GROUP BY 1 ORDER BY 1;
 SELECT count(*) AS in_default FROM meeting_attendance_events_default;
--- session 789 in another room (a join 50 minutes early), whose event shares the 15:00
--- partition with 456's last ones; the hour before it lies in that partition only;
+-- session 789 in another room (a join 5 h 50 min early, which may still be open at its
+-- start), whose event shares the 15:00 partition with 456's last ones; its reach (its window
+-- widened by attendance.max_connection_age, 6 h, before the start) begins in that partition;
 -- and an event of a room no session has (it never keeps a partition)
-SELECT (attendance_schedule_session(789, 'session-789', '2025-11-14 16:00:00Z', '2025-11-14 17:00:00Z')).session_id;
+SELECT (attendance_schedule_session(789, 'session-789', '2025-11-14 21:00:00Z', '2025-11-14 22:00:00Z')).session_id;
 SELECT r->>'result' AS result FROM pg_temp.ingest(
   '{"event":"participant_joined","id":"EV_789_join","createdAt":"1763133000","room":{"name":"session-789","sid":"RM_789"},'
   '"participant":{"sid":"PA_789_1","identity":"user-70","joinedAtMs":"1763133000000","name":"Seventy"}}') r;
@@ -91,12 +92,16 @@ SELECT count(*) AS stored FROM meeting_attendance_events WHERE event_id = 'EV_jB
 -- events of session 456 (final) and of no session: retired. The 15:00 one also holds
 -- an event of session 789, not calculated: kept, and the run says why.
 SET attendance.event_retention = '30d';
--- a session scheduled in the range whose webhooks have not come (not calculated) keeps
--- every partition its hour-widened window meets: retiring them would make its webhooks
--- "retired" when they come
+-- a session whose webhooks have not come (not calculated) keeps every partition its reach
+-- meets (_attendance_session_reach: 6 h before its start to 15 min after its end):
+-- retiring them would make its webhooks "retired" when they come
 SELECT (attendance_schedule_session(790, 'session-790', '2025-11-14 14:05:00Z', '2025-11-14 14:25:00Z')).session_id;
+-- and so does one that starts four hours after them: a join that early, not logged yet,
+-- would still count for it (until 0.5.2 only the hour before a session kept partitions)
+SELECT (attendance_schedule_session(791, 'session-791', '2025-11-14 18:00:00Z', '2025-11-14 19:00:00Z')).session_id;
 SELECT status, regexp_replace(message, '^created \d+ partition\(s\) ahead, ', '') AS message FROM attendance_run_job('partitions');
 SELECT count(*) AS persons FROM attendance_calculate(790);
+SELECT count(*) AS persons FROM attendance_calculate(791);
 SELECT attendance_fold() IS NOT NULL AS folded;
 -- (how many partitions ahead it created depends on the clock)
 SELECT status, regexp_replace(message, '^created \d+ partition\(s\) ahead, ', '') AS message FROM attendance_run_job('partitions');
