@@ -10,6 +10,16 @@ std::optional<std::string> SessionInput::override_status(const std::string& user
     return it->second.first;
 }
 
+const PersonOutcome* SessionOutcome::result_of(const std::string& user_key) const {
+    if (results.empty()) return nullptr;
+    size_t k = 0;
+    for (const auto& [key, person] : derivation.persons) {
+        if (key == user_key) return k < results.size() ? &results[k] : nullptr;
+        ++k;
+    }
+    return nullptr;
+}
+
 std::string audit_cause(const SessionInput& in, const std::string& given) {
     if (given != "manual" && given != "scheduled") return given;
     if (!in.calculated) return given;
@@ -46,9 +56,13 @@ SessionOutcome outcome_of(SessionInput& in, const std::optional<std::string>& ca
     // calculation closes the rest at the scheduled end or now.
     SessionWindow window = in.window;
     window.room_finished_ms.reset();
-    for (const auto& [key, person] : out.derivation.persons)
-        out.results.emplace(
-            key, calculate_person(window, *in.policy, person.calc_input(in.override_status(key))));
+    out.results.reserve(out.derivation.persons.size());
+    for (const auto& [key, person] : out.derivation.persons) {
+        PersonResult r =
+            calculate_person(window, *in.policy, person.calc_input(in.override_status(key)));
+        out.results.push_back({std::move(r.status), std::move(r.rule), r.presence_ms,
+                               r.percentage_hundredths, r.total_duration_minutes});
+    }
     out.cause = audit_cause(in, *calculate_as);
     return out;
 }

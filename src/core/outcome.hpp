@@ -48,11 +48,24 @@ struct SessionInput {
     std::optional<std::string> override_status(const std::string& user_key) const;
 };
 
+// What is stored of a person's result (the whole trace is attendance_explain's).
+struct PersonOutcome {
+    std::string status;
+    std::string rule;
+    int64_t presence_ms = 0;
+    int64_t percentage_hundredths = 0;
+    int64_t total_duration_minutes = 0;
+};
+
 struct SessionOutcome {
     SessionDerivation derivation;
-    // A calculation's: each person's result, and the cause the batch is audited with.
-    std::map<std::string, PersonResult> results;
+    // A calculation's: each person's result, in the order of derivation.persons (empty for
+    // the fold), and the cause the batch is audited with.
+    std::vector<PersonOutcome> results;
     std::string cause;
+
+    // The result of the person with this key, if calculated.
+    const PersonOutcome* result_of(const std::string& user_key) const;
 };
 
 // The cause a calculation is audited with: a change the caller makes itself (an override,

@@ -61,6 +61,15 @@ class Columns {
         return out;
     }
     size_t width() const { return columns_.size(); }
+    // Room for n rows in every column (a batch's rows are many: no reallocation on the way).
+    void reserve(size_t n) {
+        for (auto& c : columns_) {
+            if (c.arg.kind == Arg::Kind::TextArray)
+                c.arg.texts.reserve(n);
+            else
+                c.arg.ints.reserve(n);
+        }
+    }
     size_t rows() const { return columns_.empty() ? 0 : length(columns_.front().arg); }
     bool empty() const { return rows() == 0; }
 

@@ -109,6 +109,13 @@ void store_connections(SpiSession& spi, const std::vector<const Derived*>& sessi
     if (!scope.persons.empty())
         spi.exec(scoped(kDeleteConnections, false, scope.persons), scope.persons.args());
     ConnectionRows rows(rooms);
+    size_t connections = 0;
+    for (const Derived* s : sessions) {
+        connections += s->outcome.derivation.rowless.size();
+        for (const auto& [key, p] : s->outcome.derivation.persons)
+            connections += p.connections.size();
+    }
+    rows.reserve(connections);
     for (const Derived* s : sessions) {
         const Derived& d = *s;
         const auto& derivation = d.outcome.derivation;
@@ -152,7 +159,7 @@ struct PersonRows : Columns {
     Column<std::string> cause{*this, "cause"};
 
     void add(const Derived& d, const std::string& key, const core::DerivedPerson& p,
-             const core::PersonResult* result) {
+             const core::PersonOutcome* result) {
         session_id.add(d.input.session_id);
         user_key.add(key);
         user_id.add(p.user_id);
@@ -305,6 +312,10 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
     for (const Derived& d : sessions) all.push_back(&d);
     const Scope scope(all, true);
     const bool removing = !scope.sessions.empty() || !scope.persons.empty();
+    size_t persons = 0;
+    for (const Derived& d : sessions) persons += d.outcome.derivation.persons.size();
+    rows.reserve(persons);
+    if (removing) keep.reserve(persons);
     for (const Derived& d : sessions) {
         // A calculated session waiting for its recalculation: its rows show as not calculated.
         if (d.input.calculated && (d.input.pending_cause || d.input.unseen_events))
@@ -313,13 +324,15 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
             result_sessions.push_back(d.input.session_id);
             causes.push_back(d.outcome.cause);
         }
+        size_t k = 0;  // results are in the order of the persons
         for (const auto& [key, p] : d.outcome.derivation.persons) {
             if (removing) {
                 keep.session_id.add(d.input.session_id);
                 keep.user_key.add(key);
             }
-            const auto r = d.outcome.results.find(key);
-            rows.add(d, key, p, results && r != d.outcome.results.end() ? &r->second : nullptr);
+            const bool has = results && k < d.outcome.results.size();
+            rows.add(d, key, p, has ? &d.outcome.results[k] : nullptr);
+            ++k;
         }
     }
     auto remove = [&](bool whole) {

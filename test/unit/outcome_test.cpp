@@ -85,9 +85,9 @@ TEST(Outcome, ACalculationGivesEveryPersonAResult) {
     SessionInput in = class_of_three();
     const SessionOutcome out = outcome_of(in, std::string("scheduled"));
     ASSERT_EQ(out.results.size(), 3u);
-    EXPECT_EQ(out.results.at("12").status, "present");
-    EXPECT_EQ(out.results.at("13").status, "partial");
-    EXPECT_EQ(out.results.at("14").status, "absent");
+    EXPECT_EQ(out.result_of("12")->status, "present");
+    EXPECT_EQ(out.result_of("13")->status, "partial");
+    EXPECT_EQ(out.result_of("14")->status, "absent");
     EXPECT_EQ(out.cause, "scheduled");
 }
 
@@ -95,7 +95,7 @@ TEST(Outcome, AnOverrideWinsOverTheRules) {
     SessionInput in = class_of_three();
     in.overrides["14"] = {"excused", "doctor's note"};
     in.context.overridden.push_back("14");
-    EXPECT_EQ(outcome_of(in, std::string("override")).results.at("14").status, "excused");
+    EXPECT_EQ(outcome_of(in, std::string("override")).result_of("14")->status, "excused");
 }
 
 TEST(Outcome, TheAuditCauseFollowsPrecedence) {
@@ -123,7 +123,8 @@ TEST(Outcome, WhatTheFoldStoredGivesTheSameAsTheLog) {
     const SessionOutcome a = outcome_of(logged, std::string("scheduled"));
     const SessionOutcome b = outcome_of(stored, std::string("scheduled"), true);
     EXPECT_EQ(a.derivation, b.derivation);
-    EXPECT_EQ(a.results.at("13").percentage_hundredths, b.results.at("13").percentage_hundredths);
+    EXPECT_EQ(a.result_of("13")->percentage_hundredths, b.result_of("13")->percentage_hundredths);
+    EXPECT_EQ(a.result_of("nobody"), nullptr);
 }
 
 TEST(Outcome, VerifyingAStoreThatDiffersFromTheLogFails) {
