@@ -37,7 +37,9 @@ GRANT EXECUTE ON FUNCTION
 -- Both functions run with their caller's rights: they write the schedule and the roster,
 -- flag calculated sessions for recalculation and wake the scheduler.
 GRANT INSERT, UPDATE ON attendance_session_schedule, attendance_roster TO school_app;
-GRANT EXECUTE ON FUNCTION _attendance_flag(bigint[], text, bigint[]), _attendance_wake_worker() TO school_app;
+GRANT EXECUTE ON FUNCTION _attendance_flag(bigint[], text, bigint[]), _attendance_prevailing_cause(text, text),
+    _attendance_wake_worker()
+  TO school_app;
 -- Breakout rooms (0.5.0): linking and unlinking a room write the session's links and flag
 -- the session, also with the caller's rights.
 GRANT EXECUTE ON FUNCTION attendance_link_room(bigint, text), attendance_unlink_room(bigint, text),

@@ -263,3 +263,30 @@ BEGIN
                           CASE WHEN cardinality(notes) > 0 THEN '; ' || array_to_string(notes, '; ') ELSE '' END));
 END;
 $$;
+
+-- Whoever may call a rule may call what it now asks: a role granted _attendance_flag (a
+-- schedule or roster change with its caller's rights, e.g. examples/roles.sql's school_app)
+-- is granted _attendance_prevailing_cause, and one granted _attendance_match
+-- _attendance_session_reach.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT p.old, p.new, a.grantee::regrole AS grantee
+        -- (the functions by name: each has one signature in this schema)
+        FROM (SELECT o.oid AS old, n.oid::regprocedure AS new
+              FROM (VALUES ('_attendance_flag', '_attendance_prevailing_cause'),
+                           ('_attendance_match', '_attendance_session_reach')) v(old_name, new_name)
+              JOIN pg_catalog.pg_proc o ON o.proname = v.old_name
+                AND o.pronamespace = '@extschema@'::regnamespace
+              JOIN pg_catalog.pg_proc n ON n.proname = v.new_name
+                AND n.pronamespace = '@extschema@'::regnamespace) p
+        CROSS JOIN LATERAL aclexplode((SELECT x.proacl FROM pg_catalog.pg_proc x WHERE x.oid = p.old)) a
+        WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0
+          AND a.grantee <> (SELECT x.proowner FROM pg_catalog.pg_proc x WHERE x.oid = p.old)
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', g.new, g.grantee);
+    END LOOP;
+END;
+$$;
