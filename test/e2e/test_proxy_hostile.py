@@ -300,11 +300,18 @@ def test_connection_cap(proxy):
     closed for it (so one client holding idle connections cannot lock others out); when
     every open connection has a request in progress, the newcomer is closed at once and
     the open ones are still served."""
-    evicted_before = metric(proxy.port, "attendance_proxy_connections_evicted_total")
-    wait_open(proxy.port, 0)
-    held = []
+    # The oldest of the 40 held connections is a probe kept open: it reads the metrics until
+    # it is the only connection open at the proxy. (A probe the client has closed may still
+    # be open at the proxy for a moment; at the cap that one would be evicted instead.)
+    probe = connect_from(proxy.port, "127.0.0.4")
+    held = [probe]
     try:
-        for _ in range(40):
+        deadline = time.time() + 20
+        while metric_via(probe, "attendance_proxy_open_connections") != 1:
+            check(time.time() < deadline, "connections of earlier cases are still open at the proxy")
+            time.sleep(0.05)
+        evicted_before = metric_via(probe, "attendance_proxy_connections_evicted_total")
+        for _ in range(39):
             held.append(connect(proxy.port))
         # The proxy accepts in the order of the connects: the newcomer comes after all 40.
         reader = Reader(connect(proxy.port))
@@ -577,8 +584,9 @@ def main():
             proxies.append(attacked)
             strict = tp.start_proxy("hostile-timeouts", f"dbname={DB}", "--read-timeout", "2")
             proxies.append(strict)
+            # (a keep-alive long enough that the cap case's probe stays open while it runs)
             capped = tp.start_proxy("hostile-cap", f"dbname={DB}", "--max-connections", "40",
-                                    "--max-connections-per-source", "0")
+                                    "--max-connections-per-source", "0", "--keepalive-timeout", "60")
             proxies.append(capped)
             per_source = tp.start_proxy("hostile-per-source", f"dbname={DB}", "--max-connections-per-source", "5",
                                         "--trusted-sources", "127.0.0.3")
