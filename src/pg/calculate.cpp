@@ -1,6 +1,6 @@
-// attendance_calculate / attendance_explain / attendance_reconcile: a session's events are
-// derived (pg/derive, core/derive), the pure rules in core/calc give each person's status,
-// and this file stores the results with their audit (docs/architecture.md).
+// attendance_calculate / attendance_explain / attendance_reconcile: a batch of sessions is
+// read (pg/load), worked out (core/outcome: the derivation and the rules of core/calc) and
+// stored with its audit (pg/store); docs/architecture.md, "Calculation".
 #include "pg/calculate.hpp"
 
 #include "pg/args.hpp"
