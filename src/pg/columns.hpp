@@ -20,6 +20,15 @@
 
 namespace attendance::pg {
 
+// A statement with each {name} in it replaced by `text` (the parts a statement is built
+// from: an unnest list, a parameter, a clause that depends on the schema).
+inline std::string fill_in(std::string sql, const std::string& name, const std::string& text) {
+    const std::string mark = "{" + name + "}";
+    for (size_t at = sql.find(mark); at != std::string::npos; at = sql.find(mark, at + text.size()))
+        sql.replace(at, mark.size(), text);
+    return sql;
+}
+
 // Column value types beside int64_t, bool and std::string (text, never NULL):
 struct Time {};      // timestamptz, from Unix ms; std::nullopt is NULL
 struct OptInt8 {};   // bigint; std::nullopt is NULL

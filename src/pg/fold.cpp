@@ -2,6 +2,7 @@
 // events touch, and load -> outcome -> store for each batch of them.
 #include "pg/fold.hpp"
 
+#include "pg/columns.hpp"
 #include "pg/crossings.hpp"
 #include "pg/load.hpp"
 #include "pg/settings.hpp"
@@ -107,12 +108,6 @@ WHERE c.leave_time IS NULL
                     AND to_jsonb(s) ->> 'events_retired_at' IS NOT NULL)
 )sql";
 
-std::string replaced(std::string sql, const std::string& mark, const std::string& with) {
-    const size_t at = sql.find(mark);
-    if (at != std::string::npos) sql.replace(at, mark.size(), with);
-    return sql;
-}
-
 // Reads, works out and stores the sessions `ids`, each locked in id order as calculations
 // do; `only`: the persons of a session its new events name. Returns the calculated sessions
 // that met an event their calculation did not see.
@@ -207,8 +202,8 @@ FoldResult fold(SpiSession& spi, int64_t max_events) {
         const bool rooms = schema["rooms"].truth(), reader = schema["reader"].truth();
         if (rooms) note_rooms(spi, true);
         const std::string sql =
-            replaced(replaced(kNewEvents, "{events}", reader ? kNewEventsReader : kNewEventsLog),
-                     "{sessions}", rooms ? kClaimsAndHolds : kMatchBeforeRooms);
+            fill_in(fill_in(kNewEvents, "events", reader ? kNewEventsReader : kNewEventsLog),
+                    "sessions", rooms ? kClaimsAndHolds : kMatchBeforeRooms);
         std::set<int64_t> events;
         for (const Row& r : spi.query(sql, {Arg::int8(safe_id), Arg::int8(high)})) {
             events.insert(r["id"].int8());

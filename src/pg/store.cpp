@@ -86,18 +86,11 @@ constexpr const char* kInsertConnections = R"sql(
 INSERT INTO @s.attendance_sessions ({names}) SELECT * FROM {rows}
 )sql";
 
-std::string with_rows(std::string sql, const std::string& name, const std::string& rows) {
-    const std::string mark = "{" + name + "}";
-    for (size_t at = sql.find(mark); at != std::string::npos; at = sql.find(mark, at))
-        sql.replace(at, mark.size(), rows);
-    return sql;
-}
-
 // The statement for one shape of a scope, and its first arguments.
 std::string scoped(std::string sql, bool whole, const PersonKeys& persons) {
-    sql = with_rows(sql, "from", whole ? "" : kPersonsFrom);
-    sql = with_rows(sql, "which", whole ? kWholeSessions : kPersons);
-    return with_rows(sql, "persons", persons.unnest("p"));
+    sql = fill_in(sql, "from", whole ? "" : kPersonsFrom);
+    sql = fill_in(sql, "which", whole ? kWholeSessions : kPersons);
+    return fill_in(sql, "persons", persons.unnest("p"));
 }
 
 void store_connections(SpiSession& spi, const std::vector<const Derived*>& sessions, bool rooms) {
@@ -126,9 +119,8 @@ void store_connections(SpiSession& spi, const std::vector<const Derived*>& sessi
                 rows.add(d.input.session_id, key, c);
     }
     if (rows.empty()) return;
-    spi.exec(
-        with_rows(with_rows(kInsertConnections, "names", rows.names()), "rows", rows.unnest("x")),
-        rows.take());
+    spi.exec(fill_in(fill_in(kInsertConnections, "names", rows.names()), "rows", rows.unnest("x")),
+             rows.take());
 }
 
 // ---- meeting_attendances: one row per person -------------------------------------------
@@ -343,9 +335,9 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
         args.push_back(Arg::int8_array(result_sessions));
         args.push_back(Arg::text_array(causes));
         std::string sql = scoped(kRemovePersons, whole, scope.persons);
-        sql = with_rows(sql, "keep", keep.unnest("k", n + 1));
-        sql = with_rows(sql, "results", "$" + std::to_string(n + 3) + "::bigint[]");
-        sql = with_rows(sql, "causes", "$" + std::to_string(n + 4) + "::text[]");
+        sql = fill_in(sql, "keep", keep.unnest("k", n + 1));
+        sql = fill_in(sql, "results", "$" + std::to_string(n + 3) + "::bigint[]");
+        sql = fill_in(sql, "causes", "$" + std::to_string(n + 4) + "::text[]");
         spi.exec(sql, args);
     };
     if (!scope.sessions.empty()) remove(true);
@@ -361,18 +353,18 @@ void store_persons(SpiSession& spi, const std::vector<Derived>& sessions, bool r
     const int m = int(rows.width());
     // A calculation's rows go through kAuditResults first; the fold's are read straight from
     // their arrays.
-    std::string store = results ? with_rows(kAuditResults, "rows", rows.unnest("x")) +
-                                      with_rows(kStorePersons, "r", "r")
-                                : with_rows(kStorePersons, "r", rows.unnest("r"));
-    store = with_rows(store, "pending", "$" + std::to_string(m + 1) + "::bigint[]");
+    std::string store = results ? fill_in(kAuditResults, "rows", rows.unnest("x")) +
+                                      fill_in(kStorePersons, "r", "r")
+                                : fill_in(kStorePersons, "r", rows.unnest("r"));
+    store = fill_in(store, "pending", "$" + std::to_string(m + 1) + "::bigint[]");
     // the role the derivation gives now, whatever the stored result's (a calculation that
     // reads what the fold stored takes it from here); an earlier version's schema has none
-    store = with_rows(store, "derived_role", rooms ? ", derived_role" : "");
-    store = with_rows(store, "r_role", rooms ? ", r.role" : "");
+    store = fill_in(store, "derived_role", rooms ? ", derived_role" : "");
+    store = fill_in(store, "r_role", rooms ? ", r.role" : "");
     store =
-        with_rows(store, "set_derived_role", rooms ? "derived_role = excluded.derived_role, " : "");
-    store = with_rows(store, "m_derived_role", rooms ? ", m.derived_role" : "");
-    store = with_rows(store, "excluded_derived_role", rooms ? ", excluded.derived_role" : "");
+        fill_in(store, "set_derived_role", rooms ? "derived_role = excluded.derived_role, " : "");
+    store = fill_in(store, "m_derived_role", rooms ? ", m.derived_role" : "");
+    store = fill_in(store, "excluded_derived_role", rooms ? ", excluded.derived_role" : "");
     std::vector<Arg> store_args = rows.take();
     store_args.push_back(Arg::int8_array(pending));
     spi.exec(store, store_args);
@@ -433,7 +425,7 @@ void store_fold(SpiSession& spi, const std::vector<Derived>& sessions, bool room
             finished.room_finished_at.add(d.outcome.derivation.room_finished_ms);
         }
     if (!finished.empty())
-        spi.exec(with_rows(kStoreRoomFinished, "rows", finished.unnest("x")), finished.args());
+        spi.exec(fill_in(kStoreRoomFinished, "rows", finished.unnest("x")), finished.args());
     store_persons(spi, sessions, rooms_schema, false);
 }
 
@@ -458,8 +450,8 @@ void store_calculation(SpiSession& spi, const std::vector<Derived>& sessions, bo
     }
     const size_t width = calculated.width();
     const std::string calculated_sql =
-        with_rows(with_rows(kStoreCalculated, "rows", calculated.unnest("x")), "snapshot",
-                  "$" + std::to_string(width + 1));
+        fill_in(fill_in(kStoreCalculated, "rows", calculated.unnest("x")), "snapshot",
+                "$" + std::to_string(width + 1));
     std::vector<Arg> args = calculated.take();
     args.push_back(Arg::text(snapshot));
     spi.exec(calculated_sql, args);
