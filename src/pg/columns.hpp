@@ -33,7 +33,7 @@ inline std::string fill_in(std::string sql, const std::string& name, const std::
 struct Time {};      // timestamptz, from Unix ms; std::nullopt is NULL
 struct OptInt8 {};   // bigint; std::nullopt is NULL
 struct OptText {};   // text; "" is NULL
-struct JsonText {};  // jsonb, from its text
+struct JsonText {};  // jsonb, from its text (read by jsonb's input function, args in spi.hpp)
 struct Numeric {};   // numeric(5,2), from its exact text (e.g. "94.99"); "" is NULL
 
 class Columns {
@@ -73,7 +73,7 @@ class Columns {
     // Room for n rows in every column (a batch's rows are many: no reallocation on the way).
     void reserve(size_t n) {
         for (auto& c : columns_) {
-            if (c.arg.kind == Arg::Kind::TextArray)
+            if (c.arg.reads_texts())
                 c.arg.texts.reserve(n);
             else
                 c.arg.ints.reserve(n);
@@ -141,9 +141,11 @@ class NullableColumn {
 template <>
 class Column<std::string> : NullableColumn {
   public:
-    Column(Columns& rows, std::string name, std::string type = "text")
-        : NullableColumn(rows,
-                         rows.declare(std::move(name), std::move(type), Arg::text_array({}))) {}
+    Column(Columns& rows, std::string name, std::string type = "text",
+           Arg::Kind kind = Arg::Kind::TextArray)
+        : NullableColumn(
+              rows, rows.declare(std::move(name), std::move(type), Arg::text_array({}, {}, kind))) {
+    }
     void add(std::string v) {
         arg().texts.push_back(std::move(v));
         arg().nulls.push_back(false);
@@ -153,9 +155,11 @@ class Column<std::string> : NullableColumn {
 template <>
 class Column<OptText> : NullableColumn {
   public:
-    Column(Columns& rows, std::string name, std::string type = "text")
-        : NullableColumn(rows,
-                         rows.declare(std::move(name), std::move(type), Arg::text_array({}))) {}
+    Column(Columns& rows, std::string name, std::string type = "text",
+           Arg::Kind kind = Arg::Kind::TextArray)
+        : NullableColumn(
+              rows, rows.declare(std::move(name), std::move(type), Arg::text_array({}, {}, kind))) {
+    }
     void add(std::string v) {
         arg().nulls.push_back(v.empty());
         arg().texts.push_back(std::move(v));
@@ -165,14 +169,15 @@ class Column<OptText> : NullableColumn {
 template <>
 class Column<JsonText> : public Column<std::string> {
   public:
-    Column(Columns& rows, std::string name) : Column<std::string>(rows, std::move(name), "jsonb") {}
+    Column(Columns& rows, std::string name)
+        : Column<std::string>(rows, std::move(name), "jsonb", Arg::Kind::JsonbArray) {}
 };
 
 template <>
 class Column<Numeric> : public Column<OptText> {
   public:
     Column(Columns& rows, std::string name)
-        : Column<OptText>(rows, std::move(name), "numeric(5,2)") {}
+        : Column<OptText>(rows, std::move(name), "numeric", Arg::Kind::NumericArray) {}
 };
 
 template <>

@@ -27,6 +27,10 @@ Oid type_oid(Arg::Kind kind) {
             return BOOLARRAYOID;
         case Arg::Kind::TimestamptzArray:
             return TIMESTAMPTZARRAYOID;
+        case Arg::Kind::JsonbArray:
+            return JSONBARRAYOID;
+        case Arg::Kind::NumericArray:
+            return NUMERICARRAYOID;
         case Arg::Kind::Jsonb:
             return JSONBOID;
         case Arg::Kind::Null:
@@ -37,27 +41,59 @@ Oid type_oid(Arg::Kind kind) {
 
 bool is_array(Arg::Kind kind) {
     return kind == Arg::Kind::Int8Array || kind == Arg::Kind::TextArray ||
-           kind == Arg::Kind::BoolArray || kind == Arg::Kind::TimestamptzArray;
+           kind == Arg::Kind::BoolArray || kind == Arg::Kind::TimestamptzArray ||
+           kind == Arg::Kind::JsonbArray || kind == Arg::Kind::NumericArray;
+}
+
+// numeric(5,2)'s type modifier (a percentage with two decimals).
+constexpr int32 kPercentageTypmod = ((5 << 16) | 2) + VARHDRSZ;
+
+// The elements of a jsonb[] or numeric[] argument, each read by its type's input function
+// in a context reset after each one (the parser's working memory goes with it; the value
+// is copied out).
+void read_elements(const Arg& p, Datum* elems, const bool* nulls) {
+    MemoryContext scratch = AllocSetContextCreate(CurrentMemoryContext, "attendance array element",
+                                                  ALLOCSET_SMALL_SIZES);
+    for (size_t k = 0; k < p.texts.size(); ++k) {
+        if (nulls[k]) {
+            elems[k] = 0;
+            continue;
+        }
+        MemoryContext outer = MemoryContextSwitchTo(scratch);
+        Datum v = p.kind == Arg::Kind::JsonbArray
+                      ? DirectFunctionCall1(jsonb_in, CStringGetDatum(p.texts[k].c_str()))
+                      : DirectFunctionCall3(numeric_in, CStringGetDatum(p.texts[k].c_str()),
+                                            ObjectIdGetDatum(InvalidOid),
+                                            Int32GetDatum(kPercentageTypmod));
+        MemoryContextSwitchTo(outer);
+        elems[k] = datumCopy(v, false, -1);
+        MemoryContextReset(scratch);
+    }
+    MemoryContextDelete(scratch);
 }
 
 // A one-dimensional array Datum, palloc'd in the current memory context (call inside
 // pg_call).
 Datum array_datum(const Arg& p) {
     const bool text = p.kind == Arg::Kind::TextArray;
-    const size_t n = text ? p.texts.size() : p.ints.size();
+    const bool typed = p.kind == Arg::Kind::JsonbArray || p.kind == Arg::Kind::NumericArray;
+    const size_t n = p.reads_texts() ? p.texts.size() : p.ints.size();
     const bool ts = p.kind == Arg::Kind::TimestamptzArray;
-    Oid element = p.kind == Arg::Kind::Int8Array ? INT8OID
-                  : ts                           ? TIMESTAMPTZOID
-                  : text                         ? TEXTOID
-                                                 : BOOLOID;
+    Oid element = p.kind == Arg::Kind::Int8Array      ? INT8OID
+                  : ts                                ? TIMESTAMPTZOID
+                  : text                              ? TEXTOID
+                  : p.kind == Arg::Kind::JsonbArray   ? JSONBOID
+                  : p.kind == Arg::Kind::NumericArray ? NUMERICOID
+                                                      : BOOLOID;
     if (!p.nulls.empty() && p.nulls.size() != n)
         elog(ERROR, "attendance: array argument has %zu elements but %zu null flags", n,
              p.nulls.size());
     if (n == 0) return PointerGetDatum(construct_empty_array(element));
     Datum* elems = static_cast<Datum*>(palloc(n * sizeof(Datum)));
     bool* nulls = static_cast<bool*>(palloc(n * sizeof(bool)));
-    for (size_t k = 0; k < n; ++k) {
-        nulls[k] = !p.nulls.empty() && p.nulls[k];
+    for (size_t k = 0; k < n; ++k) nulls[k] = !p.nulls.empty() && p.nulls[k];
+    if (typed) read_elements(p, elems, nulls);
+    for (size_t k = 0; k < n && !typed; ++k) {
         if (nulls[k])
             elems[k] = 0;
         else if (text)
@@ -73,12 +109,13 @@ Datum array_datum(const Arg& p) {
     int dims[1] = {int(n)};
     int lower[1] = {1};
     ArrayType* array =
-        text ? construct_md_array(elems, nulls, 1, dims, lower, TEXTOID, -1, false, TYPALIGN_INT)
+        text || typed
+            ? construct_md_array(elems, nulls, 1, dims, lower, element, -1, false, TYPALIGN_INT)
         : p.kind == Arg::Kind::Int8Array || ts
             ? construct_md_array(elems, nulls, 1, dims, lower, element, 8, FLOAT8PASSBYVAL,
                                  TYPALIGN_DOUBLE)
             : construct_md_array(elems, nulls, 1, dims, lower, BOOLOID, 1, true, TYPALIGN_CHAR);
-    if (text)
+    if (text || typed)
         for (size_t k = 0; k < n; ++k)
             if (!nulls[k]) pfree(DatumGetPointer(elems[k]));
     pfree(elems);
@@ -191,6 +228,8 @@ uint64_t SpiSession::run(const std::string& sql, const std::vector<Arg>& params,
                 case Arg::Kind::TextArray:
                 case Arg::Kind::BoolArray:
                 case Arg::Kind::TimestamptzArray:
+                case Arg::Kind::JsonbArray:
+                case Arg::Kind::NumericArray:
                     values[i] = array_datum(p);
                     break;
                 case Arg::Kind::Jsonb:

@@ -27,14 +27,19 @@ struct Arg {
         TextArray,
         BoolArray,
         TimestamptzArray,  // `ints` in Unix milliseconds
+        JsonbArray,        // `texts`, each read by jsonb's input function
+        NumericArray,      // `texts`, each read as a numeric(5,2) by numeric's input function
         Jsonb              // a jsonb Datum the caller built (palloc'd in its memory context)
     } kind = Kind::Null;
     int64_t i = 0;
     std::string s;
     bool b = false;
     bool is_null = false;
-    // One-dimensional arrays: int8[] and bool[] read `ints` (bool as 0/1), text[] reads
-    // `texts`; `nulls` is empty (no NULL element) or one flag per element.
+    // One-dimensional arrays: int8[] and bool[] read `ints` (bool as 0/1), text[], jsonb[]
+    // and numeric[] read `texts`; `nulls` is empty (no NULL element) or one flag per element.
+    // jsonb and numeric elements are converted here, not by a cast in the statement: the
+    // planner folds a cast of a parameter into its plan, which parsed every element of a
+    // batch's array in one memory context that is freed only with the plan.
     std::vector<int64_t> ints;
     std::vector<std::string> texts;
     std::vector<bool> nulls;
@@ -89,11 +94,15 @@ struct Arg {
         p.nulls = std::move(nulls);
         return p;
     }
-    static Arg text_array(std::vector<std::string> v, std::vector<bool> nulls = {}) {
-        Arg p = make(Kind::TextArray);
+    static Arg text_array(std::vector<std::string> v, std::vector<bool> nulls = {},
+                          Kind kind = Kind::TextArray) {
+        Arg p = make(kind);
         p.texts = std::move(v);
         p.nulls = std::move(nulls);
         return p;
+    }
+    bool reads_texts() const {
+        return kind == Kind::TextArray || kind == Kind::JsonbArray || kind == Kind::NumericArray;
     }
 };
 
