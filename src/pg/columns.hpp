@@ -132,6 +132,14 @@ class Column<bool> {
 // Columns whose elements may be NULL keep one flag per element.
 class NullableColumn {
   protected:
+    // The SQL type of a text-read array's elements: the type of its parameter, so that the
+    // statement casts nothing (a cast of a parameter is folded into a custom plan, element
+    // by element, in the planner's memory).
+    static std::string element_type(Arg::Kind kind) {
+        return kind == Arg::Kind::JsonbArray     ? "jsonb"
+               : kind == Arg::Kind::NumericArray ? "numeric"
+                                                 : "text";
+    }
     NullableColumn(Columns& rows, size_t at) : rows_(rows), at_(at) {}
     Arg& arg() { return rows_.arg(at_); }
     Columns& rows_;
@@ -141,11 +149,9 @@ class NullableColumn {
 template <>
 class Column<std::string> : NullableColumn {
   public:
-    Column(Columns& rows, std::string name, std::string type = "text",
-           Arg::Kind kind = Arg::Kind::TextArray)
-        : NullableColumn(
-              rows, rows.declare(std::move(name), std::move(type), Arg::text_array({}, {}, kind))) {
-    }
+    Column(Columns& rows, std::string name, Arg::Kind kind = Arg::Kind::TextArray)
+        : NullableColumn(rows, rows.declare(std::move(name), element_type(kind),
+                                            Arg::text_array({}, {}, kind))) {}
     void add(std::string v) {
         arg().texts.push_back(std::move(v));
         arg().nulls.push_back(false);
@@ -155,11 +161,9 @@ class Column<std::string> : NullableColumn {
 template <>
 class Column<OptText> : NullableColumn {
   public:
-    Column(Columns& rows, std::string name, std::string type = "text",
-           Arg::Kind kind = Arg::Kind::TextArray)
-        : NullableColumn(
-              rows, rows.declare(std::move(name), std::move(type), Arg::text_array({}, {}, kind))) {
-    }
+    Column(Columns& rows, std::string name, Arg::Kind kind = Arg::Kind::TextArray)
+        : NullableColumn(rows, rows.declare(std::move(name), element_type(kind),
+                                            Arg::text_array({}, {}, kind))) {}
     void add(std::string v) {
         arg().nulls.push_back(v.empty());
         arg().texts.push_back(std::move(v));
@@ -170,14 +174,14 @@ template <>
 class Column<JsonText> : public Column<std::string> {
   public:
     Column(Columns& rows, std::string name)
-        : Column<std::string>(rows, std::move(name), "jsonb", Arg::Kind::JsonbArray) {}
+        : Column<std::string>(rows, std::move(name), Arg::Kind::JsonbArray) {}
 };
 
 template <>
 class Column<Numeric> : public Column<OptText> {
   public:
     Column(Columns& rows, std::string name)
-        : Column<OptText>(rows, std::move(name), "numeric", Arg::Kind::NumericArray) {}
+        : Column<OptText>(rows, std::move(name), Arg::Kind::NumericArray) {}
 };
 
 template <>
